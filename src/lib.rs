@@ -1,0 +1,3 @@
+//! bedrock-batch: run large batches of prompts through Amazon Bedrock.
+
+pub mod cli;
