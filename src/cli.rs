@@ -3,6 +3,8 @@
 //! Nothing here does I/O or validation beyond what clap does: `config.rs` turns
 //! these into validated `Settings`, and nothing downstream reads `Args`.
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -22,6 +24,8 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a job: prompts in, results.jsonl + failures.jsonl + summary.json out.
+    Run(RunArgs),
     /// Serve a local Bedrock Runtime + STS + IMDSv2 emulator on 127.0.0.1.
     Emulator(EmulatorArgs),
 }
@@ -61,3 +65,71 @@ pub struct EmulatorArgs {
     pub seed: Option<u64>,
 }
 
+
+/// Flags of `bedrock-batch run`. Each overrides the same key in the config file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RunArgs {
+    /// Job file (default: ./config.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Input file (.csv, .jsonl or .ndjson); repeat for several.
+    #[arg(long, value_name = "FILE")]
+    pub input: Vec<PathBuf>,
+    /// Directory for results.jsonl, failures.jsonl, summary.json and the manifest.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Model id, inference-profile id (apac.…, us.…, global.…) or ARN.
+    #[arg(long, value_name = "ID")]
+    pub model: Option<String>,
+    /// `converse` (any model) or `invoke` (the model's native body).
+    #[arg(long, value_enum)]
+    pub api: Option<crate::config::Api>,
+    /// Most requests in flight at once.
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Request quota per minute to stay under.
+    #[arg(long, value_name = "N")]
+    pub rpm: Option<u32>,
+    /// Token quota per minute to stay under (input + max_tokens reserved per request).
+    #[arg(long, value_name = "N")]
+    pub tpm: Option<u32>,
+    /// Most output tokens per answer.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u32>,
+    /// Attempts per row before it is written to failures.jsonl.
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// Time limit for one attempt, in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub request_timeout_secs: Option<u64>,
+    /// After Ctrl-C/SIGTERM, how long in-flight calls may finish, in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub grace_period_secs: Option<u64>,
+    /// AWS profile (otherwise AWS_PROFILE or the default chain).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// AWS region (otherwise AWS_REGION or the profile's region).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Assume this role on top of the credentials the chain finds.
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// External id for --role-arn.
+    #[arg(long, value_name = "ID", requires = "role_arn")]
+    pub external_id: Option<String>,
+    /// Session name for --role-arn.
+    #[arg(long, value_name = "NAME", requires = "role_arn")]
+    pub session_name: Option<String>,
+    /// Start over: move the output directory's files aside (never deleted).
+    #[arg(long)]
+    pub fresh: bool,
+    /// Send the rows in failures.jsonl again; optionally only these kinds (comma-separated).
+    #[arg(long, value_name = "KINDS", num_args = 0..=1, default_missing_value = "all")]
+    pub retry_failures: Option<String>,
+    /// Run even if ids repeat: a later duplicate gets a suffixed id (`ID#2`).
+    #[arg(long)]
+    pub allow_duplicate_ids: bool,
+    /// Plain progress lines even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}

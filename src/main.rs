@@ -1,5 +1,36 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 
-fn main() {
-    let _args = bedrock_batch::cli::Args::parse();
+use bedrock_batch::cli::Args;
+use bedrock_batch::error::EXIT_SETUP;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = args
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "warn,bedrock_batch=info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(bedrock_batch::progress::LogWriter)
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_SETUP);
+        }
+    };
+    match runtime.block_on(bedrock_batch::command::execute(args.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            // Every error that reaches here stopped the run as a whole (rows
+            // that fail are data, not errors): setup, input or output trouble.
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_SETUP)
+        }
+    }
 }

@@ -1,0 +1,344 @@
+//! Resume: what an output directory already holds, and getting it ready for
+//! this run.
+//!
+//! Before anything is sent: refuse a directory that holds another job (the
+//! manifest), move old files aside for `--fresh` (never delete), cut away a
+//! torn last line left by a killed process, drop the rows to retry from
+//! `failures.jsonl` for `--retry-failures` (rewritten atomically: temp file +
+//! rename), and collect the ids already done so the runner skips them.
+//!
+//! Done ids are kept as 128-bit hashes in a sorted vector: 16 bytes a row, so
+//! a million-row resume costs 16 MB, and a false match would need a 2^-128
+//! coincidence.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fs::File;
+use std::hash::{Hash, Hasher};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::config::ResumeMode;
+use crate::error::SetupError;
+use crate::manifest::{self, Manifest};
+use crate::sink::{FAILURES, RESULTS};
+
+pub const SUMMARY: &str = "summary.json";
+
+/// A set of ids, by 128-bit hash.
+#[derive(Debug, Default, Clone)]
+pub struct IdSet {
+    sorted: Vec<u128>,
+}
+
+impl IdSet {
+    pub fn from_hashes(mut v: Vec<u128>) -> IdSet {
+        v.sort_unstable();
+        v.dedup();
+        IdSet { sorted: v }
+    }
+    pub fn contains(&self, id: &str) -> bool {
+        self.sorted.binary_search(&id_hash(id)).is_ok()
+    }
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+}
+
+/// Two independent SipHash values of the id: stable across runs and builds
+/// (fixed keys), which matters because the set is rebuilt from files.
+pub fn id_hash(id: &str) -> u128 {
+    let mut a = DefaultHasher::new();
+    (0u8, id).hash(&mut a);
+    let mut b = DefaultHasher::new();
+    (1u8, id).hash(&mut b);
+    ((a.finish() as u128) << 64) | b.finish() as u128
+}
+
+/// The state of the output directory, ready for the run.
+#[derive(Debug, Default)]
+pub struct Checkpoint {
+    pub done: IdSet,
+    /// Things a person should know (torn lines cut, files moved aside).
+    pub notes: Vec<String>,
+}
+
+/// Prepares `dir` for a run of `job`. Errors are setup errors: nothing has been sent.
+pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> Result<Checkpoint, SetupError> {
+    prepare_inner(dir, mode, job).map_err(|e| SetupError::OutputDir(format!("{e:#}")))
+}
+
+fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<Checkpoint> {
+    let mut cp = Checkpoint::default();
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let names = [RESULTS, FAILURES, SUMMARY, manifest::FILE];
+    let existing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| dir.join(n).exists())
+        .collect();
+
+    if *mode == ResumeMode::Fresh && !existing.is_empty() {
+        let aside = dir.join(format!("previous-{}", crate::auth::unix_secs(std::time::SystemTime::now())));
+        std::fs::create_dir_all(&aside)
+            .with_context(|| format!("{}: cannot create", aside.display()))?;
+        for n in &existing {
+            std::fs::rename(dir.join(n), aside.join(n))
+                .with_context(|| format!("{}: cannot move aside", dir.join(n).display()))?;
+        }
+        cp.notes.push(format!("--fresh: earlier files moved to {}", aside.display()));
+    } else {
+        match Manifest::read(dir)? {
+            Some(old) if old != *job => {
+                anyhow::bail!(
+                    "{}: holds a different job ({}); run with --fresh to start over (the old files are moved aside) or choose another --output-dir",
+                    dir.display(),
+                    job.changes_from(&old).join("; ")
+                );
+            }
+            Some(_) => {}
+            None if existing.iter().any(|n| *n == RESULTS || *n == FAILURES) => {
+                anyhow::bail!(
+                    "{}: holds results.jsonl/failures.jsonl but no manifest.json, so it cannot tell which job they belong to; run with --fresh (they are moved aside) or choose another --output-dir",
+                    dir.display()
+                );
+            }
+            None => {}
+        }
+    }
+    write_atomic(&dir.join(manifest::FILE), &serde_json::to_vec_pretty(job)?)?;
+
+    let mut hashes = Vec::new();
+    for name in [RESULTS, FAILURES] {
+        let path = dir.join(name);
+        if let Some(note) = repair_torn_tail(&path)? {
+            cp.notes.push(note);
+        }
+    }
+    if let ResumeMode::RetryFailures(kinds) = mode {
+        let n = drop_failures(&dir.join(FAILURES), kinds)?;
+        cp.notes.push(format!(
+            "--retry-failures: {n} failed row(s) will be sent again"
+        ));
+    }
+    for name in [RESULTS, FAILURES] {
+        collect_ids(&dir.join(name), &mut hashes)?;
+    }
+    cp.done = IdSet::from_hashes(hashes);
+    Ok(cp)
+}
+
+#[derive(Deserialize)]
+struct Line {
+    id: String,
+    #[serde(default)]
+    error: Option<LineError>,
+}
+
+#[derive(Deserialize)]
+struct LineError {
+    kind: String,
+}
+
+/// A process killed mid-write can leave a last line without its newline.
+/// Cut it away (that row is sent again) and say so.
+fn repair_torn_tail(path: &Path) -> anyhow::Result<Option<String>> {
+    let Ok(mut f) = std::fs::OpenOptions::new().read(true).write(true).open(path) else {
+        return Ok(None);
+    };
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(None);
+    }
+    // Scan back from the end for the last newline, in chunks.
+    let mut end = len;
+    let mut last_nl = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 && last_nl.is_none() {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        f.seek(SeekFrom::Start(start))?;
+        std::io::Read::read_exact(&mut f, &mut buf[..n])?;
+        last_nl = buf[..n].iter().rposition(|&b| b == b'\n').map(|i| start + i as u64);
+        end = start;
+    }
+    let keep = last_nl.map_or(0, |i| i + 1);
+    if keep == len {
+        return Ok(None);
+    }
+    f.set_len(keep)?;
+    Ok(Some(format!(
+        "{}: cut a torn last line ({} bytes) left by an interrupted run; that row will be sent again",
+        path.display(),
+        len - keep
+    )))
+}
+
+fn collect_ids(path: &Path, into: &mut Vec<u128>) -> anyhow::Result<()> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    };
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.with_context(|| format!("{}: line {}", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec: Line = serde_json::from_str(&line).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: line {}: not a bedrock-batch record ({e}); was the file edited?",
+                path.display(),
+                i + 1
+            )
+        })?;
+        into.push(id_hash(&rec.id));
+    }
+    Ok(())
+}
+
+/// Removes the failures to retry (all, or those of `kinds`) from the file,
+/// atomically. Returns how many were removed.
+fn drop_failures(path: &Path, kinds: &[String]) -> anyhow::Result<usize> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    };
+    let mut kept = Vec::new();
+    let mut dropped = 0;
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec: Line = serde_json::from_str(&line).map_err(|e| {
+            anyhow::anyhow!("{}: line {}: not a failure record ({e})", path.display(), i + 1)
+        })?;
+        let kind = rec.error.map(|e| e.kind).unwrap_or_default();
+        if kinds.is_empty() || kinds.contains(&kind) {
+            dropped += 1;
+        } else {
+            kept.extend_from_slice(line.as_bytes());
+            kept.push(b'\n');
+        }
+    }
+    write_atomic(path, &kept)?;
+    Ok(dropped)
+}
+
+/// Temp file in the same directory, fsync, rename: a reader (or a crash) sees
+/// the old file or the new one, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp: PathBuf = path.with_extension("tmp");
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.create(true).write(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("{}: cannot write", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot replace", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Api;
+
+    fn job(model: &str) -> Manifest {
+        Manifest {
+            inputs: vec!["/data/p.csv".into()],
+            model: model.into(),
+            api: Api::Converse,
+            id_column: "id".into(),
+            prompt_column: "prompt".into(),
+            template: None,
+            system: None,
+            max_tokens: Some(100),
+            temperature: None,
+            top_p: None,
+            stop_sequences: vec![],
+        }
+    }
+
+    #[test]
+    fn collects_done_ids_and_cuts_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        std::fs::write(dir.path().join(RESULTS), "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\",\"out").unwrap();
+        std::fs::write(dir.path().join(FAILURES), "{\"id\":\"x\",\"error\":{\"kind\":\"throttled\"}}\n").unwrap();
+        let cp = prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        assert!(cp.done.contains("a") && cp.done.contains("b") && cp.done.contains("x"));
+        assert!(!cp.done.contains("c"), "the torn row is sent again");
+        assert_eq!(cp.done.len(), 3);
+        assert!(cp.notes[0].contains("cut a torn last line (17 bytes)"), "{:?}", cp.notes);
+        let results = std::fs::read_to_string(dir.path().join(RESULTS)).unwrap();
+        assert_eq!(results, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
+    }
+
+    #[test]
+    fn refuses_another_job_and_fresh_moves_files_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path(), &ResumeMode::Continue, &job("m1")).unwrap();
+        std::fs::write(dir.path().join(RESULTS), "{\"id\":\"a\"}\n").unwrap();
+        let err = prepare(dir.path(), &ResumeMode::Continue, &job("m2")).unwrap_err().to_string();
+        assert!(err.contains("holds a different job (model: \"m1\" → \"m2\")"), "{err}");
+        assert!(err.contains("--fresh"));
+
+        let cp = prepare(dir.path(), &ResumeMode::Fresh, &job("m2")).unwrap();
+        assert!(cp.done.is_empty());
+        assert!(!dir.path().join(RESULTS).exists());
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("previous-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert!(aside[0].path().join(RESULTS).exists(), "moved, not deleted");
+    }
+
+    #[test]
+    fn retry_failures_drops_only_the_chosen_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        std::fs::write(
+            dir.path().join(FAILURES),
+            "{\"id\":\"t\",\"error\":{\"kind\":\"throttled\"}}\n{\"id\":\"v\",\"error\":{\"kind\":\"validation\"}}\n",
+        )
+        .unwrap();
+        let cp = prepare(dir.path(), &ResumeMode::RetryFailures(vec!["throttled".into()]), &job("m")).unwrap();
+        assert!(!cp.done.contains("t"));
+        assert!(cp.done.contains("v"));
+        let left = std::fs::read_to_string(dir.path().join(FAILURES)).unwrap();
+        assert_eq!(left, "{\"id\":\"v\",\"error\":{\"kind\":\"validation\"}}\n");
+    }
+
+    #[test]
+    fn unknown_files_without_manifest_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(RESULTS), "{\"id\":\"a\"}\n").unwrap();
+        let err = prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap_err().to_string();
+        assert!(err.contains("no manifest.json"), "{err}");
+    }
+
+    #[test]
+    fn id_hash_is_stable() {
+        // Rebuilt from files across runs and builds: must never change.
+        assert_eq!(id_hash("a"), id_hash("a"));
+        assert_ne!(id_hash("a"), id_hash("b"));
+    }
+}

@@ -1,0 +1,359 @@
+//! One Bedrock call for one row, and the one function that reads SDK errors.
+//!
+//! `call` sends a [`Request`] as Converse, or as InvokeModel with the model's
+//! native body, and returns an [`Answer`] or a [`Classified`] error. `classify`
+//! is the only code in the project that looks at an `SdkError`: it decides the
+//! row's [`ErrorKind`] and whether another attempt can help. Retrying itself
+//! (backoff, attempts, deadline) is `runner.rs`'s job; the SDK's own retries
+//! are disabled in `auth.rs`, so there is exactly one retry layer.
+
+use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrockruntime::primitives::Blob;
+use aws_sdk_bedrockruntime::types::{
+    ContentBlock, ConversationRole, ConverseOutput, InferenceConfiguration, Message,
+    SystemContentBlock,
+};
+use aws_sdk_bedrockruntime::Client;
+
+use crate::config::Api;
+use crate::job::Job;
+use crate::native;
+use crate::outcome::ErrorKind;
+use crate::request::{Answer, Request, Role};
+
+/// Which of Bedrock's two throttling messages came back; they mean different
+/// quotas (requests per minute vs tokens per minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    Requests,
+    Tokens,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Another attempt, after a backoff, may succeed.
+    Retry,
+    /// It will fail the same way every time.
+    Fail,
+}
+
+/// An SDK error reduced to what the run needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classified {
+    pub kind: ErrorKind,
+    pub code: String,
+    pub message: String,
+    pub disposition: Disposition,
+    pub throttle: Option<Throttle>,
+}
+
+impl Classified {
+    fn new(kind: ErrorKind, code: &str, message: String, disposition: Disposition) -> Classified {
+        Classified {
+            kind,
+            code: code.to_string(),
+            message,
+            disposition,
+            throttle: None,
+        }
+    }
+}
+
+/// Sorts an SDK error into retry-after-backoff or fail.
+///
+/// Retryable: throttling (both kinds), 500/502/503/504, ModelNotReady,
+/// ModelTimeout, attempt timeouts, dispatch and connection failures, and
+/// expired credentials (the SDK's identity cache loads fresh ones for the
+/// next attempt). Not retryable: validation, access denied, not found, service
+/// quota exceeded (e.g. a daily token limit), model errors, bad credentials.
+pub fn classify<E, R>(err: &SdkError<E, R>) -> Classified
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use Disposition::{Fail, Retry};
+    match err {
+        SdkError::TimeoutError(_) => Classified::new(
+            ErrorKind::Timeout,
+            "AttemptTimeout",
+            "the attempt ran past request_timeout_secs".into(),
+            Retry,
+        ),
+        SdkError::DispatchFailure(d) => {
+            let detail = chain(err);
+            if d.is_timeout() {
+                Classified::new(ErrorKind::Timeout, "ConnectTimeout", detail, Retry)
+            } else if d.is_io() {
+                Classified::new(ErrorKind::Network, "ConnectionError", detail, Retry)
+            } else if is_credentials_failure(&detail) {
+                // The chain could not produce credentials (e.g. STS refused
+                // AssumeRole). Retried: a refresh can fail transiently; a
+                // persistent refusal runs out of attempts with this kind.
+                Classified::new(ErrorKind::Credentials, "CredentialsError", detail, Retry)
+            } else {
+                Classified::new(ErrorKind::Network, "DispatchFailure", detail, Retry)
+            }
+        }
+        // The answer was cut off or unreadable: the connection, not the request.
+        SdkError::ResponseError(_) => {
+            Classified::new(ErrorKind::Network, "ResponseError", chain(err), Retry)
+        }
+        SdkError::ConstructionFailure(_) => {
+            Classified::new(ErrorKind::Validation, "ConstructionFailure", chain(err), Fail)
+        }
+        SdkError::ServiceError(_) => {
+            let code = err.code().unwrap_or("Unknown").to_string();
+            let message = err.message().unwrap_or("").to_string();
+            let status = err
+                .raw_response()
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            let (kind, disposition) = match code.as_str() {
+                "ThrottlingException" | "TooManyRequestsException" => (ErrorKind::Throttled, Retry),
+                "ServiceUnavailableException" | "InternalServerException" => (ErrorKind::Server, Retry),
+                "ModelNotReadyException" => (ErrorKind::Model, Retry),
+                "ModelTimeoutException" => (ErrorKind::Timeout, Retry),
+                "ExpiredTokenException" | "ExpiredToken" | "RequestExpired" => {
+                    (ErrorKind::Credentials, Retry)
+                }
+                "ValidationException" => (ErrorKind::Validation, Fail),
+                "AccessDeniedException" => (ErrorKind::AccessDenied, Fail),
+                "ResourceNotFoundException" => (ErrorKind::NotFound, Fail),
+                "ServiceQuotaExceededException" => (ErrorKind::Quota, Fail),
+                "ModelErrorException" | "ModelStreamErrorException" => (ErrorKind::Model, Fail),
+                "UnrecognizedClientException" | "InvalidSignatureException" | "IncompleteSignature" => {
+                    (ErrorKind::Credentials, Fail)
+                }
+                _ => match status {
+                    429 => (ErrorKind::Throttled, Retry),
+                    408 => (ErrorKind::Timeout, Retry),
+                    500 | 502 | 503 | 504 => (ErrorKind::Server, Retry),
+                    s if s >= 500 => (ErrorKind::Server, Fail),
+                    _ => (ErrorKind::Validation, Fail),
+                },
+            };
+            let mut c = Classified::new(kind, &code, message, disposition);
+            if kind == ErrorKind::Throttled {
+                c.throttle = Some(if c.message.to_ascii_lowercase().contains("token") {
+                    Throttle::Tokens
+                } else {
+                    Throttle::Requests
+                });
+            }
+            if kind == ErrorKind::AccessDenied {
+                c.message.push_str(
+                    " (hint: `bedrock-batch policy` prints the policy this job needs; a cross-region \
+                     profile needs the model in every destination region)",
+                );
+            }
+            c
+        }
+        // `SdkError` is non-exhaustive.
+        _ => Classified::new(ErrorKind::Network, "Unknown", chain(err), Retry),
+    }
+}
+
+fn is_credentials_failure(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    d.contains("credential") || d.contains("identity") || d.contains("assumerole")
+}
+
+/// The error and its sources on one line, capped: SDK errors never carry
+/// secrets in their messages, but they can be long.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let s = crate::auth::error_chain(err);
+    if s.len() > 500 {
+        format!("{}…", &s[..s.floor_char_boundary(500)])
+    } else {
+        s
+    }
+}
+
+/// Sends one row once.
+pub async fn call(client: &Client, api: Api, job: &Job) -> Result<Answer, Classified> {
+    match api {
+        Api::Converse => converse(client, &job.request).await,
+        Api::Invoke => invoke(client, job).await,
+    }
+}
+
+async fn converse(client: &Client, r: &Request) -> Result<Answer, Classified> {
+    let mut call = client.converse().model_id(&r.model);
+    for m in &r.messages {
+        let role = match m.role {
+            Role::User => ConversationRole::User,
+            Role::Assistant => ConversationRole::Assistant,
+        };
+        let msg = Message::builder()
+            .role(role)
+            .content(ContentBlock::Text(m.text.clone()))
+            .build()
+            .map_err(|e| {
+                Classified::new(ErrorKind::Input, "InvalidRow", e.to_string(), Disposition::Fail)
+            })?;
+        call = call.messages(msg);
+    }
+    if let Some(s) = &r.system {
+        call = call.system(SystemContentBlock::Text(s.clone()));
+    }
+    let config = InferenceConfiguration::builder()
+        .set_max_tokens(r.max_tokens.map(|n| n.min(i32::MAX as u32) as i32))
+        .set_temperature(r.temperature)
+        .set_top_p(r.top_p)
+        .set_stop_sequences((!r.stop_sequences.is_empty()).then(|| r.stop_sequences.clone()))
+        .build();
+    let out = call
+        .inference_config(config)
+        .send()
+        .await
+        .map_err(|e| classify(&e))?;
+    let text = match out.output() {
+        Some(ConverseOutput::Message(m)) => m
+            .content()
+            .iter()
+            .filter_map(|b| b.as_text().ok().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    };
+    let (input_tokens, output_tokens) = out
+        .usage()
+        .map(|u| (u.input_tokens().max(0) as u64, u.output_tokens().max(0) as u64))
+        .unwrap_or((0, 0));
+    Ok(Answer {
+        text,
+        stop_reason: out.stop_reason().as_str().to_string(),
+        input_tokens,
+        output_tokens,
+    })
+}
+
+async fn invoke(client: &Client, job: &Job) -> Result<Answer, Classified> {
+    let r = &job.request;
+    let input = |msg: String| Classified::new(ErrorKind::Input, "InvalidRow", msg, Disposition::Fail);
+    let family = native::family(&r.model);
+    let body = match &job.body {
+        Some(b) => b.clone(),
+        None => {
+            let f = family.ok_or_else(|| {
+                input(format!(
+                    "model `{}`: no known native body format; use api = \"converse\" or give the row a `body`",
+                    r.model
+                ))
+            })?;
+            native::request_body(f, r).map_err(|e| input(e.to_string()))?
+        }
+    };
+    let bytes = serde_json::to_vec(&body).map_err(|e| input(e.to_string()))?;
+    let out = client
+        .invoke_model()
+        .model_id(&r.model)
+        .content_type("application/json")
+        .accept("application/json")
+        .body(Blob::new(bytes))
+        .send()
+        .await
+        .map_err(|e| classify(&e))?;
+    let raw = out.body().as_ref();
+    let parsed = match family {
+        Some(f) if job.body.is_none() => native::parse_response(f, raw),
+        _ => native::parse_any(raw),
+    };
+    parsed.map_err(|e| {
+        Classified::new(
+            ErrorKind::Model,
+            "UnreadableResponse",
+            e.to_string(),
+            Disposition::Fail,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_bedrockruntime::operation::converse::ConverseError;
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn service(code: &str, status: u16, message: &str) -> SdkError<ConverseError, HttpResponse> {
+        let meta = ErrorMetadata::builder().code(code).message(message).build();
+        let raw = HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        SdkError::service_error(ConverseError::generic(meta), raw)
+    }
+
+    fn verdict(e: &SdkError<ConverseError, HttpResponse>) -> (ErrorKind, Disposition) {
+        let c = classify(e);
+        (c.kind, c.disposition)
+    }
+
+    #[test]
+    fn retryable_service_errors() {
+        use Disposition::Retry;
+        for (code, status, kind) in [
+            ("ThrottlingException", 429, ErrorKind::Throttled),
+            ("ServiceUnavailableException", 503, ErrorKind::Server),
+            ("InternalServerException", 500, ErrorKind::Server),
+            ("ModelNotReadyException", 429, ErrorKind::Model),
+            ("ModelTimeoutException", 408, ErrorKind::Timeout),
+            ("ExpiredTokenException", 403, ErrorKind::Credentials),
+            // No code at all: the status decides.
+            ("", 502, ErrorKind::Server),
+            ("", 429, ErrorKind::Throttled),
+        ] {
+            assert_eq!(verdict(&service(code, status, "m")), (kind, Retry), "{code} {status}");
+        }
+    }
+
+    #[test]
+    fn permanent_service_errors() {
+        use Disposition::Fail;
+        for (code, status, kind) in [
+            ("ValidationException", 400, ErrorKind::Validation),
+            ("AccessDeniedException", 403, ErrorKind::AccessDenied),
+            ("ResourceNotFoundException", 404, ErrorKind::NotFound),
+            ("ServiceQuotaExceededException", 400, ErrorKind::Quota),
+            ("ModelErrorException", 424, ErrorKind::Model),
+            ("UnrecognizedClientException", 403, ErrorKind::Credentials),
+        ] {
+            assert_eq!(verdict(&service(code, status, "m")), (kind, Fail), "{code}");
+        }
+    }
+
+    #[test]
+    fn throttles_say_which_quota() {
+        let c = classify(&service("ThrottlingException", 429, "Too many tokens, please wait before trying again."));
+        assert_eq!(c.throttle, Some(Throttle::Tokens));
+        let c = classify(&service("ThrottlingException", 429, "Too many requests, please wait before trying again."));
+        assert_eq!(c.throttle, Some(Throttle::Requests));
+        assert_eq!(c.code, "ThrottlingException");
+        assert!(classify(&service("ValidationException", 400, "x")).throttle.is_none());
+    }
+
+    #[test]
+    fn access_denied_points_at_the_policy_command() {
+        let c = classify(&service("AccessDeniedException", 403, "not authorized"));
+        assert!(c.message.starts_with("not authorized (hint: `bedrock-batch policy`"), "{}", c.message);
+    }
+
+    #[test]
+    fn transport_failures_are_retryable() {
+        let io: SdkError<ConverseError, HttpResponse> = SdkError::dispatch_failure(ConnectorError::io(
+            std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset").into(),
+        ));
+        assert_eq!(verdict(&io), (ErrorKind::Network, Disposition::Retry));
+        let timeout: SdkError<ConverseError, HttpResponse> = SdkError::dispatch_failure(
+            ConnectorError::timeout(std::io::Error::new(std::io::ErrorKind::TimedOut, "t").into()),
+        );
+        assert_eq!(verdict(&timeout), (ErrorKind::Timeout, Disposition::Retry));
+        let attempt: SdkError<ConverseError, HttpResponse> =
+            SdkError::timeout_error(std::io::Error::new(std::io::ErrorKind::TimedOut, "t"));
+        assert_eq!(verdict(&attempt), (ErrorKind::Timeout, Disposition::Retry));
+        let construction: SdkError<ConverseError, HttpResponse> =
+            SdkError::construction_failure(std::io::Error::other("bad input"));
+        assert_eq!(verdict(&construction), (ErrorKind::Validation, Disposition::Fail));
+    }
+}

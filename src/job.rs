@@ -1,0 +1,422 @@
+//! One input row → one [`Job`]: its id, the request to send, the columns to carry.
+//!
+//! The meaning of columns lives here: which one is the id, the prompt, a
+//! multi-turn `messages` array, a per-row `system`/`model`/`max_tokens`/
+//! `temperature`/`top_p`, a verbatim native `body`; every other column is
+//! `meta`, carried to the output row untouched. A row that cannot become a
+//! request is a [`Failure`] of kind `input` with its file and line.
+
+use serde_json::{Map, Value};
+
+use crate::config::{Api, Settings};
+use crate::outcome::{ErrorInfo, ErrorKind, Failure, Source};
+use crate::reader::{json_type, Bad, Record};
+use crate::request::{Message, Request, Role};
+use crate::template::Template;
+
+/// A row ready to send.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub source: Source,
+    pub request: Request,
+    /// A JSONL row's own InvokeModel body (api = invoke), sent verbatim.
+    pub body: Option<Value>,
+    pub meta: Map<String, Value>,
+}
+
+/// Columns with a meaning; everything else is meta.
+const RESERVED: [&str; 7] = [
+    "messages",
+    "system",
+    "model",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "body",
+];
+
+/// Turns records into jobs under one job's settings.
+pub struct Builder<'a> {
+    settings: &'a Settings,
+    template: Option<&'a Template>,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(settings: &'a Settings, template: Option<&'a Template>) -> Builder<'a> {
+        Builder { settings, template }
+    }
+
+    /// The row's id, or the stand-in a row without one is recorded under
+    /// (`FILE:LINE`), so that resume counts it as done like any other row.
+    pub fn id_of(&self, fields: &Map<String, Value>, source: &Source) -> Result<String, String> {
+        match fields.get(&self.settings.id_column) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+            Some(Value::Number(n)) => Ok(n.to_string()),
+            Some(Value::String(_)) | Some(Value::Null) | None => Err(format!(
+                "missing id (column `{}`)",
+                self.settings.id_column
+            )),
+            Some(other) => Err(format!(
+                "id (column `{}`) is a {}, expected a string or number",
+                self.settings.id_column,
+                json_type(other)
+            )),
+        }
+        .map_err(|m| m + &format!("; recorded as `{}`", stand_in_id(source)))
+    }
+
+    pub fn bad(&self, bad: Bad) -> Failure {
+        let id = self
+            .id_of(&bad.fields, &bad.source)
+            .unwrap_or_else(|_| stand_in_id(&bad.source));
+        input_failure(id, &self.settings.model, bad.source, bad.message, Map::new())
+    }
+
+    /// `id` is the row's (possibly suffixed) id as the run decided it.
+    pub fn build(&self, record: Record, id: String) -> Result<Job, Failure> {
+        let Record { source, mut fields } = record;
+        let fail = |message: String, meta: Map<String, Value>| {
+            Err(input_failure(
+                id.clone(),
+                &self.settings.model,
+                source.clone(),
+                message,
+                meta,
+            ))
+        };
+        let s = self.settings;
+
+        let mut request = Request {
+            model: s.model.clone(),
+            system: s.system.clone(),
+            messages: Vec::new(),
+            max_tokens: s.max_tokens,
+            temperature: s.temperature,
+            top_p: s.top_p,
+            stop_sequences: s.stop_sequences.clone(),
+        };
+
+        // The prompt first, so a template sees every column.
+        let rendered = match self.template {
+            Some(t) => match t.render(&fields) {
+                Ok(text) => Some(text),
+                Err(e) => return fail(format!("template: {e}"), meta_of(fields, s)),
+            },
+            None => None,
+        };
+
+        let row_param = |fields: &Map<String, Value>, key: &str| -> Option<Value> {
+            match fields.get(key) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(v)) if v.trim().is_empty() => None,
+                Some(v) => Some(v.clone()),
+            }
+        };
+        if let Some(v) = row_param(&fields, "system") {
+            match v {
+                Value::String(v) => request.system = Some(v),
+                other => return fail(format!("column `system` is a {}, expected text", json_type(&other)), meta_of(fields, s)),
+            }
+        }
+        if let Some(v) = row_param(&fields, "model") {
+            match v {
+                Value::String(v) => request.model = v.trim().to_string(),
+                other => return fail(format!("column `model` is a {}, expected text", json_type(&other)), meta_of(fields, s)),
+            }
+        }
+        if let Some(v) = row_param(&fields, "max_tokens") {
+            match as_u32(&v) {
+                Some(n) if n > 0 => request.max_tokens = Some(n),
+                _ => return fail(format!("column `max_tokens`: {} is not a whole number above 0", short(&v)), meta_of(fields, s)),
+            }
+        }
+        for key in ["temperature", "top_p"] {
+            if let Some(v) = row_param(&fields, key) {
+                match as_f32(&v) {
+                    Some(x) if (0.0..=1.0).contains(&x) => {
+                        if key == "temperature" {
+                            request.temperature = Some(x)
+                        } else {
+                            request.top_p = Some(x)
+                        }
+                    }
+                    _ => return fail(format!("column `{key}`: {} is not a number from 0 to 1", short(&v)), meta_of(fields, s)),
+                }
+            }
+        }
+
+        let body = match fields.get("body") {
+            Some(Value::Object(_)) if s.api == Api::Invoke => fields.get("body").cloned(),
+            Some(Value::Object(_)) => {
+                return fail(
+                    "column `body` (a native InvokeModel body) needs api = \"invoke\"".into(),
+                    meta_of(fields, s),
+                )
+            }
+            _ => None,
+        };
+
+        if let Some(text) = rendered {
+            if text.trim().is_empty() {
+                return fail("empty prompt (the template rendered to nothing)".into(), meta_of(fields, s));
+            }
+            request.messages.push(Message { role: Role::User, text });
+        } else if let Some(messages) = fields.get("messages") {
+            match parse_messages(messages) {
+                Ok(m) => request.messages = m,
+                Err(e) => return fail(format!("column `messages`: {e}"), meta_of(fields, s)),
+            }
+        } else if body.is_none() {
+            match fields.get(&s.prompt_column) {
+                Some(Value::String(p)) if !p.trim().is_empty() => request.messages.push(Message {
+                    role: Role::User,
+                    text: p.clone(),
+                }),
+                Some(Value::String(_)) | Some(Value::Null) => {
+                    return fail(format!("empty prompt (column `{}`)", s.prompt_column), meta_of(fields, s))
+                }
+                Some(other) => {
+                    return fail(
+                        format!("column `{}` is a {}, expected text", s.prompt_column, json_type(other)),
+                        meta_of(fields, s),
+                    )
+                }
+                None => return fail(format!("missing column `{}`", s.prompt_column), meta_of(fields, s)),
+            }
+        }
+
+        fields.remove(&s.id_column);
+        if self.template.is_none() {
+            fields.remove(&s.prompt_column);
+        }
+        Ok(Job {
+            id,
+            source,
+            request,
+            body,
+            meta: meta_of(fields, s),
+        })
+    }
+}
+
+/// The id a row without a usable id is recorded under.
+pub fn stand_in_id(source: &Source) -> String {
+    format!("{}:{}", source.file, source.line)
+}
+
+fn input_failure(id: String, model: &str, source: Source, message: String, meta: Map<String, Value>) -> Failure {
+    Failure {
+        id,
+        model: model.to_string(),
+        error: ErrorInfo {
+            kind: ErrorKind::Input,
+            code: "InvalidRow".into(),
+            message: format!("{source}: {message}"),
+        },
+        attempts: 0,
+        source,
+        meta,
+    }
+}
+
+fn meta_of(mut fields: Map<String, Value>, s: &Settings) -> Map<String, Value> {
+    fields.remove(&s.id_column);
+    for k in RESERVED {
+        fields.remove(k);
+    }
+    fields
+}
+
+/// Converse-form messages: `[{"role":"user","content":[{"text":"…"}]}, …]`;
+/// `content` may also be a plain string.
+fn parse_messages(v: &Value) -> Result<Vec<Message>, String> {
+    let Value::Array(items) = v else {
+        return Err(format!("expected an array of messages, got a {}", json_type(v)));
+    };
+    if items.is_empty() {
+        return Err("no messages".into());
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, m) in items.iter().enumerate() {
+        let n = i + 1;
+        let role = match m.get("role").and_then(Value::as_str) {
+            Some("user") => Role::User,
+            Some("assistant") => Role::Assistant,
+            Some(r) => return Err(format!("message {n}: role `{r}` (expected user or assistant)")),
+            None => return Err(format!("message {n}: no role")),
+        };
+        let text = match m.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(blocks)) => {
+                let mut parts = Vec::new();
+                for b in blocks {
+                    match b.get("text").and_then(Value::as_str) {
+                        Some(t) => parts.push(t),
+                        None => return Err(format!("message {n}: only text content blocks are supported")),
+                    }
+                }
+                parts.join("\n")
+            }
+            _ => return Err(format!("message {n}: no content")),
+        };
+        if text.trim().is_empty() {
+            return Err(format!("message {n}: empty text"));
+        }
+        if out.last().map(|p: &Message| p.role) == Some(role) {
+            return Err(format!("message {n}: two {} turns in a row", if role == Role::User { "user" } else { "assistant" }));
+        }
+        if i == 0 && role != Role::User {
+            return Err("the first message must be from the user".into());
+        }
+        out.push(Message { role, text });
+    }
+    if out.last().map(|m| m.role) != Some(Role::User) {
+        return Err("the last message must be from the user".into());
+    }
+    Ok(out)
+}
+
+fn as_u32(v: &Value) -> Option<u32> {
+    match v {
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_f32(v: &Value) -> Option<f32> {
+    match v {
+        Value::Number(n) => n.as_f64().map(|x| x as f32),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 40 {
+        format!("{}…", &s[..s.floor_char_boundary(40)])
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ResumeMode;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn settings() -> Settings {
+        Settings {
+            region: None,
+            profile: None,
+            role: None,
+            model: "m-default".into(),
+            api: Api::Converse,
+            inputs: vec![],
+            output_dir: "o".into(),
+            id_column: "id".into(),
+            prompt_column: "prompt".into(),
+            template: None,
+            system: Some("sys".into()),
+            max_tokens: Some(100),
+            temperature: None,
+            top_p: None,
+            stop_sequences: vec![],
+            concurrency: 1,
+            rpm: None,
+            tpm: None,
+            max_attempts: 1,
+            request_timeout: Duration::from_secs(1),
+            row_deadline: Duration::from_secs(1),
+            grace_period: Duration::from_secs(1),
+            max_row_bytes: 1000,
+            resume: ResumeMode::Continue,
+            allow_duplicate_ids: false,
+            progress_bar: false,
+        }
+    }
+
+    fn record(v: Value) -> Record {
+        Record {
+            source: Source { file: "p.jsonl".into(), line: 7 },
+            fields: v.as_object().unwrap().clone(),
+        }
+    }
+
+    #[test]
+    fn prompt_row_with_overrides_and_meta() {
+        let s = settings();
+        let b = Builder::new(&s, None);
+        let job = b
+            .build(
+                record(json!({"id": "a", "prompt": "hi", "model": "m2", "max_tokens": "50", "temperature": 0.5, "expected": "x", "label": 3})),
+                "a".into(),
+            )
+            .unwrap();
+        assert_eq!(job.request.model, "m2");
+        assert_eq!(job.request.max_tokens, Some(50));
+        assert_eq!(job.request.temperature, Some(0.5));
+        assert_eq!(job.request.system.as_deref(), Some("sys"));
+        assert_eq!(job.request.messages, vec![Message { role: Role::User, text: "hi".into() }]);
+        assert_eq!(Value::Object(job.meta), json!({"expected": "x", "label": 3}));
+    }
+
+    #[test]
+    fn multi_turn_messages() {
+        let s = settings();
+        let job = Builder::new(&s, None)
+            .build(
+                record(json!({"id": 1, "messages": [
+                    {"role": "user", "content": [{"text": "a"}]},
+                    {"role": "assistant", "content": "b"},
+                    {"role": "user", "content": "c"}]})),
+                "1".into(),
+            )
+            .unwrap();
+        assert_eq!(job.request.messages.len(), 3);
+        let err = Builder::new(&s, None)
+            .build(record(json!({"id": 1, "messages": [{"role": "assistant", "content": "b"}]})), "1".into())
+            .unwrap_err();
+        assert!(err.error.message.contains("column `messages`: the first message must be from the user"), "{}", err.error.message);
+    }
+
+    #[test]
+    fn bad_rows_name_the_problem_and_location() {
+        let s = settings();
+        let b = Builder::new(&s, None);
+        let cases = [
+            (json!({"id": "x"}), "p.jsonl: line 7: missing column `prompt`"),
+            (json!({"id": "x", "prompt": "  "}), "p.jsonl: line 7: empty prompt (column `prompt`)"),
+            (json!({"id": "x", "prompt": 5}), "p.jsonl: line 7: column `prompt` is a number, expected text"),
+            (json!({"id": "x", "prompt": "p", "max_tokens": "lots"}), "p.jsonl: line 7: column `max_tokens`: \"lots\" is not a whole number above 0"),
+            (json!({"id": "x", "prompt": "p", "temperature": 3}), "p.jsonl: line 7: column `temperature`: 3 is not a number from 0 to 1"),
+        ];
+        for (row, want) in cases {
+            let f = b.build(record(row), "x".into()).unwrap_err();
+            assert_eq!(f.error.kind, ErrorKind::Input);
+            assert_eq!(f.error.message, want);
+            assert_eq!(f.attempts, 0);
+        }
+        let src = Source { file: "p.csv".into(), line: 3 };
+        assert_eq!(
+            b.id_of(&json!({"prompt": "p"}).as_object().unwrap().clone(), &src).unwrap_err(),
+            "missing id (column `id`); recorded as `p.csv:3`"
+        );
+    }
+
+    #[test]
+    fn template_rows_keep_all_columns_as_meta() {
+        let mut s = settings();
+        s.template = Some("Q: {{ question }}".into());
+        let t = Template::compile(s.template.as_deref().unwrap()).unwrap();
+        let job = Builder::new(&s, Some(&t))
+            .build(record(json!({"id": "q1", "question": "why?", "answer": "because"})), "q1".into())
+            .unwrap();
+        assert_eq!(job.request.messages[0].text, "Q: why?");
+        assert_eq!(Value::Object(job.meta), json!({"question": "why?", "answer": "because"}));
+    }
+}

@@ -1,0 +1,354 @@
+//! The shared throttle in front of every call: request rate, token rate, and
+//! the adaptive cut when Bedrock says "too many".
+//!
+//! - **Requests**: with a known quota (`rpm`), `governor` paces sends evenly at
+//!   that rate with a burst of one, so we never run above it.
+//! - **Tokens**: with a known `tpm`, a bucket that mirrors Bedrock's rule:
+//!   reserve input + `max_tokens` before sending, settle to the real usage
+//!   when the answer arrives (the unused part comes back).
+//! - **Adaptive**: a 429 cuts the allowed request rate to 70% of what we were
+//!   sending and pauses *all* senders briefly; while calls succeed the rate
+//!   grows back by 10% per second (a gentle multiplicative probe). This finds an
+//!   unknown quota, or the share left by other jobs on the same account. One
+//!   cut per congestion event: throttles of requests sent before the last cut
+//!   are old news and do not cut again.
+//!
+//! Not here: retries (runner) and error classification (invoker).
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::time::Instant;
+
+const CUT: f64 = 0.7;
+const GROWTH_PER_SEC: f64 = 0.10;
+/// Never pace slower than this, or a burst of throttles could stall a run.
+const MIN_RATE: f64 = 0.05;
+const SEND_WINDOW: Duration = Duration::from_secs(2);
+
+pub struct Limiter {
+    requests: Option<DefaultDirectRateLimiter>,
+    ceiling: Option<f64>,
+    tokens: Option<Mutex<TokenBucket>>,
+    state: Mutex<Adaptive>,
+}
+
+/// What a caller holds between `acquire` and `settle`/`throttled`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    pub sent_at: Instant,
+    pub reserved_tokens: u64,
+}
+
+struct Adaptive {
+    /// Allowed requests per second once throttled; `None` until the first 429
+    /// (then the configured quota, if any, is the only pace).
+    rate: Option<f64>,
+    /// When the paced sender may send next.
+    next_at: Instant,
+    /// No sends before this (set by a throttle).
+    pause_until: Instant,
+    last_cut: Option<Instant>,
+    last_growth: Instant,
+    sends: VecDeque<Instant>,
+    /// Learned input tokens per byte of prompt, from returned usage.
+    tokens_per_byte: f64,
+}
+
+impl Limiter {
+    pub fn new(rpm: Option<u32>, tpm: Option<u32>) -> Limiter {
+        let now = Instant::now();
+        let requests = rpm.and_then(NonZeroU32::new).map(|n| {
+            RateLimiter::direct(Quota::per_minute(n).allow_burst(NonZeroU32::MIN))
+        });
+        Limiter {
+            requests,
+            ceiling: rpm.map(|n| n as f64 / 60.0),
+            tokens: tpm.map(|t| Mutex::new(TokenBucket::new(t as f64))),
+            state: Mutex::new(Adaptive {
+                rate: None,
+                next_at: now,
+                pause_until: now,
+                last_cut: None,
+                last_growth: now,
+                sends: VecDeque::new(),
+                tokens_per_byte: 0.25,
+            }),
+        }
+    }
+
+    /// Input-token estimate for a prompt of `bytes`, with a 10% margin so a
+    /// reservation errs on the safe side.
+    pub fn estimate_input(&self, bytes: usize) -> u64 {
+        let per_byte = self.lock().tokens_per_byte;
+        ((bytes as f64 * per_byte) * 1.1).ceil() as u64 + 1
+    }
+
+    /// Waits until a request may be sent, reserving `tokens` (input estimate +
+    /// max_tokens) from the token quota.
+    pub async fn acquire(&self, tokens: u64) -> Ticket {
+        loop {
+            let wake = {
+                let now = Instant::now();
+                let mut s = self.lock();
+                if now < s.pause_until {
+                    Some(s.pause_until)
+                } else if let Some(rate) = s.rate {
+                    if now < s.next_at {
+                        Some(s.next_at)
+                    } else {
+                        // Pace from the later of "now" and the schedule so an idle
+                        // spell does not bank a burst.
+                        s.next_at = now.max(s.next_at) + Duration::from_secs_f64(1.0 / rate);
+                        None
+                    }
+                } else {
+                    None
+                }
+            };
+            match wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => break,
+            }
+        }
+        if let Some(g) = &self.requests {
+            g.until_ready().await;
+        }
+        if let Some(bucket) = &self.tokens {
+            loop {
+                let wait = bucket.lock().unwrap_or_else(|e| e.into_inner()).take(tokens, Instant::now());
+                match wait {
+                    None => break,
+                    Some(d) => tokio::time::sleep(d).await,
+                }
+            }
+        }
+        let now = Instant::now();
+        let mut s = self.lock();
+        s.sends.push_back(now);
+        while s.sends.front().is_some_and(|t| now.duration_since(*t) > SEND_WINDOW) {
+            s.sends.pop_front();
+        }
+        Ticket {
+            sent_at: now,
+            reserved_tokens: if self.tokens.is_some() { tokens } else { 0 },
+        }
+    }
+
+    /// The call succeeded and used `used` tokens (input + output), for
+    /// `input_bytes` of prompt.
+    pub fn settle(&self, ticket: Ticket, input_tokens: u64, output_tokens: u64, input_bytes: usize) {
+        if let Some(bucket) = &self.tokens {
+            bucket
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .give_back(ticket.reserved_tokens.saturating_sub(input_tokens + output_tokens));
+        }
+        let now = Instant::now();
+        let mut s = self.lock();
+        if input_bytes > 0 && input_tokens > 0 {
+            let observed = input_tokens as f64 / input_bytes as f64;
+            s.tokens_per_byte = 0.9 * s.tokens_per_byte + 0.1 * observed;
+        }
+        if let Some(rate) = s.rate {
+            let dt = now.duration_since(s.last_growth).as_secs_f64().min(1.0);
+            let mut grown = rate * (1.0 + GROWTH_PER_SEC * dt);
+            if let Some(c) = self.ceiling {
+                grown = grown.min(c);
+            }
+            s.rate = Some(grown);
+        }
+        s.last_growth = now;
+    }
+
+    /// The call ended without using tokens (a failure other than throttling):
+    /// give its whole reservation back.
+    pub fn release(&self, ticket: Ticket) {
+        if let Some(bucket) = &self.tokens {
+            bucket
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .give_back(ticket.reserved_tokens);
+        }
+    }
+
+    /// Bedrock throttled this call. Cuts the rate once per congestion event and
+    /// pauses every sender. Returns true when this throttle caused a cut.
+    pub fn throttled(&self, ticket: Ticket) -> bool {
+        self.release(ticket);
+        let now = Instant::now();
+        let mut s = self.lock();
+        if s.last_cut.is_some_and(|cut| ticket.sent_at < cut) {
+            return false;
+        }
+        let sending = s.sends.len() as f64 / SEND_WINDOW.as_secs_f64();
+        let current = match (s.rate, self.ceiling) {
+            (Some(r), _) => r,
+            (None, Some(c)) => c.min(sending.max(MIN_RATE)),
+            (None, None) => sending.max(MIN_RATE),
+        };
+        let rate = (current * CUT).max(MIN_RATE);
+        s.rate = Some(rate);
+        s.last_cut = Some(now);
+        s.last_growth = now;
+        let pause = Duration::from_secs_f64((1.0 / rate).min(1.0));
+        s.pause_until = now + pause;
+        s.next_at = s.pause_until;
+        true
+    }
+
+    /// Requests per minute the limiter currently allows, if it is limiting.
+    pub fn allowed_rpm(&self) -> Option<f64> {
+        let s = self.lock();
+        s.rate.or(self.ceiling).map(|r| r * 60.0)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Adaptive> {
+        // A panic while holding this lock cannot leave it inconsistent (plain
+        // numbers), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Bedrock's token quota as a bucket: refilled continuously at `tpm / 60` per
+/// second, holding at most `capacity`; a reservation larger than the whole
+/// bucket is admitted when the bucket is full, so it is never starved.
+#[derive(Debug)]
+pub struct TokenBucket {
+    per_sec: f64,
+    capacity: f64,
+    level: f64,
+    at: Option<Instant>,
+}
+
+impl TokenBucket {
+    pub fn new(tpm: f64) -> TokenBucket {
+        // Two seconds of quota: enough to keep the pipe full, small enough not
+        // to overrun a server-side bucket that may be smaller than a minute.
+        let capacity = (tpm / 60.0 * 2.0).max(1.0);
+        TokenBucket {
+            per_sec: tpm / 60.0,
+            capacity,
+            level: capacity,
+            at: None,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        if let Some(at) = self.at {
+            let dt = now.duration_since(at).as_secs_f64();
+            self.level = (self.level + dt * self.per_sec).min(self.capacity);
+        }
+        self.at = Some(now);
+    }
+
+    /// Takes `n` tokens, or says how long to wait before trying again.
+    pub fn take(&mut self, n: u64, now: Instant) -> Option<Duration> {
+        self.refill(now);
+        let n = n as f64;
+        if self.level >= n || self.level >= self.capacity {
+            self.level -= n;
+            return None;
+        }
+        let short = n.min(self.capacity) - self.level;
+        Some(Duration::from_secs_f64((short / self.per_sec).max(0.001)))
+    }
+
+    pub fn give_back(&mut self, n: u64) {
+        self.level = (self.level + n as f64).min(self.capacity);
+    }
+
+    pub fn level(&self) -> f64 {
+        self.level
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn token_bucket_reserves_and_settles_like_bedrock() {
+        // 6000 tokens/min = 100/s, bucket of 200.
+        let mut b = TokenBucket::new(6000.0);
+        let t0 = Instant::now();
+        assert_eq!(b.take(150, t0), None);
+        assert_eq!(b.level(), 50.0);
+        // 100 more do not fit: half a second of refill needed.
+        assert_eq!(b.take(100, t0), Some(Duration::from_millis(500)));
+        // The call used 20 of its 150: 130 come back.
+        b.give_back(130);
+        assert_eq!(b.level(), 180.0);
+        assert_eq!(b.take(100, t0), None);
+        // Refill is capped at the capacity.
+        assert_eq!(b.take(0, t0 + Duration::from_secs(60)), None);
+        assert_eq!(b.level(), 200.0);
+        // A reservation bigger than the bucket passes only when the bucket is full.
+        assert_eq!(b.take(1000, t0 + Duration::from_secs(60)), None);
+        assert!(b.take(1000, t0 + Duration::from_secs(61)).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn known_rpm_paces_evenly() {
+        let l = Limiter::new(Some(600), None);
+        let start = Instant::now();
+        for _ in 0..11 {
+            l.acquire(0).await;
+        }
+        // 10/s with a burst of one: the 11th send is at 1.0 s.
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_cuts_once_and_pauses_everyone() {
+        let l = Limiter::new(None, None);
+        let mut tickets = Vec::new();
+        for _ in 0..20 {
+            tickets.push(l.acquire(0).await);
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        // We were sending 10/s over the last 2 s; a throttle cuts to 7/s.
+        assert!(l.throttled(tickets[19]));
+        assert!((l.allowed_rpm().unwrap() - 7.0 * 60.0).abs() < 1.0);
+        // Another throttle of a request sent before the cut: no second cut.
+        assert!(!l.throttled(tickets[18]));
+        assert!((l.allowed_rpm().unwrap() - 420.0).abs() < 1.0);
+        // Everyone pauses ~1/7 s, then sends are paced at 7/s.
+        let t = Instant::now();
+        l.acquire(0).await;
+        l.acquire(0).await;
+        let waited = t.elapsed().as_secs_f64();
+        assert!((waited - 2.0 / 7.0).abs() < 0.01, "{waited}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn success_grows_the_rate_back_up_to_the_quota() {
+        let l = Limiter::new(Some(600), None);
+        let t = l.acquire(0).await;
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(l.throttled(t));
+        let cut = l.allowed_rpm().unwrap();
+        assert!(cut < 600.0);
+        for _ in 0..100 {
+            let t = l.acquire(0).await;
+            l.settle(t, 10, 10, 40);
+        }
+        assert_eq!(l.allowed_rpm().unwrap(), 600.0, "never above the configured quota");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn estimates_learn_from_usage() {
+        let l = Limiter::new(None, Some(60_000));
+        assert_eq!(l.estimate_input(400), 111);
+        for _ in 0..100 {
+            let t = l.acquire(200).await;
+            l.settle(t, 200, 10, 400);
+        }
+        // 0.5 tokens per byte observed, plus the 10% margin.
+        let e = l.estimate_input(400);
+        assert!((215..=225).contains(&e), "{e}");
+    }
+}

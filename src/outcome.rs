@@ -1,0 +1,139 @@
+//! What happened to one row: the records of `results.jsonl` and `failures.jsonl`.
+//!
+//! These structs *are* the output contract the README documents; field names
+//! and shapes change only with the README. A failed row is data, never an
+//! error propagated with `?`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Where a row came from: the input file and the 1-based line its record starts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub file: String,
+    pub line: u64,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: line {}", self.file, self.line)
+    }
+}
+
+/// Why a row failed, coarse enough to choose what to retry (`--retry-failures KIND,…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The row itself is unusable (bad CSV/JSON, no id, no prompt…). Never sent.
+    Input,
+    /// Bedrock refused the request as malformed (ValidationException).
+    Validation,
+    /// The credentials may not call this model (AccessDeniedException).
+    AccessDenied,
+    /// The model or profile does not exist in this region (ResourceNotFoundException).
+    NotFound,
+    /// Still throttled after every attempt.
+    Throttled,
+    /// A hard quota such as a daily token limit (ServiceQuotaExceededException).
+    Quota,
+    /// The attempt or the row's deadline ran out, or the model timed out.
+    Timeout,
+    /// 5xx from Bedrock.
+    Server,
+    /// The model itself failed (ModelErrorException, ModelNotReady after every attempt).
+    Model,
+    /// The connection failed.
+    Network,
+    /// No usable credentials (expired and not refreshable, invalid, missing).
+    Credentials,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 11] = [
+        ErrorKind::Input,
+        ErrorKind::Validation,
+        ErrorKind::AccessDenied,
+        ErrorKind::NotFound,
+        ErrorKind::Throttled,
+        ErrorKind::Quota,
+        ErrorKind::Timeout,
+        ErrorKind::Server,
+        ErrorKind::Model,
+        ErrorKind::Network,
+        ErrorKind::Credentials,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Input => "input",
+            ErrorKind::Validation => "validation",
+            ErrorKind::AccessDenied => "access_denied",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Quota => "quota",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Server => "server",
+            ErrorKind::Model => "model",
+            ErrorKind::Network => "network",
+            ErrorKind::Credentials => "credentials",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// One line of `results.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Success {
+    pub id: String,
+    pub model: String,
+    pub output: String,
+    pub stop_reason: String,
+    pub usage: Usage,
+    /// Wall time of the attempt that succeeded.
+    pub latency_ms: u64,
+    pub attempts: u32,
+    pub source: Source,
+    /// Every input column that is not the id, the prompt or a request parameter.
+    pub meta: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub kind: ErrorKind,
+    /// The AWS error code (`ThrottlingException`, …), or ours for input/network errors.
+    pub code: String,
+    pub message: String,
+}
+
+/// One line of `failures.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub id: String,
+    pub model: String,
+    pub error: ErrorInfo,
+    /// Calls paid or attempted; 0 for input errors, which are never sent.
+    pub attempts: u32,
+    pub source: Source,
+    pub meta: Map<String, Value>,
+}
+
+/// The end of one row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded(Success),
+    Failed(Failure),
+}
+
+impl Outcome {
+    pub fn id(&self) -> &str {
+        match self {
+            Outcome::Succeeded(s) => &s.id,
+            Outcome::Failed(f) => &f.id,
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! What a person watches while a run goes: an `indicatif` bar on a terminal,
+//! a plain line every few seconds anywhere else (cron, EC2 user data, CI).
+//!
+//! Only the sink drives it. Log lines go *above* the bar through [`LogWriter`],
+//! never through it; a Drop guard clears the bar even on error or panic.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// The bar that log lines must step around. Global because the tracing
+/// subscriber is global; it holds nothing but a handle to the drawn bar.
+static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+/// A moment of the run, as the sink counts it.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub done: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub throttles: u64,
+    pub allowed_rpm: Option<f64>,
+}
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    total: Option<u64>,
+    started: Instant,
+    last_plain: Instant,
+}
+
+impl Progress {
+    pub fn new(total: Option<u64>, draw_bar: bool) -> Progress {
+        let bar = draw_bar.then(|| {
+            let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr_with_hz(8));
+            let style = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} eta {eta} {msg}",
+            )
+            // The template is a literal checked by the tests; it cannot fail.
+            .expect("valid progress template")
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(200));
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+            bar
+        });
+        let now = Instant::now();
+        Progress {
+            bar,
+            total,
+            started: now,
+            last_plain: now,
+        }
+    }
+
+    pub fn update(&mut self, s: &Snapshot) {
+        let rate = s
+            .allowed_rpm
+            .map(|r| format!(" | allowed {r:.0} rpm"))
+            .unwrap_or_default();
+        let msg = format!(
+            "| ok {} | failed {} | skipped {} | tokens {}/{} | throttled {}{rate}",
+            s.succeeded,
+            s.failed,
+            s.skipped,
+            compact(s.input_tokens),
+            compact(s.output_tokens),
+            s.throttles
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(s.done);
+                bar.set_message(msg);
+            }
+            None => {
+                if self.last_plain.elapsed() >= PLAIN_EVERY {
+                    self.last_plain = Instant::now();
+                    let secs = self.started.elapsed().as_secs_f64();
+                    let per_sec = if secs > 0.0 { s.done as f64 / secs } else { 0.0 };
+                    let of = self.total.map(|t| format!("/{t}")).unwrap_or_default();
+                    eprintln!("progress: {}{of} rows {:.1}/s {msg}", s.done, per_sec);
+                }
+            }
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn compact(n: u64) -> String {
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=9_999_999 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
+}
+
+/// A `tracing` writer that prints log lines above the bar (or straight to
+/// stderr when there is none).
+#[derive(Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match active {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+    fn make_writer(&'a self) -> LogWriter {
+        LogWriter
+    }
+}

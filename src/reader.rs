@@ -1,0 +1,484 @@
+//! CSV / JSONL files → a stream of [`Item`]s, one per input row, read lazily.
+//!
+//! The reader knows file formats, not jobs: it yields a row's columns as a JSON
+//! object with the row's [`Source`], or a [`Bad`] row when the bytes cannot be a
+//! row at all (ragged CSV record, invalid JSON, a JSON line that is not an
+//! object, invalid UTF-8, a row over the size limit). What the columns *mean*
+//! (id, prompt, parameters) is `job.rs`'s business. Only a file that cannot be
+//! opened or has no usable header is an error, and that is a setup error.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::error::SetupError;
+use crate::outcome::Source;
+
+/// A row as read: columns and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub source: Source,
+    pub fields: Map<String, Value>,
+}
+
+/// A row that cannot be read as a row. `fields` holds whatever could be
+/// salvaged (e.g. the id of a ragged CSV record) so the failure can name it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bad {
+    pub source: Source,
+    pub fields: Map<String, Value>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Record(Record),
+    Bad(Bad),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+impl Format {
+    pub fn of(path: &Path) -> Result<Format, SetupError> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("csv") => Ok(Format::Csv),
+            Some("jsonl") | Some("ndjson") => Ok(Format::Jsonl),
+            _ => Err(SetupError::Input {
+                path: path.display().to_string(),
+                message: "unknown input format (expected .csv, .jsonl or .ndjson)".into(),
+            }),
+        }
+    }
+}
+
+/// An open input file, iterated row by row.
+pub struct RowReader {
+    name: String,
+    max_row_bytes: usize,
+    inner: Inner,
+}
+
+enum Inner {
+    Csv {
+        reader: csv::Reader<Box<dyn Read + Send>>,
+        headers: Vec<String>,
+        record: csv::ByteRecord,
+    },
+    Jsonl {
+        reader: BufReader<Box<dyn Read + Send>>,
+        line: u64,
+        buf: Vec<u8>,
+    },
+}
+
+impl RowReader {
+    /// Opens a file and, for CSV, reads and checks its header row.
+    pub fn open(path: &Path, max_row_bytes: usize) -> Result<RowReader, SetupError> {
+        let format = Format::of(path)?;
+        let name = path.display().to_string();
+        let err = |message: String| SetupError::Input {
+            path: name.clone(),
+            message,
+        };
+        let file = File::open(path).map_err(|e| err(format!("cannot open: {}", io_message(&e))))?;
+        if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+            return Err(err("is a directory, not a file".into()));
+        }
+        let read: Box<dyn Read + Send> = Box::new(file);
+        let inner = match format {
+            Format::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(true)
+                    // Ragged records are reported per row, not as a reader error.
+                    .flexible(true)
+                    .buffer_capacity(64 * 1024)
+                    .from_reader(read);
+                let raw = reader
+                    .byte_headers()
+                    .map_err(|e| err(format!("line 1: cannot read the header row: {e}")))?
+                    .clone();
+                if raw.is_empty() || (raw.len() == 1 && raw[0].is_empty()) {
+                    return Err(err("line 1: no header row (the file is empty)".into()));
+                }
+                let mut headers = Vec::with_capacity(raw.len());
+                for (i, h) in raw.iter().enumerate() {
+                    let h = std::str::from_utf8(h).map_err(|_| {
+                        err(format!("line 1: header column {} is not valid UTF-8", i + 1))
+                    })?;
+                    // csv passes a UTF-8 BOM through as part of the first name.
+                    let h = h.trim_start_matches('\u{feff}').trim().to_string();
+                    if h.is_empty() {
+                        return Err(err(format!("line 1: header column {} has no name", i + 1)));
+                    }
+                    if headers.contains(&h) {
+                        return Err(err(format!("line 1: column `{h}` appears twice in the header")));
+                    }
+                    headers.push(h);
+                }
+                Inner::Csv {
+                    reader,
+                    headers,
+                    record: csv::ByteRecord::new(),
+                }
+            }
+            Format::Jsonl => Inner::Jsonl {
+                reader: BufReader::with_capacity(64 * 1024, read),
+                line: 0,
+                buf: Vec::new(),
+            },
+        };
+        Ok(RowReader {
+            name,
+            max_row_bytes,
+            inner,
+        })
+    }
+
+    /// Column names, where the format has a header (CSV).
+    pub fn headers(&self) -> Option<&[String]> {
+        match &self.inner {
+            Inner::Csv { headers, .. } => Some(headers),
+            Inner::Jsonl { .. } => None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The next row, `None` at the end. An I/O error mid-file is fatal: the
+    /// rows after it cannot be accounted for.
+    pub fn next_item(&mut self) -> Result<Option<Item>, SetupError> {
+        let name = &self.name;
+        let max = self.max_row_bytes;
+        match &mut self.inner {
+            Inner::Csv {
+                reader,
+                headers,
+                record,
+            } => {
+                let more = reader.read_byte_record(record).map_err(|e| SetupError::Input {
+                    path: name.clone(),
+                    message: format!("read failed: {e}"),
+                })?;
+                if !more {
+                    return Ok(None);
+                }
+                let line = record.position().map_or(0, |p| p.line());
+                Ok(Some(csv_item(name, headers, record, line, max)))
+            }
+            Inner::Jsonl { reader, line, buf } => loop {
+                buf.clear();
+                let (n, overflow) =
+                    read_line_limited(reader, buf, max).map_err(|e| SetupError::Input {
+                        path: name.clone(),
+                        message: format!("line {}: read failed: {}", *line + 1, io_message(&e)),
+                    })?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                *line += 1;
+                let source = Source {
+                    file: name.clone(),
+                    line: *line,
+                };
+                if overflow {
+                    return Ok(Some(Item::Bad(Bad {
+                        source,
+                        fields: Map::new(),
+                        message: format!("row is {n} bytes, over the limit of {max} (max_row_bytes)"),
+                    })));
+                }
+                let mut bytes: &[u8] = buf;
+                if *line == 1 {
+                    bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+                }
+                let bytes = trim_ascii(bytes);
+                if bytes.is_empty() {
+                    // Blank lines (often a trailing one) are not rows.
+                    continue;
+                }
+                return Ok(Some(jsonl_item(source, bytes)));
+            },
+        }
+    }
+}
+
+impl Iterator for RowReader {
+    type Item = Result<Item, SetupError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_item().transpose()
+    }
+}
+
+fn csv_item(name: &str, headers: &[String], record: &csv::ByteRecord, line: u64, max: usize) -> Item {
+    let source = Source {
+        file: name.to_string(),
+        line,
+    };
+    let mut fields = Map::new();
+    let mut problem = None;
+    for (i, raw) in record.iter().enumerate() {
+        let Some(col) = headers.get(i) else { break };
+        match std::str::from_utf8(raw) {
+            Ok(v) => {
+                fields.insert(col.clone(), Value::String(v.to_string()));
+            }
+            Err(e) => {
+                problem.get_or_insert(format!(
+                    "column `{col}` is not valid UTF-8 (byte {})",
+                    e.valid_up_to()
+                ));
+            }
+        }
+    }
+    let size = record.as_slice().len();
+    if size > max {
+        return Item::Bad(Bad {
+            source,
+            fields: salvage(fields),
+            message: format!("row is {size} bytes, over the limit of {max} (max_row_bytes)"),
+        });
+    }
+    if record.len() != headers.len() {
+        return Item::Bad(Bad {
+            source,
+            fields: salvage(fields),
+            message: format!(
+                "record has {} fields, the header has {}",
+                record.len(),
+                headers.len()
+            ),
+        });
+    }
+    match problem {
+        Some(message) => Item::Bad(Bad {
+            source,
+            fields: salvage(fields),
+            message,
+        }),
+        None => Item::Record(Record { source, fields }),
+    }
+}
+
+/// Keeps only short string fields of a bad row: enough to find its id, never a
+/// megabyte of garbage in failures.jsonl.
+fn salvage(mut fields: Map<String, Value>) -> Map<String, Value> {
+    fields.retain(|_, v| v.as_str().is_some_and(|s| s.len() <= 256));
+    fields
+}
+
+fn jsonl_item(source: Source, bytes: &[u8]) -> Item {
+    let bad = |message: String| {
+        Item::Bad(Bad {
+            source: source.clone(),
+            fields: Map::new(),
+            message,
+        })
+    };
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return bad(format!("not valid UTF-8 (byte {})", e.valid_up_to()));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(fields)) => Item::Record(Record { source, fields }),
+        Ok(other) => bad(format!("line is a JSON {}, not an object", json_type(&other))),
+        // serde's message ends in "at line 1 column N": the line is ours, keep the column.
+        Err(e) => bad(format!("invalid JSON: {} (column {})", json_error_text(&e), e.column())),
+    }
+}
+
+fn json_error_text(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn trim_ascii(mut b: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = b {
+        if first.is_ascii_whitespace() {
+            b = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = b {
+        if last.is_ascii_whitespace() {
+            b = rest;
+        } else {
+            break;
+        }
+    }
+    b
+}
+
+/// Reads one line (through `\n`) into `buf`, keeping at most `max` bytes; the
+/// rest of an over-long line is consumed and dropped so memory stays bounded.
+/// Returns the line's full length and whether it was cut.
+fn read_line_limited<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> io::Result<(usize, bool)> {
+    let mut total = 0;
+    loop {
+        let (done, used) = {
+            let available = match r.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                return Ok((total, total > max));
+            }
+            let (done, used) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (true, i + 1),
+                None => (false, available.len()),
+            };
+            let room = max.saturating_add(1).saturating_sub(buf.len());
+            buf.extend_from_slice(&available[..used.min(room)]);
+            (done, used)
+        };
+        r.consume(used);
+        total += used;
+        if done {
+            let content = total - 1;
+            return Ok((total, content > max));
+        }
+    }
+}
+
+fn io_message(e: &io::Error) -> String {
+    // io::Error's Display adds "(os error 2)"; the kind is what a person needs.
+    match e.kind() {
+        io::ErrorKind::NotFound => "no such file".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(name: &str, bytes: &[u8]) -> Vec<Item> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        RowReader::open(&path, 1000)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    fn lines(items: &[Item]) -> Vec<(u64, bool)> {
+        items
+            .iter()
+            .map(|i| match i {
+                Item::Record(r) => (r.source.line, true),
+                Item::Bad(b) => (b.source.line, false),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn csv_rows_carry_their_line_even_across_quoted_newlines() {
+        let items = read_all(
+            "p.csv",
+            b"\xEF\xBB\xBFid,prompt\r\n1,\"two\r\nlines\"\r\n2,plain\r\n",
+        );
+        assert_eq!(lines(&items), vec![(2, true), (4, true)]);
+        let Item::Record(r) = &items[0] else { panic!() };
+        assert_eq!(r.fields["id"], "1", "BOM stripped from the first header");
+        assert_eq!(r.fields["prompt"], "two\r\nlines");
+    }
+
+    #[test]
+    fn csv_ragged_and_bad_utf8_rows_are_bad_not_fatal() {
+        let items = read_all("p.csv", b"id,prompt\n1,a\n2,b,extra\n3,\xff\xfe\n4,d\n");
+        assert_eq!(lines(&items), vec![(2, true), (3, false), (4, false), (5, true)]);
+        let Item::Bad(b) = &items[1] else { panic!() };
+        assert_eq!(b.message, "record has 3 fields, the header has 2");
+        assert_eq!(b.fields["id"], "2");
+        let Item::Bad(b) = &items[2] else { panic!() };
+        assert!(b.message.contains("column `prompt` is not valid UTF-8"), "{}", b.message);
+    }
+
+    #[test]
+    fn csv_header_problems_are_setup_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        for (bytes, want) in [
+            (&b""[..], "no header row"),
+            (b"id,id\n1,2\n", "column `id` appears twice"),
+            (b"id,\n1,2\n", "header column 2 has no name"),
+        ] {
+            let p = dir.path().join("h.csv");
+            std::fs::write(&p, bytes).unwrap();
+            let err = RowReader::open(&p, 1000).err().unwrap().to_string();
+            assert!(err.contains(want), "{err}");
+            assert!(err.starts_with(&p.display().to_string()), "{err}");
+        }
+        let err = RowReader::open(&dir.path().join("missing.csv"), 10).err().unwrap().to_string();
+        assert!(err.ends_with("missing.csv: cannot open: no such file"), "{err}");
+        let err = RowReader::open(&dir.path().join("x.txt"), 10).err().unwrap().to_string();
+        assert!(err.contains("unknown input format"), "{err}");
+    }
+
+    #[test]
+    fn jsonl_bad_lines_are_reported_with_their_line() {
+        let items = read_all(
+            "p.jsonl",
+            b"\xEF\xBB\xBF{\"id\":1}\r\n\n{\"id\":\n[1,2]\n\"s\"\n{\"id\":\"\xff\"}\n{\"id\":5}",
+        );
+        assert_eq!(
+            lines(&items),
+            vec![(1, true), (3, false), (4, false), (5, false), (6, false), (7, true)]
+        );
+        let msgs: Vec<String> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Bad(b) => Some(b.message.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(msgs[0].starts_with("invalid JSON: EOF while parsing"), "{}", msgs[0]);
+        assert_eq!(msgs[1], "line is a JSON array, not an object");
+        assert_eq!(msgs[2], "line is a JSON string, not an object");
+        assert_eq!(msgs[3], "not valid UTF-8 (byte 8)");
+    }
+
+    #[test]
+    fn huge_rows_are_cut_off_and_reported() {
+        let mut data = b"{\"id\":1}\n{\"id\":2,\"prompt\":\"".to_vec();
+        data.extend(std::iter::repeat_n(b'x', 5000));
+        data.extend_from_slice(b"\"}\n{\"id\":3}\n");
+        let items = read_all("p.jsonl", &data);
+        assert_eq!(lines(&items), vec![(1, true), (2, false), (3, true)]);
+        let Item::Bad(b) = &items[1] else { panic!() };
+        assert!(b.message.contains("over the limit of 1000"), "{}", b.message);
+
+        let mut csv = b"id,prompt\n1,a\n2,".to_vec();
+        csv.extend(std::iter::repeat_n(b'y', 5000));
+        csv.extend_from_slice(b"\n3,c\n");
+        let items = read_all("p.csv", &csv);
+        assert_eq!(lines(&items), vec![(2, true), (3, false), (4, true)]);
+    }
+}

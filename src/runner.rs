@@ -1,0 +1,427 @@
+//! The run: inputs → jobs → limiter + permit → one task per call → events → sink.
+//!
+//! ```text
+//!  reader thread ──(bounded)──▶ dispatcher ──▶ [permit][limiter] ──▶ call task ─┐
+//!  (rows, skip done,            (this task)                          retries,   │
+//!   build requests)                                                  backoff    ▼
+//!                                                       sink (files, bar, counts)
+//! ```
+//! Backpressure all the way: the reader blocks on a full channel, the
+//! dispatcher takes a row only once it holds a concurrency permit and the
+//! limiter lets it send, and workers block on a full event channel. Memory is
+//! bounded by the channel sizes and the concurrency, not by the file size.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::auth::{self, AuthSettings};
+use crate::backoff::Backoff;
+use crate::checkpoint::{self, id_hash, IdSet};
+use crate::config::{Api, Settings};
+use crate::error::SetupError;
+use crate::invoker::{self, Disposition};
+use crate::inventory::{self, Inventory};
+use crate::job::{Builder, Job};
+use crate::limiter::{Limiter, Ticket};
+use crate::manifest::Manifest;
+use crate::outcome::{ErrorInfo, Failure, Outcome, Success, Usage};
+use crate::progress::Progress;
+use crate::reader::{Item, RowReader};
+use crate::report::{Latency, Summary, Throttles, Throughput, Tokens};
+use crate::shutdown::Shutdown;
+use crate::sink::{self, Event, Output};
+use crate::template::Template;
+
+/// Output tokens Bedrock reserves when a request sets no `max_tokens`; we
+/// reserve the same so the token limiter errs on the safe side.
+const UNSET_MAX_TOKENS: u64 = 4096;
+
+/// What the reader thread hands the dispatcher.
+enum Work {
+    Job(Box<Job>),
+    Failed(Box<Failure>),
+    Skip,
+}
+
+/// Runs a job to the end (or until `shutdown`), and returns its summary.
+/// Setup errors come back before anything is sent.
+pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let settings = Arc::new(settings);
+    let template = match &settings.template {
+        Some(t) => Some(Arc::new(Template::compile(t).map_err(SetupError::Config)?)),
+        None => None,
+    };
+
+    let inventory = {
+        let (s, t) = (settings.clone(), template.clone());
+        tokio::task::spawn_blocking(move || inventory::take(&s, t.as_deref()))
+            .await
+            .context("input scan panicked")??
+    };
+    let checkpoint = checkpoint::prepare(
+        &settings.output_dir,
+        &settings.resume,
+        &Manifest::of(&settings),
+    )?;
+    for note in &checkpoint.notes {
+        tracing::warn!("{note}");
+    }
+
+    let sdk = auth::load(&AuthSettings {
+        region: settings.region.clone(),
+        profile: settings.profile.clone(),
+        role: settings.role.clone(),
+    })
+    .await?;
+    let creds = auth::credentials(&sdk).await?;
+    tracing::info!(
+        "credentials: {}; region {}",
+        auth::describe_source(&creds, settings.role.is_some()),
+        sdk.region().map(|r| r.to_string()).unwrap_or_default()
+    );
+    warn_about_token_budget(&settings);
+    let client = auth::bedrock_client(&sdk, settings.request_timeout);
+
+    let limiter = Arc::new(Limiter::new(settings.rpm, settings.tpm));
+    let (event_tx, event_rx) = mpsc::channel(1024);
+    let progress = Progress::new(Some(inventory.rows), settings.progress_bar);
+    let output = Output::open(&settings.output_dir)?;
+    let sink = tokio::spawn(sink::run(event_rx, output, progress, limiter.clone()));
+
+    let (work_tx, work_rx) = mpsc::channel(256);
+    let reader = {
+        let (s, t) = (settings.clone(), template.clone());
+        let done = checkpoint.done;
+        std::thread::Builder::new()
+            .name("reader".into())
+            .spawn(move || read(&s, t.as_deref(), &done, &inventory, work_tx))
+            .context("cannot start the reader thread")?
+    };
+
+    let ctx = Arc::new(Ctx {
+        client,
+        api: settings.api,
+        limiter,
+        events: event_tx.clone(),
+        backoff: Backoff::new(settings.max_attempts, settings.row_deadline),
+        shutdown: shutdown.clone(),
+    });
+    dispatch(&settings, work_rx, event_tx, ctx, &shutdown).await;
+
+    // The reader ends once its channel is gone; a read error mid-file ends
+    // the run with that error after what was read has been written.
+    let read_result = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
+    let tally = sink.await.context("the writer task panicked")??;
+    let elapsed = started.elapsed().as_secs_f64();
+    let minutes = (elapsed / 60.0).max(1e-9);
+    let finished = tally.succeeded + tally.failed + tally.skipped;
+    let summary = Summary {
+        total: inventory.rows,
+        succeeded: tally.succeeded,
+        failed: tally.failed,
+        skipped: tally.skipped,
+        unfinished: inventory.rows.saturating_sub(finished),
+        failed_by_kind: tally.failed_by_kind,
+        tokens: Tokens {
+            input: tally.input_tokens,
+            output: tally.output_tokens,
+        },
+        elapsed_secs: elapsed,
+        throughput: Throughput {
+            rows_per_min: (tally.succeeded + tally.failed) as f64 / minutes,
+            requests_per_min: tally.attempts as f64 / minutes,
+            tokens_per_min: (tally.input_tokens + tally.output_tokens) as f64 / minutes,
+        },
+        latency_ms: Latency {
+            p50: tally.latency_p50,
+            p95: tally.latency_p95,
+            p99: tally.latency_p99,
+            max: tally.latency_max,
+        },
+        throttles: Throttles {
+            requests: tally.throttles_requests,
+            tokens: tally.throttles_tokens,
+        },
+        retries: tally.retries,
+        attempts: tally.attempts,
+        stopped_by: shutdown.reason().map(|r| r.as_str().to_string()),
+        output_dir: settings.output_dir.clone(),
+    };
+    checkpoint::write_atomic(
+        &settings.output_dir.join(checkpoint::SUMMARY),
+        &serde_json::to_vec_pretty(&summary)?,
+    )?;
+    read_result?;
+    Ok(summary)
+}
+
+fn warn_about_token_budget(s: &Settings) {
+    match (s.max_tokens, s.tpm) {
+        (None, _) => tracing::warn!(
+            "max_tokens is not set: Bedrock reserves the model's maximum output against the token quota for every request; set max_tokens to what answers need"
+        ),
+        (Some(m), Some(tpm)) => {
+            let per_min = tpm as u64 / (m as u64).max(1);
+            if per_min < s.concurrency as u64 * 2 {
+                tracing::warn!(
+                    "with max_tokens {m}, a token quota of {tpm}/min admits at most {per_min} requests a minute (Bedrock reserves max_tokens per request); lower max_tokens if answers are shorter"
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The reader thread: rows → jobs, skipping what is done. Ends at the end of
+/// the inputs or when the dispatcher stops listening.
+fn read(
+    settings: &Settings,
+    template: Option<&Template>,
+    done: &IdSet,
+    inventory: &Inventory,
+    tx: mpsc::Sender<Work>,
+) -> anyhow::Result<()> {
+    let builder = Builder::new(settings, template);
+    let mut seen: HashMap<u128, u32> = HashMap::new();
+    for path in &settings.inputs {
+        let mut reader = RowReader::open(path, settings.max_row_bytes)?;
+        while let Some(item) = reader.next_item()? {
+            let work = match item {
+                Item::Bad(bad) => {
+                    let failure = builder.bad(bad);
+                    if done.contains(&failure.id) {
+                        Work::Skip
+                    } else {
+                        Work::Failed(Box::new(failure))
+                    }
+                }
+                Item::Record(record) => {
+                    let mut id = match builder.id_of(&record.fields, &record.source) {
+                        Ok(id) => id,
+                        Err(message) => {
+                            let bad = crate::reader::Bad {
+                                source: record.source,
+                                fields: record.fields,
+                                message,
+                            };
+                            let failure = builder.bad(bad);
+                            let w = if done.contains(&failure.id) {
+                                Work::Skip
+                            } else {
+                                Work::Failed(Box::new(failure))
+                            };
+                            if tx.blocking_send(w).is_err() {
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                    };
+                    let h = id_hash(&id);
+                    if inventory.repeated.contains_key(&h) {
+                        let n = seen.entry(h).or_insert(0);
+                        *n += 1;
+                        if *n > 1 {
+                            id = format!("{id}#{n}");
+                        }
+                    }
+                    if done.contains(&id) {
+                        Work::Skip
+                    } else {
+                        match builder.build(record, id) {
+                            Ok(job) => Work::Job(Box::new(job)),
+                            Err(f) => Work::Failed(Box::new(f)),
+                        }
+                    }
+                }
+            };
+            if tx.blocking_send(work).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Everything a call task needs.
+struct Ctx {
+    client: aws_sdk_bedrockruntime::Client,
+    api: Api,
+    limiter: Arc<Limiter>,
+    events: mpsc::Sender<Event>,
+    backoff: Backoff,
+    shutdown: Shutdown,
+}
+
+impl Ctx {
+    fn reservation(&self, job: &Job) -> u64 {
+        self.limiter.estimate_input(job.request.input_chars())
+            + job.request.max_tokens.map_or(UNSET_MAX_TOKENS, u64::from)
+    }
+}
+
+async fn dispatch(
+    settings: &Settings,
+    mut work_rx: mpsc::Receiver<Work>,
+    events: mpsc::Sender<Event>,
+    ctx: Arc<Ctx>,
+    shutdown: &Shutdown,
+) {
+    let permits = Arc::new(Semaphore::new(settings.concurrency));
+    let mut tasks = JoinSet::new();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        // Permit first, then the row: a row is only taken when it can be sent.
+        let permit = tokio::select! {
+            biased;
+            _ = shutdown.stopping() => break,
+            // The semaphore is never closed, so acquiring cannot fail.
+            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+        };
+        let work = tokio::select! {
+            biased;
+            _ = shutdown.stopping() => break,
+            w = work_rx.recv() => match w {
+                Some(w) => w,
+                None => break,
+            },
+        };
+        let job = match work {
+            Work::Skip => {
+                let _ = events.send(Event::Skipped).await;
+                continue;
+            }
+            Work::Failed(f) => {
+                let _ = events.send(Event::Done(Outcome::Failed(*f))).await;
+                continue;
+            }
+            Work::Job(job) => job,
+        };
+        let ticket = tokio::select! {
+            biased;
+            _ = shutdown.stopping() => break,
+            t = ctx.limiter.acquire(ctx.reservation(&job)) => t,
+        };
+        tasks.spawn(process(*job, permit, ticket, ctx.clone()));
+    }
+    // Stop reading: the reader thread sees the closed channel and ends.
+    drop(work_rx);
+    drop(events);
+
+    let mut grace_deadline = shutdown
+        .is_stopping()
+        .then(|| tokio::time::Instant::now() + settings.grace_period);
+    loop {
+        tokio::select! {
+            r = tasks.join_next() => if r.is_none() { break },
+            _ = shutdown.stopping(), if grace_deadline.is_none() => {
+                grace_deadline = Some(tokio::time::Instant::now() + settings.grace_period);
+            }
+            _ = sleep_until_opt(grace_deadline) => {
+                tracing::warn!("grace period over: aborting {} call(s) in flight; their rows are sent on resume", tasks.len());
+                tasks.abort_all();
+                grace_deadline = None;
+            }
+            _ = shutdown.aborted() => tasks.abort_all(),
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One row, from its first attempt to its line in an output file. Dropped
+/// (aborted) tasks write nothing: the row is sent again on resume.
+async fn process(job: Job, _permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc<Ctx>) {
+    let started = Instant::now();
+    let input_bytes = job.request.input_chars();
+    let mut ticket = first;
+    let mut attempt = 1u32;
+    loop {
+        let t0 = Instant::now();
+        let result = invoker::call(&ctx.client, ctx.api, &job).await;
+        let latency_ms = t0.elapsed().as_millis() as u64;
+        let error = match result {
+            Ok(answer) => {
+                ctx.limiter
+                    .settle(ticket, answer.input_tokens, answer.output_tokens, input_bytes);
+                let success = Success {
+                    id: job.id,
+                    model: job.request.model,
+                    output: answer.text,
+                    stop_reason: answer.stop_reason,
+                    usage: Usage {
+                        input_tokens: answer.input_tokens,
+                        output_tokens: answer.output_tokens,
+                    },
+                    latency_ms,
+                    attempts: attempt,
+                    source: job.source,
+                    meta: job.meta,
+                };
+                let _ = ctx.events.send(Event::Done(Outcome::Succeeded(success))).await;
+                return;
+            }
+            Err(e) => e,
+        };
+        if error.throttle.is_some() {
+            ctx.limiter.throttled(ticket);
+        } else {
+            ctx.limiter.release(ticket);
+        }
+        let wait = match error.disposition {
+            Disposition::Retry => ctx
+                .backoff
+                .next(attempt, started.elapsed(), fastrand::f64()),
+            Disposition::Fail => None,
+        };
+        let _ = ctx
+            .events
+            .send(Event::AttemptFailed {
+                throttle: error.throttle,
+                retry: wait.is_some() && !ctx.shutdown.is_stopping(),
+            })
+            .await;
+        let Some(wait) = wait else {
+            let failure = Failure {
+                id: job.id,
+                model: job.request.model,
+                error: ErrorInfo {
+                    kind: error.kind,
+                    code: error.code,
+                    message: error.message,
+                },
+                attempts: attempt,
+                source: job.source,
+                meta: job.meta,
+            };
+            let _ = ctx.events.send(Event::Done(Outcome::Failed(failure))).await;
+            return;
+        };
+        // Stopping: a row that needs another attempt is left for the resume,
+        // not written as failed.
+        if ctx.shutdown.is_stopping() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ctx.shutdown.stopping() => return,
+        }
+        ticket = tokio::select! {
+            t = ctx.limiter.acquire(ctx.reservation(&job)) => t,
+            _ = ctx.shutdown.stopping() => return,
+        };
+        attempt += 1;
+    }
+}
