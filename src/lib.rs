@@ -1,4 +1,5 @@
 //! bedrock-batch: run large batches of prompts through Amazon Bedrock.
 
 pub mod cli;
+pub mod native;
 pub mod request;
