@@ -40,6 +40,7 @@ pub mod limiter;
 pub mod manifest;
 pub mod native;
 pub mod outcome;
+pub mod policy;
 pub mod progress;
 pub mod reader;
 pub mod report;
