@@ -96,10 +96,10 @@ fn duplicates_error(
                 .id_of(&fields, &source)
                 .unwrap_or_else(|_| stand_in_id(&source));
             if repeated.contains_key(&id_hash(&id)) {
-                match found.iter_mut().find(|(i, _)| *i == id) {
-                    Some((_, lines)) => lines.push(source),
-                    None if found.len() < SHOW => found.push((id, vec![source])),
-                    None => {}
+                if let Some((_, lines)) = found.iter_mut().find(|(i, _)| *i == id) {
+                    lines.push(source);
+                } else if found.len() < SHOW {
+                    found.push((id, vec![source]));
                 }
             }
         }

@@ -14,6 +14,7 @@ use aws_sdk_bedrockruntime::types::{
     SystemContentBlock,
 };
 use aws_sdk_bedrockruntime::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::config::Api;
 use crate::job::Job;
@@ -66,10 +67,9 @@ impl Classified {
 /// expired credentials (the SDK's identity cache loads fresh ones for the
 /// next attempt). Not retryable: validation, access denied, not found, service
 /// quota exceeded (e.g. a daily token limit), model errors, bad credentials.
-pub fn classify<E, R>(err: &SdkError<E, R>) -> Classified
+pub fn classify<E>(err: &SdkError<E, HttpResponse>) -> Classified
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     use Disposition::{Fail, Retry};
     match err {
@@ -273,7 +273,6 @@ async fn invoke(client: &Client, job: &Job) -> Result<Answer, Classified> {
 mod tests {
     use super::*;
     use aws_sdk_bedrockruntime::operation::converse::ConverseError;
-    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
     use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
     use aws_smithy_runtime_api::http::StatusCode;
     use aws_smithy_types::body::SdkBody;

@@ -95,6 +95,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     let sink = tokio::spawn(sink::run(event_rx, output, progress, limiter.clone()));
 
     let (work_tx, work_rx) = mpsc::channel(256);
+    let rows = inventory.rows;
     let reader = {
         let (s, t) = (settings.clone(), template.clone());
         let done = checkpoint.done;
@@ -124,11 +125,11 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     let minutes = (elapsed / 60.0).max(1e-9);
     let finished = tally.succeeded + tally.failed + tally.skipped;
     let summary = Summary {
-        total: inventory.rows,
+        total: rows,
         succeeded: tally.succeeded,
         failed: tally.failed,
         skipped: tally.skipped,
-        unfinished: inventory.rows.saturating_sub(finished),
+        unfinished: rows.saturating_sub(finished),
         failed_by_kind: tally.failed_by_kind,
         tokens: Tokens {
             input: tally.input_tokens,
