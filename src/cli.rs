@@ -60,4 +60,3 @@ pub struct EmulatorArgs {
     #[arg(long)]
     pub seed: Option<u64>,
 }
-
