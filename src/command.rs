@@ -18,6 +18,13 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
             print!("{}", summary.render());
             Ok(exit_code(&summary, shutdown.reason()))
         }
+        Command::Emulator(args) => {
+            crate::emulator::serve_cli(args, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            Ok(EXIT_OK)
+        }
     }
 }
 

@@ -32,6 +32,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod emulator;
 pub mod error;
 pub mod invoker;
 pub mod inventory;

@@ -1,0 +1,399 @@
+//! The Bedrock Runtime operations: Converse, ConverseStream, InvokeModel and
+//! InvokeModelWithResponseStream, from decoded path to rendered response.
+//!
+//! This is where a model call's pipeline is ordered: auth → model access → request parsing →
+//! markers → random drops/faults → quota admission → latency → answer → token refund. The
+//! pieces themselves (quota buckets, the deterministic model, native formats, framing) live
+//! in their own modules.
+
+use std::borrow::Cow;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+use percent_encoding::percent_decode_str;
+use serde_json::{json, Map, Value};
+
+use super::auth::{self, Service};
+use super::conversation::Conversation;
+use super::eventstream::EventStream;
+use super::family::{base_model, converse_stop, Family};
+use super::fault::Fault;
+use super::marker::{Forced, Markers};
+use super::model::{self, Generation};
+use super::server::{Dropped, Reply, Server, Trace};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Operation {
+    Converse,
+    ConverseStream,
+    Invoke,
+    InvokeStream,
+}
+
+impl Operation {
+    fn from_suffix(s: &str) -> Option<Operation> {
+        Some(match s {
+            "converse" => Operation::Converse,
+            "converse-stream" => Operation::ConverseStream,
+            "invoke" => Operation::Invoke,
+            "invoke-with-response-stream" => Operation::InvokeStream,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Converse => "Converse",
+            Operation::ConverseStream => "ConverseStream",
+            Operation::Invoke => "InvokeModel",
+            Operation::InvokeStream => "InvokeModelWithResponseStream",
+        }
+    }
+}
+
+/// Handles `POST /model/{rest}`; `rest` is still percent-encoded.
+pub async fn handle(
+    server: &Server,
+    parts: &Parts,
+    body: &Bytes,
+    rest: &str,
+    trace: &mut Trace,
+) -> Result<Reply, Dropped> {
+    let started = Instant::now();
+    // The label is one segment; ARNs carry their `/` as `%2F`, so split before decoding.
+    let Some((raw_model, op)) = rest
+        .rsplit_once('/')
+        .and_then(|(m, s)| Operation::from_suffix(s).map(|op| (m, op)))
+    else {
+        trace.operation = "Unknown";
+        return Ok(server.bedrock_error(Fault::UnknownOperation, None, trace));
+    };
+    trace.operation = op.name();
+    server.stats.requests.fetch_add(1, Relaxed);
+    let model_id: Cow<str> = match percent_decode_str(raw_model).decode_utf8() {
+        Ok(m) => m,
+        Err(_) => {
+            return Ok(server.bedrock_error(
+                Fault::Validation,
+                Some("The provided model identifier is invalid."),
+                trace,
+            ))
+        }
+    };
+    trace.model = Some(model_id.to_string());
+    if parts.method != http::Method::POST {
+        return Ok(server.bedrock_error(Fault::UnknownOperation, None, trace));
+    }
+    if let Err((f, msg)) = auth::check(server, parts, body, Service::Bedrock) {
+        return Ok(server.bedrock_error(f, msg.as_deref(), trace));
+    }
+    if !valid_model_id(&model_id) {
+        return Ok(server.bedrock_error(
+            Fault::Validation,
+            Some("The provided model identifier is invalid."),
+            trace,
+        ));
+    }
+    if is_denied(&server.cfg.denied_models, &model_id) {
+        let msg = format!(
+            "User: arn:aws:iam::{acct}:user/DeveloperUser is not authorized to perform: bedrock:InvokeModel on resource: {res} because no identity-based policy allows the bedrock:InvokeModel action",
+            acct = server.cfg.account_id,
+            res = resource_arn(&model_id, &server.cfg.region, &server.cfg.account_id),
+        );
+        return Ok(server.bedrock_error(Fault::AccessDenied, Some(&msg), trace));
+    }
+
+    let (conv, family) = match op {
+        Operation::Converse | Operation::ConverseStream => {
+            match Conversation::from_converse(body) {
+                Ok(c) => (c, None),
+                Err(msg) => return Ok(server.bedrock_error(Fault::Validation, Some(&msg), trace)),
+            }
+        }
+        Operation::Invoke | Operation::InvokeStream => {
+            let Some(family) = Family::of_model(&model_id) else {
+                let msg = format!(
+                    "The emulator does not implement the native request format of {model_id}; use Converse."
+                );
+                return Ok(server.bedrock_error(Fault::Validation, Some(&msg), trace));
+            };
+            match family.parse(body) {
+                Ok(n) => (n.conversation, Some(n.family)),
+                Err(msg) => return Ok(server.bedrock_error(Fault::Validation, Some(&msg), trace)),
+            }
+        }
+    };
+    trace.set_prompt(&conv.prompt);
+
+    let markers = match Markers::parse(&conv.prompt) {
+        Ok(m) => m,
+        Err(bad) => {
+            let msg = format!("Unknown emulator marker {bad}");
+            return Ok(server.bedrock_error(Fault::Validation, Some(&msg), trace));
+        }
+    };
+    if let Some((forced, times)) = markers.error {
+        if times.is_none_or(|n| server.attempt_of(&conv.prompt) <= n) {
+            server.stats.forced.fetch_add(1, Relaxed);
+            match forced {
+                Forced::Fault(f) => return Ok(server.bedrock_error(f, None, trace)),
+                Forced::Drop => {
+                    server.stats.dropped.fetch_add(1, Relaxed);
+                    return Err(Dropped);
+                }
+                Forced::Hang => {
+                    server.shutdown.cancelled().await;
+                    return Err(Dropped);
+                }
+            }
+        }
+    }
+    if server.roll(&server.drop_rate) {
+        server.stats.dropped.fetch_add(1, Relaxed);
+        return Err(Dropped);
+    }
+    if server.roll(&server.fault_rate) {
+        let f = server.pick_transient();
+        server.stats.fault(f);
+        return Ok(server.bedrock_error(f, None, trace));
+    }
+
+    let reserved_out = conv.max_tokens.unwrap_or(server.cfg.default_max_tokens);
+    if let Err(f) = server.quota.admit(conv.input_tokens + reserved_out) {
+        let counter = match f {
+            Fault::ThrottleTokens => &server.stats.throttle_tokens,
+            _ => &server.stats.throttle_requests,
+        };
+        counter.fetch_add(1, Relaxed);
+        return Ok(server.bedrock_error(f, None, trace));
+    }
+    let gen = {
+        let _slot = server.stats.enter();
+        let delay = server.latency_ms.load(Relaxed) + markers.sleep_ms;
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        model::generate(
+            &conv.prompt,
+            markers.tokens,
+            conv.max_tokens,
+            &conv.stop_sequences,
+        )
+    };
+    server
+        .quota
+        .refund_tokens(reserved_out.saturating_sub(gen.output_tokens));
+    server.stats.successes.fetch_add(1, Relaxed);
+    server
+        .stats
+        .input_tokens
+        .fetch_add(conv.input_tokens, Relaxed);
+    server
+        .stats
+        .output_tokens
+        .fetch_add(gen.output_tokens, Relaxed);
+    trace.input_tokens = conv.input_tokens;
+    trace.output_tokens = gen.output_tokens;
+
+    let latency_ms = started.elapsed().as_millis() as u64;
+    Ok(match (op, family) {
+        (Operation::Converse, _) => converse(server, &conv, &gen, latency_ms),
+        (Operation::ConverseStream, _) => converse_stream(server, &conv, &gen, latency_ms),
+        (Operation::Invoke, Some(f)) => invoke(server, f, &model_id, &conv, &gen, latency_ms),
+        (Operation::InvokeStream, Some(f)) => {
+            invoke_stream(server, f, &model_id, &conv, &gen, latency_ms)
+        }
+        // Invoke operations always have a family (checked above).
+        (Operation::Invoke | Operation::InvokeStream, None) => {
+            server.bedrock_error(Fault::InternalServer, None, trace)
+        }
+    })
+}
+
+/// Foundation-model ids (`vendor.name`), inference-profile ids (`apac.vendor.name`) and ARNs.
+fn valid_model_id(id: &str) -> bool {
+    if id.starts_with("arn:") {
+        return id.split(':').count() >= 6 && id.contains('/');
+    }
+    !id.is_empty()
+        && id.len() <= 2048
+        && id.contains('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+fn is_denied(denied: &[String], model_id: &str) -> bool {
+    let last = model_id.rsplit('/').next().unwrap_or(model_id);
+    denied.iter().any(|d| {
+        model_id.starts_with(d.as_str())
+            || last.starts_with(d.as_str())
+            || base_model(model_id) == d
+    })
+}
+
+/// The ARN an access-denied message names for `model_id`.
+fn resource_arn(model_id: &str, region: &str, account: &str) -> String {
+    if model_id.starts_with("arn:") {
+        model_id.to_owned()
+    } else if base_model(model_id) != model_id {
+        format!("arn:aws:bedrock:{region}:{account}:inference-profile/{model_id}")
+    } else {
+        format!("arn:aws:bedrock:{region}::foundation-model/{model_id}")
+    }
+}
+
+fn with_usage_headers(mut r: Reply, input: u64, output: u64, latency_ms: u64) -> Reply {
+    let h = r.headers_mut();
+    h.insert("x-amzn-bedrock-input-token-count", HeaderValue::from(input));
+    h.insert(
+        "x-amzn-bedrock-output-token-count",
+        HeaderValue::from(output),
+    );
+    h.insert(
+        "x-amzn-bedrock-invocation-latency",
+        HeaderValue::from(latency_ms),
+    );
+    r
+}
+
+fn usage(conv: &Conversation, gen: &Generation) -> Value {
+    json!({
+        "inputTokens": conv.input_tokens,
+        "outputTokens": gen.output_tokens,
+        "totalTokens": conv.input_tokens + gen.output_tokens,
+    })
+}
+
+fn converse(server: &Server, conv: &Conversation, gen: &Generation, latency_ms: u64) -> Reply {
+    let body = json!({
+        "output": {"message": {"role": "assistant", "content": [{"text": gen.text}]}},
+        "stopReason": converse_stop(gen.stop),
+        "usage": usage(conv, gen),
+        "metrics": {"latencyMs": latency_ms},
+    });
+    server.reply(StatusCode::OK, "application/json", body.to_string())
+}
+
+fn object(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn converse_stream(
+    server: &Server,
+    conv: &Conversation,
+    gen: &Generation,
+    latency_ms: u64,
+) -> Reply {
+    let mut s = EventStream::default();
+    s.padded_event("messageStart", object(json!({"role": "assistant"})));
+    for piece in model::deltas(&gen.text) {
+        s.padded_event(
+            "contentBlockDelta",
+            object(json!({"contentBlockIndex": 0, "delta": {"text": piece}})),
+        );
+    }
+    s.padded_event("contentBlockStop", object(json!({"contentBlockIndex": 0})));
+    s.padded_event(
+        "messageStop",
+        object(json!({"stopReason": converse_stop(gen.stop)})),
+    );
+    s.padded_event(
+        "metadata",
+        object(json!({"usage": usage(conv, gen), "metrics": {"latencyMs": latency_ms}})),
+    );
+    server.reply(
+        StatusCode::OK,
+        "application/vnd.amazon.eventstream",
+        s.into_bytes(),
+    )
+}
+
+fn invoke(
+    server: &Server,
+    family: Family,
+    model_id: &str,
+    conv: &Conversation,
+    gen: &Generation,
+    latency_ms: u64,
+) -> Reply {
+    let id = server.stats.successes.load(Relaxed);
+    let body = family.render(model_id, conv.input_tokens, gen, id);
+    let r = server.reply(StatusCode::OK, "application/json", body.to_string());
+    with_usage_headers(r, conv.input_tokens, gen.output_tokens, latency_ms)
+}
+
+fn invoke_stream(
+    server: &Server,
+    family: Family,
+    model_id: &str,
+    conv: &Conversation,
+    gen: &Generation,
+    latency_ms: u64,
+) -> Reply {
+    let id = server.stats.successes.load(Relaxed);
+    let mut chunks = family.chunks(model_id, conv.input_tokens, gen, id);
+    if let Some(last) = chunks.last_mut() {
+        last.insert(
+            "amazon-bedrock-invocationMetrics".into(),
+            json!({
+                "inputTokenCount": conv.input_tokens,
+                "outputTokenCount": gen.output_tokens,
+                "invocationLatency": latency_ms,
+                "firstByteLatency": latency_ms,
+            }),
+        );
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut s = EventStream::default();
+    for chunk in chunks {
+        let native = serde_json::to_vec(&chunk).unwrap_or_default();
+        s.padded_event("chunk", object(json!({"bytes": b64.encode(native)})));
+    }
+    let mut r = server.reply(
+        StatusCode::OK,
+        "application/vnd.amazon.eventstream",
+        s.into_bytes(),
+    );
+    r.headers_mut().insert(
+        "x-amzn-bedrock-content-type",
+        HeaderValue::from_static("application/json"),
+    );
+    with_usage_headers(r, conv.input_tokens, gen.output_tokens, latency_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_ids() {
+        assert!(valid_model_id("anthropic.claude-3-haiku-20240307-v1:0"));
+        assert!(valid_model_id(
+            "apac.anthropic.claude-3-5-sonnet-20240620-v1:0"
+        ));
+        assert!(valid_model_id(
+            "arn:aws:bedrock:ap-northeast-2:123456789012:inference-profile/apac.anthropic.claude-3-5-sonnet-20240620-v1:0"
+        ));
+        assert!(!valid_model_id("claude"));
+        assert!(!valid_model_id("a b.c"));
+    }
+
+    #[test]
+    fn denied_prefixes() {
+        let d = vec!["apac.".to_string()];
+        assert!(is_denied(&d, "apac.anthropic.claude-3-haiku-20240307-v1:0"));
+        assert!(is_denied(
+            &d,
+            "arn:aws:bedrock:ap-northeast-2:123456789012:inference-profile/apac.anthropic.x"
+        ));
+        assert!(!is_denied(&d, "anthropic.claude-3-haiku-20240307-v1:0"));
+    }
+}

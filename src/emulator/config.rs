@@ -1,0 +1,104 @@
+//! `EmulatorConfig`: every knob of the emulator, with defaults that mimic one AWS account in
+//! `ap-northeast-2` with no quotas, faults or latency.
+//!
+//! Plain data. The CLI flags map onto it in `From<&EmulatorArgs>`; knobs that can also change
+//! while running are set through `Emulator`'s setters.
+
+use std::time::Duration;
+
+use crate::cli::EmulatorArgs;
+
+/// The static test key pair the emulator knows the secret of (so it verifies signatures made
+/// with it) and that `bedrock-batch emulator` prints for shells and test fixtures.
+pub const STATIC_ACCESS_KEY_ID: &str = "AKIAEMULATORSTATIC01";
+pub const STATIC_SECRET_ACCESS_KEY: &str = "emulatorStaticSecretKey0000000000000000/";
+
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Region IMDS reports.
+    pub region: String,
+    /// Account of the static user and the default for issued credentials.
+    pub account_id: String,
+    /// Requests per minute; `None` = unlimited.
+    pub rpm: Option<u64>,
+    /// Tokens per minute (input + reserved output); `None` = unlimited.
+    pub tpm: Option<u64>,
+    /// Seconds of quota a full bucket holds.
+    pub burst_secs: f64,
+    /// Output tokens a tpm reservation assumes when the request sets no max tokens.
+    pub default_max_tokens: u64,
+    /// Latency added to every admitted model call.
+    pub latency_ms: u64,
+    /// Fraction of model calls answered with a random transient fault.
+    pub fault_rate: f64,
+    /// Fraction of model calls whose connection is closed without a response.
+    pub drop_rate: f64,
+    /// Seed for fault and drop rolls; `None` = random.
+    pub seed: Option<u64>,
+    /// Bedrock accepts only credentials issued here (AssumeRole or IMDS) with their token.
+    pub require_assumed_role: bool,
+    /// Lifetime of issued credentials (AssumeRole `DurationSeconds` wins if smaller).
+    pub credential_ttl: Duration,
+    /// Static keys whose secrets are known: requests signed with them are verified.
+    pub static_keys: Vec<(String, String)>,
+    /// Recompute SigV4 signatures for keys with a known secret.
+    pub verify_signatures: bool,
+    /// AssumeRole answers 403 AccessDenied.
+    pub deny_assume_role: bool,
+    /// Model ids (or prefixes of the id / its base model) that answer 403 AccessDeniedException,
+    /// e.g. `apac.` for a policy that doesn't cover the APAC cross-region profile.
+    pub denied_models: Vec<String>,
+    /// The instance role IMDS lists.
+    pub imds_role: String,
+    /// Request records kept (the first N; later ones are only counted).
+    pub max_records: usize,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            port: 0,
+            region: "ap-northeast-2".into(),
+            account_id: "123456789012".into(),
+            rpm: None,
+            tpm: None,
+            burst_secs: 5.0,
+            default_max_tokens: 4096,
+            latency_ms: 0,
+            fault_rate: 0.0,
+            drop_rate: 0.0,
+            seed: None,
+            require_assumed_role: false,
+            credential_ttl: Duration::from_secs(3600),
+            static_keys: vec![(
+                STATIC_ACCESS_KEY_ID.to_owned(),
+                STATIC_SECRET_ACCESS_KEY.to_owned(),
+            )],
+            verify_signatures: true,
+            deny_assume_role: false,
+            denied_models: Vec::new(),
+            imds_role: "BedrockExecutionRole".into(),
+            max_records: 20_000,
+        }
+    }
+}
+
+impl From<&EmulatorArgs> for EmulatorConfig {
+    fn from(a: &EmulatorArgs) -> Self {
+        EmulatorConfig {
+            port: a.port,
+            rpm: a.rpm,
+            tpm: a.tpm,
+            burst_secs: a.burst_secs,
+            latency_ms: a.latency_ms,
+            fault_rate: a.fault_rate,
+            drop_rate: a.drop_rate,
+            require_assumed_role: a.require_assumed_role,
+            credential_ttl: Duration::from_secs(a.credential_ttl),
+            seed: a.seed,
+            ..EmulatorConfig::default()
+        }
+    }
+}

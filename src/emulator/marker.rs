@@ -1,0 +1,93 @@
+//! `Markers`: the `[[emu:...]]` directives a prompt can carry to force one behaviour for one row.
+//!
+//! Parsing only. Whether a `*N` error applies to this attempt is decided by the server, which
+//! counts attempts per prompt text; what a forced fault looks like is `fault.rs`.
+//!
+//! Syntax (anywhere in the prompt, any number of them):
+//! - `[[emu:tokens=N]]`: answer with exactly N output tokens (before `maxTokens` truncation);
+//! - `[[emu:sleep=MS]]`: add MS milliseconds of latency;
+//! - `[[emu:KIND]]`: always fail with KIND; `[[emu:KIND*N]]`: fail only the first N attempts
+//!   of this exact prompt text. KIND is one of `throttle`, `throttle_tokens`, `server`,
+//!   `unavailable`, `timeout`, `not_ready`, `model_error`, `validation`, `access_denied`,
+//!   `not_found`, `quota`, `expired`, `drop` (close the connection without a response) or
+//!   `hang` (never answer).
+
+use super::fault::Fault;
+
+/// What a forced error does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forced {
+    Fault(Fault),
+    Drop,
+    Hang,
+}
+
+/// The markers found in one prompt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Markers {
+    pub tokens: Option<u64>,
+    pub sleep_ms: u64,
+    /// The forced error and, for `KIND*N`, N.
+    pub error: Option<(Forced, Option<u32>)>,
+}
+
+const OPEN: &str = "[[emu:";
+
+impl Markers {
+    /// Parses every marker in `prompt`. An unknown or malformed marker is an error (returned as
+    /// the marker text) so a typo in a test fails loudly instead of silently succeeding.
+    pub fn parse(prompt: &str) -> Result<Markers, String> {
+        let mut m = Markers::default();
+        let mut rest = prompt;
+        while let Some(at) = rest.find(OPEN) {
+            let body_start = at + OPEN.len();
+            let Some(len) = rest[body_start..].find("]]") else {
+                return Err(rest[at..].chars().take(40).collect());
+            };
+            let body = &rest[body_start..body_start + len];
+            let bad = || format!("[[emu:{body}]]");
+            if let Some(n) = body.strip_prefix("tokens=") {
+                m.tokens = Some(n.parse().map_err(|_| bad())?);
+            } else if let Some(n) = body.strip_prefix("sleep=") {
+                m.sleep_ms = m.sleep_ms.saturating_add(n.parse().map_err(|_| bad())?);
+            } else {
+                let (kind, times) = match body.split_once('*') {
+                    Some((k, n)) => (k, Some(n.parse::<u32>().map_err(|_| bad())?)),
+                    None => (body, None),
+                };
+                let forced = match kind {
+                    "drop" => Forced::Drop,
+                    "hang" => Forced::Hang,
+                    k => Forced::Fault(Fault::from_marker(k).ok_or_else(bad)?),
+                };
+                m.error = Some((forced, times));
+            }
+            rest = &rest[body_start + len + 2..];
+        }
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_form() {
+        assert_eq!(Markers::parse("plain").unwrap(), Markers::default());
+        let m = Markers::parse("a [[emu:tokens=7]] b [[emu:sleep=20]] [[emu:throttle*2]]").unwrap();
+        assert_eq!(m.tokens, Some(7));
+        assert_eq!(m.sleep_ms, 20);
+        assert_eq!(
+            m.error,
+            Some((Forced::Fault(Fault::ThrottleRequests), Some(2)))
+        );
+        assert_eq!(
+            Markers::parse("[[emu:drop]]").unwrap().error,
+            Some((Forced::Drop, None))
+        );
+        assert!(Markers::parse("[[emu:nonsense]]").is_err());
+        assert!(Markers::parse("[[emu:tokens=x]]").is_err());
+        assert!(Markers::parse("[[emu:server").is_err());
+    }
+}
