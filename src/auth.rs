@@ -71,9 +71,9 @@ pub async fn load(auth: &AuthSettings) -> Result<SdkConfig, SetupError> {
 /// Resolves credentials once, before any row is sent, so "no credentials" is a
 /// setup error and not a million failed rows.
 pub async fn credentials(sdk: &SdkConfig) -> Result<Credentials, SetupError> {
-    let provider = sdk.credentials_provider().ok_or_else(|| {
-        SetupError::Credentials("no credentials provider configured".into())
-    })?;
+    let provider = sdk
+        .credentials_provider()
+        .ok_or_else(|| SetupError::Credentials("no credentials provider configured".into()))?;
     provider.provide_credentials().await.map_err(|e| {
         let mut msg = format!("no usable credentials: {}", error_chain(&e));
         let lower = msg.to_ascii_lowercase();
@@ -91,7 +91,10 @@ pub async fn credentials(sdk: &SdkConfig) -> Result<Credentials, SetupError> {
 }
 
 /// The Bedrock Runtime client for a run: no SDK retries, explicit timeouts.
-pub fn bedrock_client(sdk: &SdkConfig, attempt_timeout: Duration) -> aws_sdk_bedrockruntime::Client {
+pub fn bedrock_client(
+    sdk: &SdkConfig,
+    attempt_timeout: Duration,
+) -> aws_sdk_bedrockruntime::Client {
     let conf = aws_sdk_bedrockruntime::config::Builder::from(sdk)
         .retry_config(RetryConfig::disabled())
         .timeout_config(
@@ -123,9 +126,13 @@ pub fn describe_source(creds: &Credentials, explicit_role: bool) -> String {
         "web identity token (AssumeRoleWithWebIdentity)"
     } else if has(AwsCredentialFeature::CredentialsHttp) {
         "container credentials endpoint (ECS/EKS)"
-    } else if has(AwsCredentialFeature::CredentialsSso) || has(AwsCredentialFeature::CredentialsProfileSso) {
+    } else if has(AwsCredentialFeature::CredentialsSso)
+        || has(AwsCredentialFeature::CredentialsProfileSso)
+    {
         "SSO profile"
-    } else if has(AwsCredentialFeature::CredentialsProcess) || has(AwsCredentialFeature::CredentialsProfileProcess) {
+    } else if has(AwsCredentialFeature::CredentialsProcess)
+        || has(AwsCredentialFeature::CredentialsProfileProcess)
+    {
         "profile credential_process"
     } else if has(AwsCredentialFeature::CredentialsEnvVars) {
         "environment variables (AWS_ACCESS_KEY_ID)"

@@ -84,14 +84,20 @@ fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Resul
         .collect();
 
     if *mode == ResumeMode::Fresh && !existing.is_empty() {
-        let aside = dir.join(format!("previous-{}", crate::auth::unix_secs(std::time::SystemTime::now())));
+        let aside = dir.join(format!(
+            "previous-{}",
+            crate::auth::unix_secs(std::time::SystemTime::now())
+        ));
         std::fs::create_dir_all(&aside)
             .with_context(|| format!("{}: cannot create", aside.display()))?;
         for n in &existing {
             std::fs::rename(dir.join(n), aside.join(n))
                 .with_context(|| format!("{}: cannot move aside", dir.join(n).display()))?;
         }
-        cp.notes.push(format!("--fresh: earlier files moved to {}", aside.display()));
+        cp.notes.push(format!(
+            "--fresh: earlier files moved to {}",
+            aside.display()
+        ));
     } else {
         match Manifest::read(dir)? {
             Some(old) if old != *job => {
@@ -148,7 +154,11 @@ struct LineError {
 /// A process killed mid-write can leave a last line without its newline.
 /// Cut it away (that row is sent again) and say so.
 fn repair_torn_tail(path: &Path) -> anyhow::Result<Option<String>> {
-    let Ok(mut f) = std::fs::OpenOptions::new().read(true).write(true).open(path) else {
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
         return Ok(None);
     };
     let len = f.metadata()?.len();
@@ -164,7 +174,10 @@ fn repair_torn_tail(path: &Path) -> anyhow::Result<Option<String>> {
         let n = (end - start) as usize;
         f.seek(SeekFrom::Start(start))?;
         std::io::Read::read_exact(&mut f, &mut buf[..n])?;
-        last_nl = buf[..n].iter().rposition(|&b| b == b'\n').map(|i| start + i as u64);
+        last_nl = buf[..n]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map(|i| start + i as u64);
         end = start;
     }
     let keep = last_nl.map_or(0, |i| i + 1);
@@ -218,7 +231,11 @@ fn drop_failures(path: &Path, kinds: &[String]) -> anyhow::Result<usize> {
             continue;
         }
         let rec: Line = serde_json::from_str(&line).map_err(|e| {
-            anyhow::anyhow!("{}: line {}: not a failure record ({e})", path.display(), i + 1)
+            anyhow::anyhow!(
+                "{}: line {}: not a failure record ({e})",
+                path.display(),
+                i + 1
+            )
         })?;
         let kind = rec.error.map(|e| e.kind).unwrap_or_default();
         if kinds.is_empty() || kinds.contains(&kind) {
@@ -279,13 +296,25 @@ mod tests {
     fn collects_done_ids_and_cuts_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
-        std::fs::write(dir.path().join(RESULTS), "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\",\"out").unwrap();
-        std::fs::write(dir.path().join(FAILURES), "{\"id\":\"x\",\"error\":{\"kind\":\"throttled\"}}\n").unwrap();
+        std::fs::write(
+            dir.path().join(RESULTS),
+            "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\",\"out",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(FAILURES),
+            "{\"id\":\"x\",\"error\":{\"kind\":\"throttled\"}}\n",
+        )
+        .unwrap();
         let cp = prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
         assert!(cp.done.contains("a") && cp.done.contains("b") && cp.done.contains("x"));
         assert!(!cp.done.contains("c"), "the torn row is sent again");
         assert_eq!(cp.done.len(), 3);
-        assert!(cp.notes[0].contains("cut a torn last line (17 bytes)"), "{:?}", cp.notes);
+        assert!(
+            cp.notes[0].contains("cut a torn last line (14 bytes)"),
+            "{:?}",
+            cp.notes
+        );
         let results = std::fs::read_to_string(dir.path().join(RESULTS)).unwrap();
         assert_eq!(results, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
     }
@@ -295,8 +324,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         prepare(dir.path(), &ResumeMode::Continue, &job("m1")).unwrap();
         std::fs::write(dir.path().join(RESULTS), "{\"id\":\"a\"}\n").unwrap();
-        let err = prepare(dir.path(), &ResumeMode::Continue, &job("m2")).unwrap_err().to_string();
-        assert!(err.contains("holds a different job (model: \"m1\" → \"m2\")"), "{err}");
+        let err = prepare(dir.path(), &ResumeMode::Continue, &job("m2"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("holds a different job (model: \"m1\" → \"m2\")"),
+            "{err}"
+        );
         assert!(err.contains("--fresh"));
 
         let cp = prepare(dir.path(), &ResumeMode::Fresh, &job("m2")).unwrap();
@@ -320,7 +354,12 @@ mod tests {
             "{\"id\":\"t\",\"error\":{\"kind\":\"throttled\"}}\n{\"id\":\"v\",\"error\":{\"kind\":\"validation\"}}\n",
         )
         .unwrap();
-        let cp = prepare(dir.path(), &ResumeMode::RetryFailures(vec!["throttled".into()]), &job("m")).unwrap();
+        let cp = prepare(
+            dir.path(),
+            &ResumeMode::RetryFailures(vec!["throttled".into()]),
+            &job("m"),
+        )
+        .unwrap();
         assert!(!cp.done.contains("t"));
         assert!(cp.done.contains("v"));
         let left = std::fs::read_to_string(dir.path().join(FAILURES)).unwrap();
@@ -331,7 +370,9 @@ mod tests {
     fn unknown_files_without_manifest_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(RESULTS), "{\"id\":\"a\"}\n").unwrap();
-        let err = prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap_err().to_string();
+        let err = prepare(dir.path(), &ResumeMode::Continue, &job("m"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no manifest.json"), "{err}");
     }
 

@@ -22,6 +22,8 @@ pub struct Args {
     pub command: Command,
 }
 
+// Parsed once per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a job: prompts in, results.jsonl + failures.jsonl + summary.json out.
@@ -64,7 +66,6 @@ pub struct EmulatorArgs {
     #[arg(long)]
     pub seed: Option<u64>,
 }
-
 
 /// Flags of `bedrock-batch run`. Each overrides the same key in the config file.
 #[derive(Debug, Clone, Default, clap::Args)]

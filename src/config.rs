@@ -156,7 +156,13 @@ impl Settings {
             .and_then(|p| p.parent())
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let from_file = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+        let from_file = |p: &PathBuf| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                base.join(p)
+            }
+        };
         let where_ = |key: &str| match &origin {
             Some(p) => format!("{}: `{key}`", p.display()),
             None => format!("--{}", key.replace('_', "-")),
@@ -187,7 +193,7 @@ impl Settings {
             .unwrap_or(DEFAULT_CONCURRENCY);
         if concurrency == 0 || concurrency > 4096 {
             return Err(SetupError::Config(format!(
-                "{}: concurrency must be between 1 and 4096, got {concurrency}",
+                "{}: must be between 1 and 4096, got {concurrency}",
                 where_("concurrency")
             )));
         }
@@ -238,7 +244,10 @@ impl Settings {
         let secs = |flag: Option<u64>, file: Option<u64>, default: u64, key: &str| {
             let v = flag.or(file).unwrap_or(default);
             if v == 0 {
-                Err(SetupError::Config(format!("{}: must be at least 1 second", where_(key))))
+                Err(SetupError::Config(format!(
+                    "{}: must be at least 1 second",
+                    where_(key)
+                )))
             } else {
                 Ok(Duration::from_secs(v))
             }
@@ -295,7 +304,10 @@ impl Settings {
                 .filter(|k| !k.is_empty() && k != "all")
                 .collect();
             for k in &kinds {
-                if !crate::outcome::ErrorKind::ALL.iter().any(|known| known.as_str() == k) {
+                if !crate::outcome::ErrorKind::ALL
+                    .iter()
+                    .any(|known| known.as_str() == k)
+                {
                     return Err(SetupError::Config(format!(
                         "--retry-failures: unknown kind `{k}` (known: {})",
                         crate::outcome::ErrorKind::ALL
@@ -312,7 +324,10 @@ impl Settings {
         };
 
         let id_column = file.id_column.clone().unwrap_or_else(|| "id".into());
-        let prompt_column = file.prompt_column.clone().unwrap_or_else(|| "prompt".into());
+        let prompt_column = file
+            .prompt_column
+            .clone()
+            .unwrap_or_else(|| "prompt".into());
         let max_row_bytes = file.max_row_bytes.unwrap_or(DEFAULT_MAX_ROW_BYTES);
 
         Ok(Settings {
@@ -349,7 +364,10 @@ impl Settings {
 fn missing(key: &str, origin: &Option<PathBuf>) -> String {
     let flag = format!("--{}", key.replace('_', "-").trim_end_matches('s'));
     match origin {
-        Some(p) => format!("{}: no `{key}` set (add it to the file or pass {flag})", p.display()),
+        Some(p) => format!(
+            "{}: no `{key}` set (add it to the file or pass {flag})",
+            p.display()
+        ),
         None => format!(
             "no `{key}`: pass {flag}, or run where a config.toml is (or with --config FILE)"
         ),
@@ -405,18 +423,27 @@ mod tests {
     fn bad_values_name_the_file_and_key() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("job.toml");
-        std::fs::write(&cfg, "model = \"m\"\ninputs = [\"a.csv\"]\noutput_dir = \"o\"\nconcurrency = 0\n")
-            .unwrap();
+        std::fs::write(
+            &cfg,
+            "model = \"m\"\ninputs = [\"a.csv\"]\noutput_dir = \"o\"\nconcurrency = 0\n",
+        )
+        .unwrap();
         let err = Settings::resolve(&run_args(&["--config", cfg.to_str().unwrap()]), false)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("job.toml: `concurrency`: must be between 1 and 4096"), "{err}");
+        assert!(
+            err.contains("job.toml: `concurrency`: must be between 1 and 4096"),
+            "{err}"
+        );
 
         std::fs::write(&cfg, "model = \"m\"\nconcurency = 3\n").unwrap();
         let err = Settings::resolve(&run_args(&["--config", cfg.to_str().unwrap()]), false)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("job.toml: line 2: unknown field `concurency`"), "{err}");
+        assert!(
+            err.contains("job.toml: line 2: unknown field `concurency`"),
+            "{err}"
+        );
         assert!(!err.contains('\n'), "{err}");
     }
 
@@ -428,20 +455,56 @@ mod tests {
             .to_string();
         assert!(err.contains("no `model` set"), "{err}");
         let args = run_args(&[
-            "--config", "/dev/null", "--model", "m", "--input", "a.csv", "--input", "b.jsonl",
-            "--output-dir", "o",
+            "--config",
+            "/dev/null",
+            "--model",
+            "m",
+            "--input",
+            "a.csv",
+            "--input",
+            "b.jsonl",
+            "--output-dir",
+            "o",
         ]);
         let s = Settings::resolve(&args, false).unwrap();
-        assert_eq!(s.inputs, vec![PathBuf::from("a.csv"), PathBuf::from("b.jsonl")]);
+        assert_eq!(
+            s.inputs,
+            vec![PathBuf::from("a.csv"), PathBuf::from("b.jsonl")]
+        );
         assert_eq!(s.concurrency, DEFAULT_CONCURRENCY);
     }
 
     #[test]
     fn retry_failures_kinds_are_checked() {
-        let a = run_args(&["--model", "m", "--input", "a.csv", "--output-dir", "o", "--config", "/dev/null", "--retry-failures", "throttled,timeout"]);
+        let a = run_args(&[
+            "--model",
+            "m",
+            "--input",
+            "a.csv",
+            "--output-dir",
+            "o",
+            "--config",
+            "/dev/null",
+            "--retry-failures",
+            "throttled,timeout",
+        ]);
         let s = Settings::resolve(&a, false).unwrap();
-        assert_eq!(s.resume, ResumeMode::RetryFailures(vec!["throttled".into(), "timeout".into()]));
-        let a = run_args(&["--model", "m", "--input", "a.csv", "--output-dir", "o", "--config", "/dev/null", "--retry-failures", "bogus"]);
+        assert_eq!(
+            s.resume,
+            ResumeMode::RetryFailures(vec!["throttled".into(), "timeout".into()])
+        );
+        let a = run_args(&[
+            "--model",
+            "m",
+            "--input",
+            "a.csv",
+            "--output-dir",
+            "o",
+            "--config",
+            "/dev/null",
+            "--retry-failures",
+            "bogus",
+        ]);
         let err = Settings::resolve(&a, false).unwrap_err().to_string();
         assert!(err.contains("unknown kind `bogus`"), "{err}");
     }

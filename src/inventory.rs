@@ -74,7 +74,9 @@ pub fn take(settings: &Settings, template: Option<&Template>) -> Result<Inventor
 fn missing_template_column(file: &str, line: u64, col: &str) -> SetupError {
     SetupError::Input {
         path: file.to_string(),
-        message: format!("line {line}: the template uses column `{col}`, which the file does not have"),
+        message: format!(
+            "line {line}: the template uses column `{col}`, which the file does not have"
+        ),
     }
 }
 

@@ -98,19 +98,21 @@ where
         SdkError::ResponseError(_) => {
             Classified::new(ErrorKind::Network, "ResponseError", chain(err), Retry)
         }
-        SdkError::ConstructionFailure(_) => {
-            Classified::new(ErrorKind::Validation, "ConstructionFailure", chain(err), Fail)
-        }
+        SdkError::ConstructionFailure(_) => Classified::new(
+            ErrorKind::Validation,
+            "ConstructionFailure",
+            chain(err),
+            Fail,
+        ),
         SdkError::ServiceError(_) => {
             let code = err.code().unwrap_or("Unknown").to_string();
             let message = err.message().unwrap_or("").to_string();
-            let status = err
-                .raw_response()
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0);
+            let status = err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
             let (kind, disposition) = match code.as_str() {
                 "ThrottlingException" | "TooManyRequestsException" => (ErrorKind::Throttled, Retry),
-                "ServiceUnavailableException" | "InternalServerException" => (ErrorKind::Server, Retry),
+                "ServiceUnavailableException" | "InternalServerException" => {
+                    (ErrorKind::Server, Retry)
+                }
                 "ModelNotReadyException" => (ErrorKind::Model, Retry),
                 "ModelTimeoutException" => (ErrorKind::Timeout, Retry),
                 "ExpiredTokenException" | "ExpiredToken" | "RequestExpired" => {
@@ -121,9 +123,9 @@ where
                 "ResourceNotFoundException" => (ErrorKind::NotFound, Fail),
                 "ServiceQuotaExceededException" => (ErrorKind::Quota, Fail),
                 "ModelErrorException" | "ModelStreamErrorException" => (ErrorKind::Model, Fail),
-                "UnrecognizedClientException" | "InvalidSignatureException" | "IncompleteSignature" => {
-                    (ErrorKind::Credentials, Fail)
-                }
+                "UnrecognizedClientException"
+                | "InvalidSignatureException"
+                | "IncompleteSignature" => (ErrorKind::Credentials, Fail),
                 _ => match status {
                     429 => (ErrorKind::Throttled, Retry),
                     408 => (ErrorKind::Timeout, Retry),
@@ -189,7 +191,12 @@ async fn converse(client: &Client, r: &Request) -> Result<Answer, Classified> {
             .content(ContentBlock::Text(m.text.clone()))
             .build()
             .map_err(|e| {
-                Classified::new(ErrorKind::Input, "InvalidRow", e.to_string(), Disposition::Fail)
+                Classified::new(
+                    ErrorKind::Input,
+                    "InvalidRow",
+                    e.to_string(),
+                    Disposition::Fail,
+                )
             })?;
         call = call.messages(msg);
     }
@@ -218,7 +225,12 @@ async fn converse(client: &Client, r: &Request) -> Result<Answer, Classified> {
     };
     let (input_tokens, output_tokens) = out
         .usage()
-        .map(|u| (u.input_tokens().max(0) as u64, u.output_tokens().max(0) as u64))
+        .map(|u| {
+            (
+                u.input_tokens().max(0) as u64,
+                u.output_tokens().max(0) as u64,
+            )
+        })
         .unwrap_or((0, 0));
     Ok(Answer {
         text,
@@ -230,7 +242,8 @@ async fn converse(client: &Client, r: &Request) -> Result<Answer, Classified> {
 
 async fn invoke(client: &Client, job: &Job) -> Result<Answer, Classified> {
     let r = &job.request;
-    let input = |msg: String| Classified::new(ErrorKind::Input, "InvalidRow", msg, Disposition::Fail);
+    let input =
+        |msg: String| Classified::new(ErrorKind::Input, "InvalidRow", msg, Disposition::Fail);
     let family = native::family(&r.model);
     let body = match &job.body {
         Some(b) => b.clone(),
@@ -303,7 +316,11 @@ mod tests {
             ("", 502, ErrorKind::Server),
             ("", 429, ErrorKind::Throttled),
         ] {
-            assert_eq!(verdict(&service(code, status, "m")), (kind, Retry), "{code} {status}");
+            assert_eq!(
+                verdict(&service(code, status, "m")),
+                (kind, Retry),
+                "{code} {status}"
+            );
         }
     }
 
@@ -324,25 +341,41 @@ mod tests {
 
     #[test]
     fn throttles_say_which_quota() {
-        let c = classify(&service("ThrottlingException", 429, "Too many tokens, please wait before trying again."));
+        let c = classify(&service(
+            "ThrottlingException",
+            429,
+            "Too many tokens, please wait before trying again.",
+        ));
         assert_eq!(c.throttle, Some(Throttle::Tokens));
-        let c = classify(&service("ThrottlingException", 429, "Too many requests, please wait before trying again."));
+        let c = classify(&service(
+            "ThrottlingException",
+            429,
+            "Too many requests, please wait before trying again.",
+        ));
         assert_eq!(c.throttle, Some(Throttle::Requests));
         assert_eq!(c.code, "ThrottlingException");
-        assert!(classify(&service("ValidationException", 400, "x")).throttle.is_none());
+        assert!(classify(&service("ValidationException", 400, "x"))
+            .throttle
+            .is_none());
     }
 
     #[test]
     fn access_denied_points_at_the_policy_command() {
         let c = classify(&service("AccessDeniedException", 403, "not authorized"));
-        assert!(c.message.starts_with("not authorized (hint: `bedrock-batch policy`"), "{}", c.message);
+        assert!(
+            c.message
+                .starts_with("not authorized (hint: `bedrock-batch policy`"),
+            "{}",
+            c.message
+        );
     }
 
     #[test]
     fn transport_failures_are_retryable() {
-        let io: SdkError<ConverseError, HttpResponse> = SdkError::dispatch_failure(ConnectorError::io(
-            std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset").into(),
-        ));
+        let io: SdkError<ConverseError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io(
+                std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset").into(),
+            ));
         assert_eq!(verdict(&io), (ErrorKind::Network, Disposition::Retry));
         let timeout: SdkError<ConverseError, HttpResponse> = SdkError::dispatch_failure(
             ConnectorError::timeout(std::io::Error::new(std::io::ErrorKind::TimedOut, "t").into()),
@@ -353,6 +386,9 @@ mod tests {
         assert_eq!(verdict(&attempt), (ErrorKind::Timeout, Disposition::Retry));
         let construction: SdkError<ConverseError, HttpResponse> =
             SdkError::construction_failure(std::io::Error::other("bad input"));
-        assert_eq!(verdict(&construction), (ErrorKind::Validation, Disposition::Fail));
+        assert_eq!(
+            verdict(&construction),
+            (ErrorKind::Validation, Disposition::Fail)
+        );
     }
 }

@@ -53,10 +53,9 @@ impl<'a> Builder<'a> {
         match fields.get(&self.settings.id_column) {
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
             Some(Value::Number(n)) => Ok(n.to_string()),
-            Some(Value::String(_)) | Some(Value::Null) | None => Err(format!(
-                "missing id (column `{}`)",
-                self.settings.id_column
-            )),
+            Some(Value::String(_)) | Some(Value::Null) | None => {
+                Err(format!("missing id (column `{}`)", self.settings.id_column))
+            }
             Some(other) => Err(format!(
                 "id (column `{}`) is a {}, expected a string or number",
                 self.settings.id_column,
@@ -70,20 +69,26 @@ impl<'a> Builder<'a> {
         let id = self
             .id_of(&bad.fields, &bad.source)
             .unwrap_or_else(|_| stand_in_id(&bad.source));
-        input_failure(id, &self.settings.model, bad.source, bad.message, Map::new())
+        input_failure(
+            id,
+            &self.settings.model,
+            bad.source,
+            bad.message,
+            Map::new(),
+        )
     }
 
     /// `id` is the row's (possibly suffixed) id as the run decided it.
-    pub fn build(&self, record: Record, id: String) -> Result<Job, Failure> {
+    pub fn build(&self, record: Record, id: String) -> Result<Job, Box<Failure>> {
         let Record { source, mut fields } = record;
         let fail = |message: String, meta: Map<String, Value>| {
-            Err(input_failure(
+            Err(Box::new(input_failure(
                 id.clone(),
                 &self.settings.model,
                 source.clone(),
                 message,
                 meta,
-            ))
+            )))
         };
         let s = self.settings;
 
@@ -116,19 +121,37 @@ impl<'a> Builder<'a> {
         if let Some(v) = row_param(&fields, "system") {
             match v {
                 Value::String(v) => request.system = Some(v),
-                other => return fail(format!("column `system` is a {}, expected text", json_type(&other)), meta_of(fields, s)),
+                other => {
+                    return fail(
+                        format!("column `system` is a {}, expected text", json_type(&other)),
+                        meta_of(fields, s),
+                    )
+                }
             }
         }
         if let Some(v) = row_param(&fields, "model") {
             match v {
                 Value::String(v) => request.model = v.trim().to_string(),
-                other => return fail(format!("column `model` is a {}, expected text", json_type(&other)), meta_of(fields, s)),
+                other => {
+                    return fail(
+                        format!("column `model` is a {}, expected text", json_type(&other)),
+                        meta_of(fields, s),
+                    )
+                }
             }
         }
         if let Some(v) = row_param(&fields, "max_tokens") {
             match as_u32(&v) {
                 Some(n) if n > 0 => request.max_tokens = Some(n),
-                _ => return fail(format!("column `max_tokens`: {} is not a whole number above 0", short(&v)), meta_of(fields, s)),
+                _ => {
+                    return fail(
+                        format!(
+                            "column `max_tokens`: {} is not a whole number above 0",
+                            short(&v)
+                        ),
+                        meta_of(fields, s),
+                    )
+                }
             }
         }
         for key in ["temperature", "top_p"] {
@@ -141,7 +164,12 @@ impl<'a> Builder<'a> {
                             request.top_p = Some(x)
                         }
                     }
-                    _ => return fail(format!("column `{key}`: {} is not a number from 0 to 1", short(&v)), meta_of(fields, s)),
+                    _ => {
+                        return fail(
+                            format!("column `{key}`: {} is not a number from 0 to 1", short(&v)),
+                            meta_of(fields, s),
+                        )
+                    }
                 }
             }
         }
@@ -159,9 +187,15 @@ impl<'a> Builder<'a> {
 
         if let Some(text) = rendered {
             if text.trim().is_empty() {
-                return fail("empty prompt (the template rendered to nothing)".into(), meta_of(fields, s));
+                return fail(
+                    "empty prompt (the template rendered to nothing)".into(),
+                    meta_of(fields, s),
+                );
             }
-            request.messages.push(Message { role: Role::User, text });
+            request.messages.push(Message {
+                role: Role::User,
+                text,
+            });
         } else if let Some(messages) = fields.get("messages") {
             match parse_messages(messages) {
                 Ok(m) => request.messages = m,
@@ -174,15 +208,27 @@ impl<'a> Builder<'a> {
                     text: p.clone(),
                 }),
                 Some(Value::String(_)) | Some(Value::Null) => {
-                    return fail(format!("empty prompt (column `{}`)", s.prompt_column), meta_of(fields, s))
-                }
-                Some(other) => {
                     return fail(
-                        format!("column `{}` is a {}, expected text", s.prompt_column, json_type(other)),
+                        format!("empty prompt (column `{}`)", s.prompt_column),
                         meta_of(fields, s),
                     )
                 }
-                None => return fail(format!("missing column `{}`", s.prompt_column), meta_of(fields, s)),
+                Some(other) => {
+                    return fail(
+                        format!(
+                            "column `{}` is a {}, expected text",
+                            s.prompt_column,
+                            json_type(other)
+                        ),
+                        meta_of(fields, s),
+                    )
+                }
+                None => {
+                    return fail(
+                        format!("missing column `{}`", s.prompt_column),
+                        meta_of(fields, s),
+                    )
+                }
             }
         }
 
@@ -205,7 +251,13 @@ pub fn stand_in_id(source: &Source) -> String {
     format!("{}:{}", source.file, source.line)
 }
 
-fn input_failure(id: String, model: &str, source: Source, message: String, meta: Map<String, Value>) -> Failure {
+fn input_failure(
+    id: String,
+    model: &str,
+    source: Source,
+    message: String,
+    meta: Map<String, Value>,
+) -> Failure {
     Failure {
         id,
         model: model.to_string(),
@@ -232,7 +284,10 @@ fn meta_of(mut fields: Map<String, Value>, s: &Settings) -> Map<String, Value> {
 /// `content` may also be a plain string.
 fn parse_messages(v: &Value) -> Result<Vec<Message>, String> {
     let Value::Array(items) = v else {
-        return Err(format!("expected an array of messages, got a {}", json_type(v)));
+        return Err(format!(
+            "expected an array of messages, got a {}",
+            json_type(v)
+        ));
     };
     if items.is_empty() {
         return Err("no messages".into());
@@ -243,7 +298,11 @@ fn parse_messages(v: &Value) -> Result<Vec<Message>, String> {
         let role = match m.get("role").and_then(Value::as_str) {
             Some("user") => Role::User,
             Some("assistant") => Role::Assistant,
-            Some(r) => return Err(format!("message {n}: role `{r}` (expected user or assistant)")),
+            Some(r) => {
+                return Err(format!(
+                    "message {n}: role `{r}` (expected user or assistant)"
+                ))
+            }
             None => return Err(format!("message {n}: no role")),
         };
         let text = match m.get("content") {
@@ -253,7 +312,11 @@ fn parse_messages(v: &Value) -> Result<Vec<Message>, String> {
                 for b in blocks {
                     match b.get("text").and_then(Value::as_str) {
                         Some(t) => parts.push(t),
-                        None => return Err(format!("message {n}: only text content blocks are supported")),
+                        None => {
+                            return Err(format!(
+                                "message {n}: only text content blocks are supported"
+                            ))
+                        }
                     }
                 }
                 parts.join("\n")
@@ -264,7 +327,14 @@ fn parse_messages(v: &Value) -> Result<Vec<Message>, String> {
             return Err(format!("message {n}: empty text"));
         }
         if out.last().map(|p: &Message| p.role) == Some(role) {
-            return Err(format!("message {n}: two {} turns in a row", if role == Role::User { "user" } else { "assistant" }));
+            return Err(format!(
+                "message {n}: two {} turns in a row",
+                if role == Role::User {
+                    "user"
+                } else {
+                    "assistant"
+                }
+            ));
         }
         if i == 0 && role != Role::User {
             return Err("the first message must be from the user".into());
@@ -342,7 +412,10 @@ mod tests {
 
     fn record(v: Value) -> Record {
         Record {
-            source: Source { file: "p.jsonl".into(), line: 7 },
+            source: Source {
+                file: "p.jsonl".into(),
+                line: 7,
+            },
             fields: v.as_object().unwrap().clone(),
         }
     }
@@ -361,8 +434,17 @@ mod tests {
         assert_eq!(job.request.max_tokens, Some(50));
         assert_eq!(job.request.temperature, Some(0.5));
         assert_eq!(job.request.system.as_deref(), Some("sys"));
-        assert_eq!(job.request.messages, vec![Message { role: Role::User, text: "hi".into() }]);
-        assert_eq!(Value::Object(job.meta), json!({"expected": "x", "label": 3}));
+        assert_eq!(
+            job.request.messages,
+            vec![Message {
+                role: Role::User,
+                text: "hi".into()
+            }]
+        );
+        assert_eq!(
+            Value::Object(job.meta),
+            json!({"expected": "x", "label": 3})
+        );
     }
 
     #[test]
@@ -379,9 +461,18 @@ mod tests {
             .unwrap();
         assert_eq!(job.request.messages.len(), 3);
         let err = Builder::new(&s, None)
-            .build(record(json!({"id": 1, "messages": [{"role": "assistant", "content": "b"}]})), "1".into())
+            .build(
+                record(json!({"id": 1, "messages": [{"role": "assistant", "content": "b"}]})),
+                "1".into(),
+            )
             .unwrap_err();
-        assert!(err.error.message.contains("column `messages`: the first message must be from the user"), "{}", err.error.message);
+        assert!(
+            err.error
+                .message
+                .contains("column `messages`: the first message must be from the user"),
+            "{}",
+            err.error.message
+        );
     }
 
     #[test]
@@ -389,11 +480,26 @@ mod tests {
         let s = settings();
         let b = Builder::new(&s, None);
         let cases = [
-            (json!({"id": "x"}), "p.jsonl: line 7: missing column `prompt`"),
-            (json!({"id": "x", "prompt": "  "}), "p.jsonl: line 7: empty prompt (column `prompt`)"),
-            (json!({"id": "x", "prompt": 5}), "p.jsonl: line 7: column `prompt` is a number, expected text"),
-            (json!({"id": "x", "prompt": "p", "max_tokens": "lots"}), "p.jsonl: line 7: column `max_tokens`: \"lots\" is not a whole number above 0"),
-            (json!({"id": "x", "prompt": "p", "temperature": 3}), "p.jsonl: line 7: column `temperature`: 3 is not a number from 0 to 1"),
+            (
+                json!({"id": "x"}),
+                "p.jsonl: line 7: missing column `prompt`",
+            ),
+            (
+                json!({"id": "x", "prompt": "  "}),
+                "p.jsonl: line 7: empty prompt (column `prompt`)",
+            ),
+            (
+                json!({"id": "x", "prompt": 5}),
+                "p.jsonl: line 7: column `prompt` is a number, expected text",
+            ),
+            (
+                json!({"id": "x", "prompt": "p", "max_tokens": "lots"}),
+                "p.jsonl: line 7: column `max_tokens`: \"lots\" is not a whole number above 0",
+            ),
+            (
+                json!({"id": "x", "prompt": "p", "temperature": 3}),
+                "p.jsonl: line 7: column `temperature`: 3 is not a number from 0 to 1",
+            ),
         ];
         for (row, want) in cases {
             let f = b.build(record(row), "x".into()).unwrap_err();
@@ -401,9 +507,13 @@ mod tests {
             assert_eq!(f.error.message, want);
             assert_eq!(f.attempts, 0);
         }
-        let src = Source { file: "p.csv".into(), line: 3 };
+        let src = Source {
+            file: "p.csv".into(),
+            line: 3,
+        };
         assert_eq!(
-            b.id_of(&json!({"prompt": "p"}).as_object().unwrap().clone(), &src).unwrap_err(),
+            b.id_of(&json!({"prompt": "p"}).as_object().unwrap().clone(), &src)
+                .unwrap_err(),
             "missing id (column `id`); recorded as `p.csv:3`"
         );
     }
@@ -414,9 +524,15 @@ mod tests {
         s.template = Some("Q: {{ question }}".into());
         let t = Template::compile(s.template.as_deref().unwrap()).unwrap();
         let job = Builder::new(&s, Some(&t))
-            .build(record(json!({"id": "q1", "question": "why?", "answer": "because"})), "q1".into())
+            .build(
+                record(json!({"id": "q1", "question": "why?", "answer": "because"})),
+                "q1".into(),
+            )
             .unwrap();
         assert_eq!(job.request.messages[0].text, "Q: why?");
-        assert_eq!(Value::Object(job.meta), json!({"question": "why?", "answer": "because"}));
+        assert_eq!(
+            Value::Object(job.meta),
+            json!({"question": "why?", "answer": "because"})
+        );
     }
 }

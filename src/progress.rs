@@ -83,7 +83,11 @@ impl Progress {
                 if self.last_plain.elapsed() >= PLAIN_EVERY {
                     self.last_plain = Instant::now();
                     let secs = self.started.elapsed().as_secs_f64();
-                    let per_sec = if secs > 0.0 { s.done as f64 / secs } else { 0.0 };
+                    let per_sec = if secs > 0.0 {
+                        s.done as f64 / secs
+                    } else {
+                        0.0
+                    };
                     let of = self.total.map(|t| format!("/{t}")).unwrap_or_default();
                     eprintln!("progress: {}{of} rows {:.1}/s {msg}", s.done, per_sec);
                 }

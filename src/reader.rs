@@ -70,7 +70,7 @@ pub struct RowReader {
 
 enum Inner {
     Csv {
-        reader: csv::Reader<Box<dyn Read + Send>>,
+        reader: csv::Reader<LineIndex<Box<dyn Read + Send>>>,
         headers: Vec<String>,
         record: csv::ByteRecord,
     },
@@ -102,7 +102,7 @@ impl RowReader {
                     // Ragged records are reported per row, not as a reader error.
                     .flexible(true)
                     .buffer_capacity(64 * 1024)
-                    .from_reader(read);
+                    .from_reader(LineIndex::new(read));
                 let raw = reader
                     .byte_headers()
                     .map_err(|e| err(format!("line 1: cannot read the header row: {e}")))?
@@ -113,7 +113,10 @@ impl RowReader {
                 let mut headers = Vec::with_capacity(raw.len());
                 for (i, h) in raw.iter().enumerate() {
                     let h = std::str::from_utf8(h).map_err(|_| {
-                        err(format!("line 1: header column {} is not valid UTF-8", i + 1))
+                        err(format!(
+                            "line 1: header column {} is not valid UTF-8",
+                            i + 1
+                        ))
                     })?;
                     // csv passes a UTF-8 BOM through as part of the first name.
                     let h = h.trim_start_matches('\u{feff}').trim().to_string();
@@ -121,7 +124,9 @@ impl RowReader {
                         return Err(err(format!("line 1: header column {} has no name", i + 1)));
                     }
                     if headers.contains(&h) {
-                        return Err(err(format!("line 1: column `{h}` appears twice in the header")));
+                        return Err(err(format!(
+                            "line 1: column `{h}` appears twice in the header"
+                        )));
                     }
                     headers.push(h);
                 }
@@ -167,14 +172,18 @@ impl RowReader {
                 headers,
                 record,
             } => {
-                let more = reader.read_byte_record(record).map_err(|e| SetupError::Input {
-                    path: name.clone(),
-                    message: format!("read failed: {e}"),
-                })?;
+                let more = reader
+                    .read_byte_record(record)
+                    .map_err(|e| SetupError::Input {
+                        path: name.clone(),
+                        message: format!("read failed: {e}"),
+                    })?;
                 if !more {
                     return Ok(None);
                 }
-                let line = record.position().map_or(0, |p| p.line());
+                // csv's own line count is wrong for CRLF files; count ourselves.
+                let start = record.position().map_or(0, |p| p.byte());
+                let line = reader.get_ref().line_at(start);
                 Ok(Some(csv_item(name, headers, record, line, max)))
             }
             Inner::Jsonl { reader, line, buf } => loop {
@@ -196,7 +205,9 @@ impl RowReader {
                     return Ok(Some(Item::Bad(Bad {
                         source,
                         fields: Map::new(),
-                        message: format!("row is {n} bytes, over the limit of {max} (max_row_bytes)"),
+                        message: format!(
+                            "row is {n} bytes, over the limit of {max} (max_row_bytes)"
+                        ),
                     })));
                 }
                 let mut bytes: &[u8] = buf;
@@ -221,7 +232,64 @@ impl Iterator for RowReader {
     }
 }
 
-fn csv_item(name: &str, headers: &[String], record: &csv::ByteRecord, line: u64, max: usize) -> Item {
+/// Remembers where the newlines are in the bytes csv has read ahead, so a
+/// record's byte offset can be turned into its line number. Only newlines
+/// past the last asked-for offset are kept: memory is bounded by csv's buffer.
+struct LineIndex<R> {
+    inner: R,
+    offset: u64,
+    state: std::cell::RefCell<LineState>,
+}
+
+#[derive(Default)]
+struct LineState {
+    newlines: std::collections::VecDeque<u64>,
+    before: u64,
+}
+
+impl<R: Read> LineIndex<R> {
+    fn new(inner: R) -> Self {
+        LineIndex {
+            inner,
+            offset: 0,
+            state: Default::default(),
+        }
+    }
+
+    /// The 1-based line of byte `start`. For CRLF files csv reports a record
+    /// as starting at the `\n` of the previous line end, so a newline *at*
+    /// `start` counts as before it. Offsets must be asked in increasing order.
+    fn line_at(&self, start: u64) -> u64 {
+        let mut st = self.state.borrow_mut();
+        while st.newlines.front().is_some_and(|&n| n <= start) {
+            st.newlines.pop_front();
+            st.before += 1;
+        }
+        st.before + 1
+    }
+}
+
+impl<R: Read> Read for LineIndex<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut st = self.state.borrow_mut();
+        for (i, b) in buf[..n].iter().enumerate() {
+            if *b == b'\n' {
+                st.newlines.push_back(self.offset + i as u64);
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+fn csv_item(
+    name: &str,
+    headers: &[String],
+    record: &csv::ByteRecord,
+    line: u64,
+    max: usize,
+) -> Item {
     let source = Source {
         file: name.to_string(),
         line,
@@ -291,9 +359,16 @@ fn jsonl_item(source: Source, bytes: &[u8]) -> Item {
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(fields)) => Item::Record(Record { source, fields }),
-        Ok(other) => bad(format!("line is a JSON {}, not an object", json_type(&other))),
+        Ok(other) => bad(format!(
+            "line is a JSON {}, not an object",
+            json_type(&other)
+        )),
         // serde's message ends in "at line 1 column N": the line is ours, keep the column.
-        Err(e) => bad(format!("invalid JSON: {} (column {})", json_error_text(&e), e.column())),
+        Err(e) => bad(format!(
+            "invalid JSON: {} (column {})",
+            json_error_text(&e),
+            e.column()
+        )),
     }
 }
 
@@ -337,7 +412,11 @@ fn trim_ascii(mut b: &[u8]) -> &[u8] {
 /// Reads one line (through `\n`) into `buf`, keeping at most `max` bytes; the
 /// rest of an over-long line is consumed and dropped so memory stays bounded.
 /// Returns the line's full length and whether it was cut.
-fn read_line_limited<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> io::Result<(usize, bool)> {
+fn read_line_limited<R: BufRead>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<(usize, bool)> {
     let mut total = 0;
     loop {
         let (done, used) = {
@@ -414,12 +493,19 @@ mod tests {
     #[test]
     fn csv_ragged_and_bad_utf8_rows_are_bad_not_fatal() {
         let items = read_all("p.csv", b"id,prompt\n1,a\n2,b,extra\n3,\xff\xfe\n4,d\n");
-        assert_eq!(lines(&items), vec![(2, true), (3, false), (4, false), (5, true)]);
+        assert_eq!(
+            lines(&items),
+            vec![(2, true), (3, false), (4, false), (5, true)]
+        );
         let Item::Bad(b) = &items[1] else { panic!() };
         assert_eq!(b.message, "record has 3 fields, the header has 2");
         assert_eq!(b.fields["id"], "2");
         let Item::Bad(b) = &items[2] else { panic!() };
-        assert!(b.message.contains("column `prompt` is not valid UTF-8"), "{}", b.message);
+        assert!(
+            b.message.contains("column `prompt` is not valid UTF-8"),
+            "{}",
+            b.message
+        );
     }
 
     #[test]
@@ -436,9 +522,18 @@ mod tests {
             assert!(err.contains(want), "{err}");
             assert!(err.starts_with(&p.display().to_string()), "{err}");
         }
-        let err = RowReader::open(&dir.path().join("missing.csv"), 10).err().unwrap().to_string();
-        assert!(err.ends_with("missing.csv: cannot open: no such file"), "{err}");
-        let err = RowReader::open(&dir.path().join("x.txt"), 10).err().unwrap().to_string();
+        let err = RowReader::open(&dir.path().join("missing.csv"), 10)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.ends_with("missing.csv: cannot open: no such file"),
+            "{err}"
+        );
+        let err = RowReader::open(&dir.path().join("x.txt"), 10)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("unknown input format"), "{err}");
     }
 
@@ -450,7 +545,14 @@ mod tests {
         );
         assert_eq!(
             lines(&items),
-            vec![(1, true), (3, false), (4, false), (5, false), (6, false), (7, true)]
+            vec![
+                (1, true),
+                (3, false),
+                (4, false),
+                (5, false),
+                (6, false),
+                (7, true)
+            ]
         );
         let msgs: Vec<String> = items
             .iter()
@@ -459,10 +561,14 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert!(msgs[0].starts_with("invalid JSON: EOF while parsing"), "{}", msgs[0]);
+        assert!(
+            msgs[0].starts_with("invalid JSON: EOF while parsing"),
+            "{}",
+            msgs[0]
+        );
         assert_eq!(msgs[1], "line is a JSON array, not an object");
         assert_eq!(msgs[2], "line is a JSON string, not an object");
-        assert_eq!(msgs[3], "not valid UTF-8 (byte 8)");
+        assert_eq!(msgs[3], "not valid UTF-8 (byte 7)");
     }
 
     #[test]
@@ -473,7 +579,11 @@ mod tests {
         let items = read_all("p.jsonl", &data);
         assert_eq!(lines(&items), vec![(1, true), (2, false), (3, true)]);
         let Item::Bad(b) = &items[1] else { panic!() };
-        assert!(b.message.contains("over the limit of 1000"), "{}", b.message);
+        assert!(
+            b.message.contains("over the limit of 1000"),
+            "{}",
+            b.message
+        );
 
         let mut csv = b"id,prompt\n1,a\n2,".to_vec();
         csv.extend(std::iter::repeat_n(b'y', 5000));

@@ -84,7 +84,10 @@ impl Summary {
             self.skipped
         ));
         if self.unfinished > 0 {
-            out.push_str(&format!(", {} unfinished (run again to finish them)", self.unfinished));
+            out.push_str(&format!(
+                ", {} unfinished (run again to finish them)",
+                self.unfinished
+            ));
         }
         out.push('\n');
         out.push_str(&format!(
@@ -122,6 +125,10 @@ fn duration(secs: f64) -> String {
     } else if secs < 3600.0 {
         format!("{}m{:02}s", (secs / 60.0) as u64, (secs % 60.0) as u64)
     } else {
-        format!("{}h{:02}m", (secs / 3600.0) as u64, ((secs % 3600.0) / 60.0) as u64)
+        format!(
+            "{}h{:02}m",
+            (secs / 3600.0) as u64,
+            ((secs % 3600.0) / 60.0) as u64
+        )
     }
 }

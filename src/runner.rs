@@ -24,8 +24,8 @@ use crate::backoff::Backoff;
 use crate::checkpoint::{self, id_hash, IdSet};
 use crate::config::{Api, Settings};
 use crate::error::SetupError;
-use crate::invoker::{self, Disposition};
 use crate::inventory::{self, Inventory};
+use crate::invoker::{self, Disposition};
 use crate::job::{Builder, Job};
 use crate::limiter::{Limiter, Ticket};
 use crate::manifest::Manifest;
@@ -238,7 +238,7 @@ fn read(
                     } else {
                         match builder.build(record, id) {
                             Ok(job) => Work::Job(Box::new(job)),
-                            Err(f) => Work::Failed(Box::new(f)),
+                            Err(f) => Work::Failed(f),
                         }
                     }
                 }
@@ -300,7 +300,9 @@ async fn dispatch(
                 continue;
             }
             Work::Failed(f) => {
-                let _ = events.send(Event::Done(Outcome::Failed(*f))).await;
+                let _ = events
+                    .send(Event::Done(Box::new(Outcome::Failed(*f))))
+                    .await;
                 continue;
             }
             Work::Job(job) => job,
@@ -355,8 +357,12 @@ async fn process(job: Job, _permit: OwnedSemaphorePermit, first: Ticket, ctx: Ar
         let latency_ms = t0.elapsed().as_millis() as u64;
         let error = match result {
             Ok(answer) => {
-                ctx.limiter
-                    .settle(ticket, answer.input_tokens, answer.output_tokens, input_bytes);
+                ctx.limiter.settle(
+                    ticket,
+                    answer.input_tokens,
+                    answer.output_tokens,
+                    input_bytes,
+                );
                 let success = Success {
                     id: job.id,
                     model: job.request.model,
@@ -371,7 +377,10 @@ async fn process(job: Job, _permit: OwnedSemaphorePermit, first: Ticket, ctx: Ar
                     source: job.source,
                     meta: job.meta,
                 };
-                let _ = ctx.events.send(Event::Done(Outcome::Succeeded(success))).await;
+                let _ = ctx
+                    .events
+                    .send(Event::Done(Box::new(Outcome::Succeeded(success))))
+                    .await;
                 return;
             }
             Err(e) => e,
@@ -407,7 +416,10 @@ async fn process(job: Job, _permit: OwnedSemaphorePermit, first: Ticket, ctx: Ar
                 source: job.source,
                 meta: job.meta,
             };
-            let _ = ctx.events.send(Event::Done(Outcome::Failed(failure))).await;
+            let _ = ctx
+                .events
+                .send(Event::Done(Box::new(Outcome::Failed(failure))))
+                .await;
             return;
         };
         // Stopping: a row that needs another attempt is left for the resume,

@@ -86,7 +86,9 @@ impl Shutdown {
                         reason.as_str()
                     );
                 } else {
-                    tracing::warn!("second signal: aborting calls in flight; their rows are sent on resume");
+                    tracing::warn!(
+                        "second signal: aborting calls in flight; their rows are sent on resume"
+                    );
                 }
             }
         });
@@ -108,6 +110,10 @@ mod tests {
         assert!(!s.abort.is_cancelled());
         s.request(StopReason::Interrupt);
         assert!(s.abort.is_cancelled());
-        assert_eq!(s.reason(), Some(StopReason::Terminate), "the first reason is kept");
+        assert_eq!(
+            s.reason(),
+            Some(StopReason::Terminate),
+            "the first reason is kept"
+        );
     }
 }

@@ -29,8 +29,8 @@ pub const FAILURES: &str = "failures.jsonl";
 
 #[derive(Debug)]
 pub enum Event {
-    /// A row ended; `latency_ms` is for the histogram (the succeeded attempt).
-    Done(Outcome),
+    /// A row ended.
+    Done(Box<Outcome>),
     /// A row was already done in an earlier run.
     Skipped,
     /// An attempt failed; `retry` says whether the row tries again.
@@ -104,8 +104,8 @@ pub async fn run(
 ) -> anyhow::Result<Tally> {
     let mut t = Tally::default();
     // 1 ms to 1 hour, 3 significant digits.
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)
-        .context("latency histogram bounds")?;
+    let mut latency =
+        Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).context("latency histogram bounds")?;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let snapshot = |t: &Tally| Snapshot {
@@ -130,20 +130,24 @@ pub async fn run(
             }
         };
         match event {
-            Event::Done(Outcome::Succeeded(s)) => {
-                write_line(&mut out.results, &s).context("writing results.jsonl")?;
-                t.succeeded += 1;
-                t.input_tokens += s.usage.input_tokens;
-                t.output_tokens += s.usage.output_tokens;
-                t.attempts += s.attempts as u64;
-                latency.saturating_record(s.latency_ms.max(1));
-            }
-            Event::Done(Outcome::Failed(f)) => {
-                write_line(&mut out.failures, &f).context("writing failures.jsonl")?;
-                t.failed += 1;
-                t.attempts += f.attempts as u64;
-                *t.failed_by_kind.entry(f.error.kind.as_str().to_string()).or_default() += 1;
-            }
+            Event::Done(outcome) => match *outcome {
+                Outcome::Succeeded(s) => {
+                    write_line(&mut out.results, &s).context("writing results.jsonl")?;
+                    t.succeeded += 1;
+                    t.input_tokens += s.usage.input_tokens;
+                    t.output_tokens += s.usage.output_tokens;
+                    t.attempts += s.attempts as u64;
+                    latency.saturating_record(s.latency_ms.max(1));
+                }
+                Outcome::Failed(f) => {
+                    write_line(&mut out.failures, &f).context("writing failures.jsonl")?;
+                    t.failed += 1;
+                    t.attempts += f.attempts as u64;
+                    *t.failed_by_kind
+                        .entry(f.error.kind.as_str().to_string())
+                        .or_default() += 1;
+                }
+            },
             Event::Skipped => t.skipped += 1,
             Event::AttemptFailed { throttle, retry } => {
                 t.retries += retry as u64;

@@ -52,7 +52,10 @@ impl Template {
 
     pub fn render(&self, fields: &Map<String, Value>) -> Result<String, String> {
         // Infallible: the template was added under NAME in `compile`.
-        let t = self.env.get_template(NAME).expect("template compiled in new()");
+        let t = self
+            .env
+            .get_template(NAME)
+            .expect("template compiled in new()");
         t.render(fields).map_err(|e| one_line(&e))
     }
 }
@@ -80,7 +83,8 @@ mod tests {
 
     #[test]
     fn renders_columns_and_lists_them() {
-        let t = Template::compile("Q: {{ question }}\n{% if context %}C: {{ context }}{% endif %}").unwrap();
+        let t = Template::compile("Q: {{ question }}\n{% if context %}C: {{ context }}{% endif %}")
+            .unwrap();
         assert_eq!(
             t.columns().iter().cloned().collect::<Vec<_>>(),
             vec!["context".to_string(), "question".to_string()]
@@ -90,7 +94,10 @@ mod tests {
             .unwrap();
         assert_eq!(out, "Q: 2+2? <b>\nC: math");
         assert_eq!(t.missing_column(&["question".into()]), Some("context"));
-        assert_eq!(t.missing_column(&["question".into(), "context".into()]), None);
+        assert_eq!(
+            t.missing_column(&["question".into(), "context".into()]),
+            None
+        );
     }
 
     #[test]
