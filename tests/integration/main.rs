@@ -1,1 +1,6 @@
-
+// Shared test helpers: environment isolation, AWS profile fixtures, SDK clients.
+mod util;
+// The emulator through the real SDK and boto3: answers, streams, errors, quotas, faults.
+mod emulator;
+// Credential chains (profile AssumeRole, IMDS) and auth errors against the emulator.
+mod iam_flow;
