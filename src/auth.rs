@@ -11,6 +11,7 @@
 //! The STS client inside the credential providers keeps the SDK's standard
 //! retries: a credential refresh is not a row attempt.
 
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use aws_config::retry::RetryConfig;
@@ -18,6 +19,7 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::credential_feature::AwsCredentialFeature;
+use aws_credential_types::provider::future::ProvideCredentials as ProvideCredentialsFuture;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 
@@ -68,13 +70,18 @@ pub async fn load(auth: &AuthSettings) -> Result<SdkConfig, SetupError> {
         .build())
 }
 
-/// Resolves credentials once, before any row is sent, so "no credentials" is a
-/// setup error and not a million failed rows.
-pub async fn credentials(sdk: &SdkConfig) -> Result<Credentials, SetupError> {
+/// Loads the configuration and resolves credentials once, before any row is
+/// sent, so "no credentials" is a setup error and not a million failed rows.
+///
+/// The returned config hands those same credentials to the first client that
+/// asks (the SDK's identity cache caches and refreshes them from then on), so
+/// checking costs no extra AssumeRole.
+pub async fn connect(auth: &AuthSettings) -> Result<(SdkConfig, Credentials), SetupError> {
+    let sdk = load(auth).await?;
     let provider = sdk
         .credentials_provider()
         .ok_or_else(|| SetupError::Credentials("no credentials provider configured".into()))?;
-    provider.provide_credentials().await.map_err(|e| {
+    let creds = provider.provide_credentials().await.map_err(|e| {
         let mut msg = format!("no usable credentials: {}", error_chain(&e));
         let lower = msg.to_ascii_lowercase();
         if lower.contains("accessdenied") || lower.contains("not authorized") {
@@ -87,7 +94,44 @@ pub async fn credentials(sdk: &SdkConfig) -> Result<Credentials, SetupError> {
             msg.push_str(" (set AWS_PROFILE, pass --profile, configure keys with `aws configure`, or run on EC2 with an instance role)");
         }
         SetupError::Credentials(msg)
-    })
+    })?;
+    let primed = Primed {
+        inner: provider,
+        first: Mutex::new(Some(creds.clone())),
+    };
+    let sdk = sdk
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(primed))
+        .build();
+    Ok((sdk, creds))
+}
+
+/// Hands out the credentials fetched by `connect` once, then delegates.
+#[derive(Debug)]
+struct Primed {
+    inner: SharedCredentialsProvider,
+    first: Mutex<Option<Credentials>>,
+}
+
+impl ProvideCredentials for Primed {
+    fn provide_credentials<'a>(&'a self) -> ProvideCredentialsFuture<'a>
+    where
+        Self: 'a,
+    {
+        ProvideCredentialsFuture::new(async move {
+            let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match first {
+                // Still good for a minute: no reason to ask again.
+                Some(c)
+                    if c.expiry()
+                        .is_none_or(|t| t > SystemTime::now() + Duration::from_secs(60)) =>
+                {
+                    Ok(c)
+                }
+                _ => self.inner.provide_credentials().await,
+            }
+        })
+    }
 }
 
 /// The Bedrock Runtime client for a run: no SDK retries, explicit timeouts.
@@ -108,7 +152,7 @@ pub fn bedrock_client(
 }
 
 /// Where the chain found the credentials, in words a person recognises.
-pub fn describe_source(creds: &Credentials, explicit_role: bool) -> String {
+pub fn describe_source(creds: &Credentials, profile: Option<&str>, explicit_role: bool) -> String {
     let features = creds
         .get_property::<Vec<AwsCredentialFeature>>()
         .cloned()
@@ -137,16 +181,26 @@ pub fn describe_source(creds: &Credentials, explicit_role: bool) -> String {
     } else if has(AwsCredentialFeature::CredentialsEnvVars) {
         "environment variables (AWS_ACCESS_KEY_ID)"
     } else if has(AwsCredentialFeature::CredentialsProfile) {
-        "profile static keys"
+        // The profile provider tags both kinds alike; temporary credentials
+        // from a profile mean it assumed a role (role_arn).
+        if creds.expiry().is_some() {
+            "profile with role_arn (AssumeRole)"
+        } else {
+            "profile static keys"
+        }
     } else if has(AwsCredentialFeature::CredentialsStsAssumeRole) {
         "AssumeRole"
     } else {
         "default credential chain"
     };
+    let base = match profile {
+        Some(p) if base.starts_with("profile") => format!("{base}, profile `{p}`"),
+        _ => base.to_string(),
+    };
     if explicit_role {
         format!("--role-arn AssumeRole on top of: {base}")
     } else {
-        base.to_string()
+        base
     }
 }
 

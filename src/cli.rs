@@ -28,6 +28,13 @@ pub struct Args {
 pub enum Command {
     /// Run a job: prompts in, results.jsonl + failures.jsonl + summary.json out.
     Run(RunArgs),
+    /// Run the sample job end to end against an in-process emulator, through
+    /// the real assume-role flow (no AWS account needed).
+    Demo(DemoArgs),
+    /// Show who the credentials a run would use belong to (STS GetCallerIdentity).
+    Whoami(WhoamiArgs),
+    /// Print the least-privilege IAM policy for a job's models (or the role's trust policy).
+    Policy(PolicyArgs),
     /// Serve a local Bedrock Runtime + STS + IMDSv2 emulator on 127.0.0.1.
     Emulator(EmulatorArgs),
 }
@@ -133,4 +140,58 @@ pub struct RunArgs {
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+/// Flags of `bedrock-batch demo`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DemoArgs {
+    /// Where the demo writes its files (replaced on every demo run).
+    #[arg(long, value_name = "DIR", default_value = "out/demo")]
+    pub output_dir: PathBuf,
+    /// Latency of the emulated model, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 150)]
+    pub latency_ms: u64,
+}
+
+/// Flags of `bedrock-batch whoami`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WhoamiArgs {
+    /// AWS profile (otherwise AWS_PROFILE or the default chain).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Assume this role on top of the chain's credentials, as `run --role-arn` would.
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// External id for --role-arn.
+    #[arg(long, value_name = "ID", requires = "role_arn")]
+    pub external_id: Option<String>,
+    /// AWS region (otherwise AWS_REGION or the profile's region).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `bedrock-batch policy`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PolicyArgs {
+    /// Job file whose model and region to cover (default: ./config.toml when no --model).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Model id, inference-profile id or ARN to allow; repeat for several.
+    #[arg(long, value_name = "ID")]
+    pub model: Vec<String>,
+    /// Region the job calls Bedrock in.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Account id for inference-profile ARNs (default `*`).
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+    /// Print the role's trust policy (EC2 + the developer user) instead.
+    #[arg(long)]
+    pub trust: bool,
+    /// IAM user ARN allowed to assume the role, with --trust; repeat for several.
+    #[arg(long, value_name = "ARN", requires = "trust")]
+    pub user_arn: Vec<String>,
 }

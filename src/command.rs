@@ -2,9 +2,9 @@
 
 use std::io::IsTerminal;
 
-use crate::cli::Command;
-use crate::config::Settings;
-use crate::error::{EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED};
+use crate::cli::{Command, PolicyArgs};
+use crate::config::{FileConfig, Settings};
+use crate::error::{SetupError, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED};
 use crate::report::Summary;
 use crate::shutdown::{Shutdown, StopReason};
 
@@ -18,6 +18,27 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
             print!("{}", summary.render());
             Ok(exit_code(&summary, shutdown.reason()))
         }
+        Command::Demo(args) => {
+            let shutdown = Shutdown::new();
+            shutdown.listen_for_signals()?;
+            let summary =
+                crate::demo::run(&args, shutdown.clone(), std::io::stderr().is_terminal()).await?;
+            print!("{}", summary.render());
+            Ok(exit_code(&summary, shutdown.reason()))
+        }
+        Command::Whoami(args) => {
+            let id = crate::whoami::run(&args).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&id)?);
+            } else {
+                print!("{}", id.render());
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Policy(args) => {
+            println!("{}", serde_json::to_string_pretty(&policy(&args)?)?);
+            Ok(EXIT_OK)
+        }
         Command::Emulator(args) => {
             crate::emulator::serve_cli(args, async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -26,6 +47,34 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// The policy document `policy` prints: the trust policy with --trust,
+/// otherwise the invoke policy for --model (or the config's model) in the
+/// config's (or --region's) region.
+fn policy(args: &PolicyArgs) -> Result<serde_json::Value, SetupError> {
+    if args.trust {
+        return crate::policy::trust_policy(&args.user_arn)
+            .map_err(|e| SetupError::Config(format!("policy: {e}")));
+    }
+    let path = args.config.clone().or_else(|| {
+        let p = std::path::PathBuf::from(crate::config::DEFAULT_CONFIG);
+        (args.model.is_empty() && p.exists()).then_some(p)
+    });
+    let file = match &path {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let models = if args.model.is_empty() {
+        file.model.clone().into_iter().collect()
+    } else {
+        args.model.clone()
+    };
+    let region = args.region.clone().or(file.region).ok_or_else(|| {
+        SetupError::Config("policy: no region: pass --region or --config with a `region`".into())
+    })?;
+    crate::policy::invoke_policy(&models, &region, args.account.as_deref())
+        .map_err(|e| SetupError::Config(format!("policy: {e}")))
 }
 
 /// 130/143 when stopped by a signal, 1 when rows failed, 0 otherwise.

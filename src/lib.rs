@@ -32,6 +32,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod demo;
 pub mod emulator;
 pub mod error;
 pub mod inventory;
@@ -50,6 +51,7 @@ pub mod runner;
 pub mod shutdown;
 pub mod sink;
 pub mod template;
+pub mod whoami;
 
 pub use config::Settings;
 pub use report::Summary;

@@ -73,16 +73,19 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
         tracing::warn!("{note}");
     }
 
-    let sdk = auth::load(&AuthSettings {
+    let (sdk, creds) = auth::connect(&AuthSettings {
         region: settings.region.clone(),
         profile: settings.profile.clone(),
         role: settings.role.clone(),
     })
     .await?;
-    let creds = auth::credentials(&sdk).await?;
     tracing::info!(
         "credentials: {}; region {}",
-        auth::describe_source(&creds, settings.role.is_some()),
+        auth::describe_source(
+            &creds,
+            selected_profile(&settings).as_deref(),
+            settings.role.is_some()
+        ),
         sdk.region().map(|r| r.to_string()).unwrap_or_default()
     );
     warn_about_token_budget(&settings);
@@ -162,6 +165,13 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     )?;
     read_result?;
     Ok(summary)
+}
+
+/// The profile the SDK was told to use, for messages only.
+fn selected_profile(s: &Settings) -> Option<String> {
+    s.profile
+        .clone()
+        .or_else(|| std::env::var("AWS_PROFILE").ok())
 }
 
 fn warn_about_token_budget(s: &Settings) {
