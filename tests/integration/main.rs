@@ -4,3 +4,7 @@ mod util;
 mod emulator;
 // Credential chains (profile AssumeRole, IMDS) and auth errors against the emulator.
 mod iam_flow;
+// Running the real binary: workspaces, env isolation, output readers.
+mod cli_util;
+// `run` end to end: inputs, outputs, limits, setup errors, the IAM flow.
+mod pipeline;

@@ -1,0 +1,150 @@
+//! Running the real `bedrock-batch` binary against an in-process emulator.
+//!
+//! Each [`Workspace`] is a temporary directory with its own HOME, inputs and
+//! output directory; the child process gets a cleared environment holding
+//! only what a user's shell would (PATH, HOME, the standard AWS variables
+//! pointing at the emulator), so nothing leaks in from the machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use bedrock_batch::emulator::{STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY};
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bedrock-batch");
+
+pub struct Workspace {
+    pub dir: TempDir,
+    pub url: String,
+}
+
+impl Workspace {
+    pub fn new(url: &str) -> Workspace {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        Workspace {
+            dir,
+            url: url.to_string(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.path("out")
+    }
+
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+
+    /// The binary with static keys from the environment, endpoints at the emulator.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .current_dir(self.dir.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path("home"))
+            .env("AWS_CONFIG_FILE", self.path("home/.aws/config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.path("home/.aws/credentials"),
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_REGION", "ap-northeast-2")
+            .env("AWS_ACCESS_KEY_ID", STATIC_ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", STATIC_SECRET_ACCESS_KEY)
+            .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &self.url)
+            .env("AWS_ENDPOINT_URL_STS", &self.url)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Writes the IAM guide's profile files: `[default]` keys and
+    /// `[profile bedrock-app-dev]` assuming BedrockExecutionRole.
+    pub fn write_profiles(&self) {
+        self.write(
+            "home/.aws/credentials",
+            format!(
+                "[default]\naws_access_key_id = {STATIC_ACCESS_KEY_ID}\naws_secret_access_key = {STATIC_SECRET_ACCESS_KEY}\n"
+            ),
+        );
+        self.write(
+            "home/.aws/config",
+            "[default]\nregion = ap-northeast-2\n\n[profile bedrock-app-dev]\nrole_arn = arn:aws:iam::123456789012:role/BedrockExecutionRole\nsource_profile = default\nregion = ap-northeast-2\n",
+        );
+    }
+
+    /// `run` with the given flags (plus `--output-dir out` unless given and
+    /// `--config /dev/null` unless given, so no stray config.toml is read).
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut c = self.command();
+        c.arg("run");
+        if !args.contains(&"--config") {
+            c.args(["--config", "/dev/null"]);
+        }
+        if !args.contains(&"--output-dir") {
+            c.arg("--output-dir").arg(self.out());
+        }
+        c.args(args);
+        c.output().expect("run the binary")
+    }
+
+    pub fn results(&self) -> Vec<Value> {
+        read_jsonl(&self.out().join("results.jsonl"))
+    }
+
+    pub fn failures(&self) -> Vec<Value> {
+        read_jsonl(&self.out().join("failures.jsonl"))
+    }
+
+    pub fn summary(&self) -> Value {
+        let text = std::fs::read_to_string(self.out().join("summary.json")).expect("summary.json");
+        serde_json::from_str(&text).expect("summary.json is JSON")
+    }
+}
+
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("{}: bad line {l:?}: {e}", path.display()))
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Exit code, stdout and stderr on one string, for assertion messages.
+pub fn show(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A CSV of `n` rows `id,prompt,expected` with distinct prompts.
+pub fn csv_rows(n: usize) -> String {
+    let mut s = String::from("id,prompt,expected\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "r{i:05},Question number {i}: what is {i} + {i}?,{}\n",
+            2 * i
+        ));
+    }
+    s
+}
+
+pub const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";

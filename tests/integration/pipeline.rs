@@ -1,0 +1,333 @@
+//! `bedrock-batch run` end to end: the real binary, the real SDK, the emulator.
+
+use std::collections::BTreeSet;
+
+use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
+use serde_json::json;
+
+use crate::cli_util::{csv_rows, show, Workspace, MODEL};
+
+async fn emulator(config: EmulatorConfig) -> Emulator {
+    Emulator::start(config).await.expect("emulator starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_and_jsonl_rows_each_end_in_exactly_one_file() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let ws = Workspace::new(&emu.url());
+    ws.write(
+        "a.csv",
+        "id,prompt,system,max_tokens,label\n\
+         a1,What is 2+2?,,,four\n\
+         a2,Translate hello,You translate.,5,greeting\n\
+         a3,,,,empty\n\
+         a4,Say [[emu:validation]] please,,,bad\n",
+    );
+    ws.write(
+        "b.jsonl",
+        "{\"id\": \"b1\", \"prompt\": \"Hi there\", \"tags\": [\"x\"], \"score\": 0.5}\n\
+         {\"id\": \"b2\", \"messages\": [{\"role\": \"user\", \"content\": \"A\"}, {\"role\": \"assistant\", \"content\": \"B\"}, {\"role\": \"user\", \"content\": \"C?\"}]}\n\
+         not json\n\
+         {\"id\": \"b4\", \"prompt\": \"Use another model\", \"model\": \"apac.anthropic.claude-3-5-sonnet-20240620-v1:0\"}\n",
+    );
+    let out = ws.run(&[
+        "--model",
+        MODEL,
+        "--input",
+        "a.csv",
+        "--input",
+        "b.jsonl",
+        "--max-tokens",
+        "100",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+
+    let results = ws.results();
+    let failures = ws.failures();
+    let ok: BTreeSet<&str> = results.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let bad: BTreeSet<&str> = failures.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ok, BTreeSet::from(["a1", "a2", "b1", "b2", "b4"]));
+    assert_eq!(bad, BTreeSet::from(["a3", "a4", "b.jsonl:3"]));
+
+    let by_id = |id: &str| results.iter().find(|r| r["id"] == id).unwrap().clone();
+    // Each answer is the emulator's answer to that row's own prompt.
+    assert_eq!(by_id("a1")["output"], answer("What is 2+2?"));
+    assert_eq!(by_id("b2")["output"], answer("C?"));
+    assert_eq!(by_id("a1")["meta"], json!({"label": "four"}));
+    assert_eq!(by_id("b1")["meta"], json!({"tags": ["x"], "score": 0.5}));
+    assert_eq!(
+        by_id("b4")["model"],
+        "apac.anthropic.claude-3-5-sonnet-20240620-v1:0"
+    );
+    assert_eq!(by_id("a2")["source"], json!({"file": "a.csv", "line": 3}));
+    assert_eq!(by_id("a1")["attempts"], 1);
+    assert!(by_id("a1")["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    // The row's max_tokens (5) cut the answer.
+    assert_eq!(by_id("a2")["stop_reason"], "max_tokens");
+    assert_eq!(by_id("a2")["usage"]["output_tokens"], 5);
+
+    let fail = |id: &str| failures.iter().find(|r| r["id"] == id).unwrap().clone();
+    assert_eq!(fail("a3")["error"]["kind"], "input");
+    assert_eq!(
+        fail("a3")["error"]["message"],
+        "a.csv: line 4: empty prompt (column `prompt`)"
+    );
+    assert_eq!(fail("a3")["attempts"], 0);
+    assert_eq!(fail("a4")["error"]["kind"], "validation");
+    assert_eq!(fail("a4")["error"]["code"], "ValidationException");
+    assert_eq!(
+        fail("a4")["attempts"],
+        1,
+        "validation errors are not retried"
+    );
+    assert_eq!(
+        fail("b.jsonl:3")["source"],
+        json!({"file": "b.jsonl", "line": 3})
+    );
+    assert!(fail("b.jsonl:3")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("b.jsonl: line 3: invalid JSON"));
+
+    let s = ws.summary();
+    assert_eq!(s["total"], 8);
+    assert_eq!(s["succeeded"], 5);
+    assert_eq!(s["failed"], 3);
+    assert_eq!(s["failed_by_kind"], json!({"input": 2, "validation": 1}));
+    assert_eq!(
+        s["tokens"]["output"],
+        results
+            .iter()
+            .map(|r| r["usage"]["output_tokens"].as_u64().unwrap())
+            .sum::<u64>()
+    );
+    // The human summary says where the files are.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("5 succeeded, 3 failed"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templated_job_renders_each_row_and_checks_columns_first() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let ws = Workspace::new(&emu.url());
+    ws.write(
+        "r.csv",
+        "id,product,review,label\n1,kettle,Boils fast.,positive\n2,bag,Tore.,negative\n",
+    );
+    ws.write(
+        "job.toml",
+        format!(
+            "model = \"{MODEL}\"\ninputs = [\"r.csv\"]\noutput_dir = \"out\"\nmax_tokens = 20\ntemplate = \"Product: {{{{ product }}}}\\nReview: {{{{ review }}}}\"\n"
+        ),
+    );
+    let out = ws.run(&["--config", "job.toml", "--output-dir", "out"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let r = ws.results();
+    assert_eq!(r.len(), 2);
+    let one = r.iter().find(|x| x["id"] == "1").unwrap();
+    assert_eq!(
+        one["output"],
+        answer("Product: kettle\nReview: Boils fast.")
+    );
+    assert_eq!(
+        one["meta"],
+        json!({"product": "kettle", "review": "Boils fast.", "label": "positive"})
+    );
+
+    // A column the template names but the file lacks: setup error, nothing sent.
+    ws.write(
+        "bad.toml",
+        format!("model = \"{MODEL}\"\ninputs = [\"r.csv\"]\noutput_dir = \"out2\"\ntemplate = \"{{{{ question }}}}\"\n"),
+    );
+    let before = emu.stats().requests;
+    let out = ws.run(&["--config", "bad.toml", "--output-dir", "out2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "r.csv: line 1: the template uses column `question`, which the file does not have"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert_eq!(emu.stats().requests, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_is_never_exceeded_and_rpm_is_honoured() {
+    let emu = emulator(EmulatorConfig {
+        latency_ms: 50,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let ws = Workspace::new(&emu.url());
+    ws.write("p.csv", csv_rows(120));
+    let out = ws.run(&[
+        "--model",
+        MODEL,
+        "--input",
+        "p.csv",
+        "--concurrency",
+        "4",
+        "--max-tokens",
+        "50",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(ws.results().len(), 120);
+    let peak = emu.stats().peak_in_flight;
+    assert!((2..=4).contains(&peak), "peak in flight {peak}");
+
+    // 600 rpm = 10/s: 40 rows take about 4 s (the first goes at once).
+    let ws = Workspace::new(&emu.url());
+    ws.write("p.csv", csv_rows(40));
+    let start = std::time::Instant::now();
+    let out = ws.run(&[
+        "--model",
+        MODEL,
+        "--input",
+        "p.csv",
+        "--concurrency",
+        "16",
+        "--rpm",
+        "600",
+        "--max-tokens",
+        "50",
+    ]);
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        (3.5..8.0).contains(&secs),
+        "40 rows at 10/s took {secs:.2}s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_ids_are_refused_before_any_call_unless_allowed() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let ws = Workspace::new(&emu.url());
+    ws.write("a.csv", "id,prompt\nx,one\ny,two\nx,three\n");
+    ws.write("b.jsonl", "{\"id\": \"y\", \"prompt\": \"four\"}\n");
+    let out = ws.run(&["--model", MODEL, "--input", "a.csv", "--input", "b.jsonl"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("duplicate ids: `x` (a.csv: line 2, a.csv: line 4); `y` (a.csv: line 3, b.jsonl: line 1)"), "{err}");
+    assert_eq!(emu.stats().requests, 0);
+
+    let out = ws.run(&[
+        "--model",
+        MODEL,
+        "--input",
+        "a.csv",
+        "--input",
+        "b.jsonl",
+        "--allow-duplicate-ids",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let ids: BTreeSet<String> = ws
+        .results()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from(["x".into(), "y".into(), "x#2".into(), "y#2".into()])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_errors_are_one_line_with_exit_2() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let ws = Workspace::new(&emu.url());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--model", MODEL, "--input", "missing.csv"],
+            "missing.csv: cannot open: no such file",
+        ),
+        (vec!["--input", "x.csv"], "no `model` set"),
+        (
+            vec!["--model", MODEL, "--input", "x.txt"],
+            "x.txt: unknown input format",
+        ),
+    ];
+    ws.write("x.txt", "hello");
+    for (args, want) in cases {
+        let out = ws.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error: ") && err.contains(want), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    // No region anywhere.
+    ws.write("p.csv", csv_rows(1));
+    let out = ws
+        .command()
+        .env_remove("AWS_REGION")
+        .args([
+            "run",
+            "--config",
+            "/dev/null",
+            "--model",
+            MODEL,
+            "--input",
+            "p.csv",
+            "--output-dir",
+            "o",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no region"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(emu.stats().requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guide_s_assume_role_profile_runs_the_job() {
+    let emu = emulator(EmulatorConfig {
+        require_assumed_role: true,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let ws = Workspace::new(&emu.url());
+    ws.write_profiles();
+    ws.write("p.csv", csv_rows(10));
+    let out = ws
+        .command()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_REGION")
+        .env("AWS_PROFILE", "bedrock-app-dev")
+        .args([
+            "run",
+            "--config",
+            "/dev/null",
+            "--model",
+            MODEL,
+            "--input",
+            "p.csv",
+            "--output-dir",
+            "out",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(ws.results().len(), 10);
+    let stats = emu.stats();
+    assert_eq!(stats.assume_role, 1, "one AssumeRole for the whole run");
+    let records = emu.requests();
+    let bedrock: Vec<_> = records.iter().filter(|r| r.service == "bedrock").collect();
+    assert_eq!(bedrock.len(), 10);
+    assert!(bedrock.iter().all(|r| r
+        .access_key
+        .as_deref()
+        .is_some_and(|k| k.starts_with("ASIA"))
+        && r.session_token));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("profile with role_arn (AssumeRole), profile `bedrock-app-dev`"),
+        "{err}"
+    );
+}
