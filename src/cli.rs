@@ -72,6 +72,15 @@ pub struct EmulatorArgs {
     /// Seed for the fault injector (same seed, same faults for the same request order).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Answer AssumeRole with 403 AccessDenied (a trust policy that excludes the caller).
+    #[arg(long)]
+    pub deny_assume_role: bool,
+    /// Model id or id prefix (e.g. `apac.`) answered with 403 AccessDeniedException; repeatable.
+    #[arg(long = "deny-model", value_name = "PREFIX")]
+    pub deny_models: Vec<String>,
+    /// Request records kept for `/__requests`; later requests are only counted.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_records: usize,
 }
 
 /// Flags of `bedrock-batch run`. Each overrides the same key in the config file.

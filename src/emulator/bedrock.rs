@@ -163,7 +163,10 @@ pub async fn handle(
     }
 
     let reserved_out = conv.max_tokens.unwrap_or(server.cfg.default_max_tokens);
-    if let Err(f) = server.quota.admit(conv.input_tokens + reserved_out) {
+    if let Err(f) = server
+        .quota
+        .admit(conv.input_tokens.saturating_add(reserved_out))
+    {
         let counter = match f {
             Fault::ThrottleTokens => &server.stats.throttle_tokens,
             _ => &server.stats.throttle_requests,

@@ -98,6 +98,9 @@ impl From<&EmulatorArgs> for EmulatorConfig {
             require_assumed_role: a.require_assumed_role,
             credential_ttl: Duration::from_secs(a.credential_ttl),
             seed: a.seed,
+            deny_assume_role: a.deny_assume_role,
+            denied_models: a.deny_models.clone(),
+            max_records: a.max_records,
             ..EmulatorConfig::default()
         }
     }

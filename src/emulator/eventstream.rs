@@ -35,8 +35,8 @@ impl EventStream {
                 ":message-type",
                 HeaderValue::String("event".into()),
             ));
-        // Only fails for names > 255 bytes or payloads > 16 MiB, which fixed event names and
-        // emulator answers never reach.
+        // Only fails for names > 255 bytes or payloads > 16 MiB; event names are fixed and
+        // deltas are capped at `model::MAX_DELTA_BYTES`, so neither limit is reachable.
         write_message_to(&msg, &mut self.buf).expect("event frame within size limits");
     }
 

@@ -4,7 +4,8 @@
 //! counts attempts per prompt text; what a forced fault looks like is `fault.rs`.
 //!
 //! Syntax (anywhere in the prompt, any number of them):
-//! - `[[emu:tokens=N]]`: answer with exactly N output tokens (before `maxTokens` truncation);
+//! - `[[emu:tokens=N]]`: answer with exactly N output tokens (before `maxTokens` truncation;
+//!   N ≤ 1 000 000, and N = 0 counts as 1);
 //! - `[[emu:sleep=MS]]`: add MS milliseconds of latency;
 //! - `[[emu:KIND]]`: always fail with KIND; `[[emu:KIND*N]]`: fail only the first N attempts
 //!   of this exact prompt text. KIND is one of `throttle`, `throttle_tokens`, `server`,
@@ -32,6 +33,8 @@ pub struct Markers {
 }
 
 const OPEN: &str = "[[emu:";
+/// Largest `[[emu:tokens=N]]`: the answer is built in memory (4 bytes per token).
+pub const MAX_MARKER_TOKENS: u64 = 1_000_000;
 
 impl Markers {
     /// Parses every marker in `prompt`. An unknown or malformed marker is an error (returned as
@@ -47,7 +50,11 @@ impl Markers {
             let body = &rest[body_start..body_start + len];
             let bad = || format!("[[emu:{body}]]");
             if let Some(n) = body.strip_prefix("tokens=") {
-                m.tokens = Some(n.parse().map_err(|_| bad())?);
+                let n: u64 = n.parse().map_err(|_| bad())?;
+                if n > MAX_MARKER_TOKENS {
+                    return Err(bad());
+                }
+                m.tokens = Some(n);
             } else if let Some(n) = body.strip_prefix("sleep=") {
                 m.sleep_ms = m.sleep_ms.saturating_add(n.parse().map_err(|_| bad())?);
             } else {
@@ -88,6 +95,7 @@ mod tests {
         );
         assert!(Markers::parse("[[emu:nonsense]]").is_err());
         assert!(Markers::parse("[[emu:tokens=x]]").is_err());
+        assert!(Markers::parse("[[emu:tokens=1000001]]").is_err());
         assert!(Markers::parse("[[emu:server").is_err());
     }
 }

@@ -155,6 +155,7 @@ pub fn env_lines(url: &str) -> String {
          export AWS_ENDPOINT_URL_STS={url}\n\
          export AWS_EC2_METADATA_SERVICE_ENDPOINT={url}\n\
          export AWS_REGION=ap-northeast-2\n\
+         export AWS_DEFAULT_REGION=ap-northeast-2\n\
          export AWS_ACCESS_KEY_ID={STATIC_ACCESS_KEY_ID}\n\
          export AWS_SECRET_ACCESS_KEY={STATIC_SECRET_ACCESS_KEY}\n\
          unset AWS_SESSION_TOKEN AWS_PROFILE AWS_BEARER_TOKEN_BEDROCK\n"

@@ -120,8 +120,12 @@ pub fn generate(
     }
 }
 
-/// Splits `text` into a few pieces (about three words each) whose concatenation is `text`,
-/// for the content deltas of a streamed answer.
+/// Largest delta, in bytes: keeps every event frame far below the event-stream size limit
+/// even when a prompt quotes one enormous "word".
+pub const MAX_DELTA_BYTES: usize = 4096;
+
+/// Splits `text` into a few pieces (about three words each, at most `MAX_DELTA_BYTES`) whose
+/// concatenation is `text`, for the content deltas of a streamed answer.
 pub fn deltas(text: &str) -> Vec<&str> {
     const WORDS_PER_DELTA: usize = 3;
     let mut out = Vec::new();
@@ -130,13 +134,14 @@ pub fn deltas(text: &str) -> Vec<&str> {
     let mut in_space = false;
     for (i, c) in text.char_indices() {
         let space = c.is_whitespace();
-        if in_space && !space {
+        if (in_space && !space && words + 1 == WORDS_PER_DELTA)
+            || i - start + c.len_utf8() > MAX_DELTA_BYTES
+        {
+            out.push(&text[start..i]);
+            start = i;
+            words = 0;
+        } else if in_space && !space {
             words += 1;
-            if words == WORDS_PER_DELTA {
-                out.push(&text[start..i]);
-                start = i;
-                words = 0;
-            }
         }
         in_space = space;
     }
@@ -192,6 +197,9 @@ mod tests {
             let d = deltas(t);
             assert_eq!(d.concat(), t);
         }
-        assert!(deltas("a b c d e f g h").len() >= 3);
+        assert_eq!(deltas("a b c d e f g h"), vec!["a b c ", "d e f ", "g h"]);
+        let huge = "x".repeat(3 * MAX_DELTA_BYTES);
+        assert!(deltas(&huge).iter().all(|d| d.len() <= MAX_DELTA_BYTES));
+        assert_eq!(deltas(&huge).concat(), huge);
     }
 }

@@ -5,7 +5,7 @@
 //! path never takes a lock for them; the per-key map and the record log take a brief one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -105,6 +105,8 @@ pub struct Stats {
     /// Few distinct keys exist, so a map under a brief lock is cheap.
     per_key: Mutex<HashMap<String, u64>>,
     records: Mutex<Vec<RequestRecord>>,
+    /// `records.len()`, readable without the lock so a full log costs no locking at all.
+    kept: AtomicUsize,
     max_records: usize,
     records_omitted: AtomicU64,
 }
@@ -139,6 +141,7 @@ impl Stats {
             output_tokens: AtomicU64::new(0),
             per_key: Mutex::new(HashMap::new()),
             records: Mutex::new(Vec::new()),
+            kept: AtomicUsize::new(0),
             max_records,
             records_omitted: AtomicU64::new(0),
         }
@@ -171,9 +174,7 @@ impl Stats {
     /// Keeps the record `build` makes, unless the log is full; `build` runs only when the
     /// record will (most likely) be kept, so a full log costs no allocation.
     pub fn record_with(&self, build: impl FnOnce() -> RequestRecord) {
-        let full =
-            || self.records.lock().unwrap_or_else(|e| e.into_inner()).len() >= self.max_records;
-        if full() {
+        if self.kept.load(Relaxed) >= self.max_records {
             self.records_omitted.fetch_add(1, Relaxed);
             return;
         }
@@ -181,6 +182,7 @@ impl Stats {
         let mut v = self.records.lock().unwrap_or_else(|e| e.into_inner());
         if v.len() < self.max_records {
             v.push(r);
+            self.kept.store(v.len(), Relaxed);
         } else {
             self.records_omitted.fetch_add(1, Relaxed);
         }
@@ -230,7 +232,7 @@ impl Stats {
             imds_credentials: self.imds_credentials.load(Relaxed),
             input_tokens: self.input_tokens.load(Relaxed),
             output_tokens: self.output_tokens.load(Relaxed),
-            records_kept: self.records.lock().unwrap_or_else(|e| e.into_inner()).len() as u64,
+            records_kept: self.kept.load(Relaxed) as u64,
             records_omitted: self.records_omitted.load(Relaxed),
         }
     }

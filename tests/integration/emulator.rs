@@ -657,7 +657,7 @@ async fn hang_never_answers_so_client_timeouts_fire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_is_applied_and_peak_in_flight_measured() {
     let cfg = EmulatorConfig {
-        latency_ms: 300,
+        latency_ms: 500,
         ..EmulatorConfig::default()
     };
     let (emu, client) = start(cfg).await;
@@ -671,7 +671,7 @@ async fn latency_is_applied_and_peak_in_flight_measured() {
     for c in calls {
         c.await.unwrap().unwrap();
     }
-    assert!(t0.elapsed() >= Duration::from_millis(300));
+    assert!(t0.elapsed() >= Duration::from_millis(500));
     let s = emu.stats();
     assert_eq!(s.peak_in_flight, 6);
     assert_eq!(s.in_flight, 0);
