@@ -241,26 +241,21 @@ async fn converse(client: &Client, r: &Request) -> Result<Answer, Classified> {
 }
 
 async fn invoke(client: &Client, job: &Job) -> Result<Answer, Classified> {
-    let r = &job.request;
-    let input =
-        |msg: String| Classified::new(ErrorKind::Input, "InvalidRow", msg, Disposition::Fail);
-    let family = native::family(&r.model);
-    let body = match &job.body {
-        Some(b) => b.clone(),
-        None => {
-            let f = family.ok_or_else(|| {
-                input(format!(
-                    "model `{}`: no known native body format; use api = \"converse\" or give the row a `body`",
-                    r.model
-                ))
-            })?;
-            native::request_body(f, r).map_err(|e| input(e.to_string()))?
-        }
+    let fail = |kind, code: &str, msg: String| Classified::new(kind, code, msg, Disposition::Fail);
+    // job.rs builds the body for every row of an invoke job; a job without
+    // one is a bug, reported as the row's failure rather than a panic.
+    let Some(invoke) = &job.body else {
+        return Err(fail(
+            ErrorKind::Input,
+            "InvalidRow",
+            "no InvokeModel body was built for this row".into(),
+        ));
     };
-    let bytes = serde_json::to_vec(&body).map_err(|e| input(e.to_string()))?;
+    let bytes = serde_json::to_vec(&invoke.body)
+        .map_err(|e| fail(ErrorKind::Input, "InvalidRow", e.to_string()))?;
     let out = client
         .invoke_model()
-        .model_id(&r.model)
+        .model_id(&job.request.model)
         .content_type("application/json")
         .accept("application/json")
         .body(Blob::new(bytes))
@@ -268,18 +263,11 @@ async fn invoke(client: &Client, job: &Job) -> Result<Answer, Classified> {
         .await
         .map_err(|e| classify(&e))?;
     let raw = out.body().as_ref();
-    let parsed = match family {
-        Some(f) if job.body.is_none() => native::parse_response(f, raw),
-        _ => native::parse_any(raw),
-    };
-    parsed.map_err(|e| {
-        Classified::new(
-            ErrorKind::Model,
-            "UnreadableResponse",
-            e.to_string(),
-            Disposition::Fail,
-        )
-    })
+    match invoke.family {
+        Some(f) => native::parse_response(f, raw),
+        None => native::parse_any(raw),
+    }
+    .map_err(|e| fail(ErrorKind::Model, "UnreadableResponse", e.to_string()))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 use serde_json::{Map, Value};
 
 use crate::config::{Api, Settings};
+use crate::native;
 use crate::outcome::{ErrorInfo, ErrorKind, Failure, Source};
 use crate::reader::{json_type, Bad, Record};
 use crate::request::{Message, Request, Role};
@@ -20,9 +21,19 @@ pub struct Job {
     pub id: String,
     pub source: Source,
     pub request: Request,
-    /// A JSONL row's own InvokeModel body (api = invoke), sent verbatim.
-    pub body: Option<Value>,
+    /// The InvokeModel body (api = invoke): a JSONL row's own `body`, sent
+    /// verbatim, or the model's native body built from `request`.
+    pub body: Option<Invoke>,
     pub meta: Map<String, Value>,
+}
+
+/// What InvokeModel sends for a row, and how to read the answer.
+#[derive(Debug, Clone)]
+pub struct Invoke {
+    pub body: Value,
+    /// Known when the body was built for a model family; `None` for a
+    /// verbatim body, whose answer is recognised by its shape.
+    pub family: Option<native::Family>,
 }
 
 /// Columns with a meaning; everything else is meta.
@@ -232,6 +243,31 @@ impl<'a> Builder<'a> {
             }
         }
 
+        let body = match (s.api, body) {
+            (Api::Converse, _) => None,
+            (Api::Invoke, Some(verbatim)) => Some(Invoke {
+                body: verbatim,
+                family: None,
+            }),
+            (Api::Invoke, None) => {
+                let Some(family) = native::family(&request.model) else {
+                    return fail(
+                        format!(
+                            "model `{}` has no known native body format: use api = \"converse\", or give the row a `body`",
+                            request.model
+                        ),
+                        meta_of(fields, s),
+                    );
+                };
+                match native::request_body(family, &request) {
+                    Ok(b) => Some(Invoke {
+                        body: b,
+                        family: Some(family),
+                    }),
+                    Err(e) => return fail(e.to_string(), meta_of(fields, s)),
+                }
+            }
+        };
         fields.remove(&s.id_column);
         if self.template.is_none() {
             fields.remove(&s.prompt_column);

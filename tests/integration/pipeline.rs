@@ -331,3 +331,135 @@ async fn the_guide_s_assume_role_profile_runs_the_job() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_api_sends_each_family_s_native_body() {
+    use bedrock_batch::native::{self, Family};
+    use bedrock_batch::request::{Message, Request, Role};
+
+    let emu = emulator(EmulatorConfig::default()).await;
+    let ws = Workspace::new(&emu.url());
+    ws.write(
+        "p.jsonl",
+        "{\"id\": \"claude\", \"prompt\": \"Name a colour\"}\n\
+         {\"id\": \"nova\", \"prompt\": \"Name a fruit\", \"model\": \"amazon.nova-lite-v1:0\"}\n\
+         {\"id\": \"llama\", \"prompt\": \"Name a tree\", \"model\": \"meta.llama3-8b-instruct-v1:0\"}\n\
+         {\"id\": \"own\", \"body\": {\"anthropic_version\": \"bedrock-2023-05-31\", \"max_tokens\": 40, \"messages\": [{\"role\": \"user\", \"content\": \"My own body\"}]}}\n\
+         {\"id\": \"unknown\", \"prompt\": \"x\", \"model\": \"cohere.command-r-v1:0\"}\n",
+    );
+    let out = ws.run(&[
+        "--model",
+        MODEL,
+        "--api",
+        "invoke",
+        "--input",
+        "p.jsonl",
+        "--max-tokens",
+        "100",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let results = ws.results();
+    let output = |id: &str| {
+        results
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing: {}", show(&out)))["output"]
+            .clone()
+    };
+    assert_eq!(output("claude"), answer("Name a colour"));
+    assert_eq!(output("nova"), answer("Name a fruit"));
+    assert_eq!(output("own"), answer("My own body"));
+    // Llama reads one prompt string: the answer is to the whole chat template.
+    let llama = native::request_body(
+        Family::Llama,
+        &Request {
+            model: "meta.llama3-8b-instruct-v1:0".into(),
+            messages: vec![Message {
+                role: Role::User,
+                text: "Name a tree".into(),
+            }],
+            max_tokens: Some(100),
+            ..Request::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(output("llama"), answer(llama["prompt"].as_str().unwrap()));
+    assert!(results
+        .iter()
+        .all(|r| r["usage"]["output_tokens"].as_u64().unwrap() > 0));
+    let records = emu.requests();
+    assert!(records
+        .iter()
+        .filter(|r| r.service == "bedrock")
+        .all(|r| r.operation == "InvokeModel"));
+
+    let failures = ws.failures();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0]["id"], "unknown");
+    assert_eq!(failures[0]["error"]["kind"], "input");
+    assert_eq!(failures[0]["attempts"], 0, "never sent");
+    assert!(failures[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no known native body format"));
+}
+
+/// The library entry point, in-process: what an embedding program calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn library_run_returns_the_summary_and_stops_when_told() {
+    use bedrock_batch::cli::RunArgs;
+    use bedrock_batch::shutdown::StopReason;
+    use bedrock_batch::{Settings, Shutdown};
+
+    let mut env = crate::util::EnvGuard::new().await;
+    let emu = emulator(EmulatorConfig {
+        latency_ms: 20,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    env.set("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emu.url());
+    env.set("AWS_REGION", "ap-northeast-2");
+    env.set(
+        "AWS_ACCESS_KEY_ID",
+        bedrock_batch::emulator::STATIC_ACCESS_KEY_ID,
+    );
+    env.set(
+        "AWS_SECRET_ACCESS_KEY",
+        bedrock_batch::emulator::STATIC_SECRET_ACCESS_KEY,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.csv"), csv_rows(30)).unwrap();
+    let args = RunArgs {
+        config: Some("/dev/null".into()),
+        model: Some(MODEL.into()),
+        input: vec![dir.path().join("p.csv")],
+        output_dir: Some(dir.path().join("out")),
+        concurrency: Some(3),
+        max_tokens: Some(64),
+        ..RunArgs::default()
+    };
+    let summary = bedrock_batch::run(Settings::resolve(&args, false).unwrap(), Shutdown::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.total, summary.succeeded, summary.failed),
+        (30, 30, 0)
+    );
+    assert_eq!(summary.attempts, 30);
+    assert!(summary.latency_ms.p50 >= 20, "{:?}", summary.latency_ms);
+
+    // Stopped before it starts: nothing is sent, every row is left for resume.
+    let shutdown = Shutdown::new();
+    shutdown.request(StopReason::Interrupt);
+    let args = RunArgs {
+        output_dir: Some(dir.path().join("out2")),
+        ..args
+    };
+    let before = emu.stats().requests;
+    let summary = bedrock_batch::run(Settings::resolve(&args, false).unwrap(), shutdown)
+        .await
+        .unwrap();
+    assert_eq!(summary.stopped_by.as_deref(), Some("sigint"));
+    assert_eq!((summary.succeeded, summary.unfinished), (0, 30));
+    assert_eq!(emu.stats().requests, before);
+}
