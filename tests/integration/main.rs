@@ -8,3 +8,5 @@ mod iam_flow;
 mod cli_util;
 // `run` end to end: inputs, outputs, limits, setup errors, the IAM flow.
 mod pipeline;
+// The shipped files as fixtures: demo, config.toml, samples/.
+mod samples;
