@@ -41,7 +41,7 @@ impl Progress {
         let bar = draw_bar.then(|| {
             let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr_with_hz(8));
             let style = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} eta {eta} {msg}",
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} eta {eta} {msg}",
             )
             // The template is a literal checked by the tests; it cannot fail.
             .expect("valid progress template")
@@ -65,8 +65,14 @@ impl Progress {
             .allowed_rpm
             .map(|r| format!(" | allowed {r:.0} rpm"))
             .unwrap_or_default();
+        let secs = self.started.elapsed().as_secs_f64();
+        let per_sec = if secs > 0.0 {
+            (s.succeeded + s.failed) as f64 / secs
+        } else {
+            0.0
+        };
         let msg = format!(
-            "| ok {} | failed {} | skipped {} | tokens {}/{} | throttled {}{rate}",
+            "| {per_sec:.1} rows/s | ok {} | failed {} | skipped {} | tokens in/out {}/{} | throttled {}{rate}",
             s.succeeded,
             s.failed,
             s.skipped,
