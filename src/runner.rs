@@ -120,8 +120,9 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
 
     // The reader ends once its channel is gone; a read error mid-file ends
     // the run with that error after what was read has been written.
-    let read_result = reader
-        .join()
+    let read_result = tokio::task::spawn_blocking(move || reader.join())
+        .await
+        .context("waiting for the reader thread")?
         .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
     let tally = sink.await.context("the writer task panicked")??;
     let elapsed = started.elapsed().as_secs_f64();
