@@ -41,6 +41,11 @@ pub struct RequestRecord {
     pub prompt: Option<String>,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// For AssumeRole: the role, session name and external id the caller asked for (an
+    /// external id is an identifier agreed with the role's owner, not a credential).
+    pub role_arn: Option<String>,
+    pub role_session_name: Option<String>,
+    pub external_id: Option<String>,
 }
 
 /// Quota throttles by the quota that refused.
