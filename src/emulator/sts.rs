@@ -197,7 +197,7 @@ fn assume_role(
         c.access_key_id,
         xml_escape(&c.secret_access_key),
         xml_escape(&c.session_token),
-        rfc3339(c.expiration),
+        rfc3339(c.expiration + server.cfg.clock_skew),
         server.request_id()
     );
     server.reply(StatusCode::OK, "text/xml", body)
