@@ -89,6 +89,10 @@ pub async fn handle(
         return Ok(server.bedrock_error(Fault::UnknownOperation, None, trace));
     }
     if let Err((f, msg)) = auth::check(server, parts, body, Service::Bedrock) {
+        // Recorded (not acted on) so a test can tell which row a refused key hit.
+        if let Ok(c) = Conversation::from_converse(body) {
+            trace.set_prompt(&c.prompt);
+        }
         return Ok(server.bedrock_error(f, msg.as_deref(), trace));
     }
     if !valid_model_id(&model_id) {
