@@ -8,3 +8,5 @@ mod iam_flow;
 mod cli_util;
 // `run` end to end: inputs, outputs, limits, setup errors, the IAM flow.
 mod pipeline;
+// Credentials during `run`: profile, --role-arn, IMDS, expiry and renewal, denied models, no leaks.
+mod credentials;
