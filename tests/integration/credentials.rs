@@ -1,14 +1,16 @@
 //! Credentials during `run`, through the real binary against the emulator: the guide's
 //! profile, `--role-arn`, the EC2 instance role, credentials that expire mid-run (short
-//! lifetimes, a client clock running behind, a forced ExpiredToken), and Bedrock refusing
-//! a model.
+//! lifetimes, a client clock running behind, a forced ExpiredToken), Bedrock refusing a
+//! model, and no secret ever reaching a log line or an output file.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use bedrock_batch::emulator::{
     answer, Emulator, EmulatorConfig, Origin, RequestRecord, STATIC_ACCESS_KEY_ID,
+    STATIC_SECRET_ACCESS_KEY,
 };
 
 use crate::cli_util::{csv_rows, show, Workspace, MODEL};
@@ -419,4 +421,128 @@ async fn a_model_the_policy_does_not_cover_fails_its_rows_once_with_a_hint() {
         .collect();
     assert_eq!(denied.len(), 2, "one request per denied row");
     assert!(denied.iter().all(|r| r.status == 403));
+}
+
+/// Every file under `dir`, recursively, as text.
+fn files_under(dir: &Path, out: &mut Vec<(String, String)>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+            out.push((p.display().to_string(), text));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_a_log_line_an_error_or_an_output_file() {
+    let emu = emulator(EmulatorConfig {
+        credential_ttl: Duration::from_secs(3),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let denying = emulator(EmulatorConfig {
+        deny_assume_role: true,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut keep = |what: &str, o: &Output| {
+        seen.push((
+            format!("{what}: stdout"),
+            String::from_utf8_lossy(&o.stdout).into(),
+        ));
+        seen.push((
+            format!("{what}: stderr"),
+            String::from_utf8_lossy(&o.stderr).into(),
+        ));
+    };
+    // A run through the profile at debug level, long enough to renew, with a refused key,
+    // a failed row and a denied model.
+    let ws = Workspace::new(&emu.url());
+    let mut rows = csv_rows(12);
+    rows.push_str("x1,expiring [[emu:expired*1]] row,\nx2,invalid [[emu:validation]] row,\n");
+    ws.write("p.csv", rows);
+    let mut cmd = profile_command(&ws);
+    cmd.args(["--log", "debug"]);
+    let out = run(
+        &ws,
+        cmd,
+        &["--model", MODEL, "--input", "p.csv", "--rpm", "180"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    keep("run --log debug", &out);
+    // `--role-arn` on top of the profile, at trace level.
+    let ws2 = Workspace::new(&emu.url());
+    ws2.write("p.csv", csv_rows(3));
+    let mut cmd = profile_command(&ws2);
+    cmd.args(["--log", "trace"]);
+    let out = run(
+        &ws2,
+        cmd,
+        &[
+            "--model",
+            MODEL,
+            "--input",
+            "p.csv",
+            "--role-arn",
+            "arn:aws:iam::123456789012:role/OtherRole",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    keep("run --role-arn --log trace", &out);
+    // The instance role, at debug level.
+    let ws3 = Workspace::new(&emu.url());
+    ws3.write("p.csv", csv_rows(3));
+    let mut cmd = instance_command(&ws3);
+    cmd.args(["--log", "debug"]);
+    let out = run(&ws3, cmd, &["--model", MODEL, "--input", "p.csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    keep("run on EC2 --log debug", &out);
+    // whoami, as text at debug level and as JSON.
+    for args in [&["--log", "debug", "whoami"][..], &["whoami", "--json"]] {
+        let out = profile_command(&ws).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        keep(&format!("{args:?}"), &out);
+    }
+    // A refused AssumeRole: the error message.
+    let ws4 = Workspace::new(&denying.url());
+    let out = profile_command(&ws4)
+        .args(["--log", "debug", "whoami"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    keep("whoami refused", &out);
+    for w in [&ws, &ws2, &ws3] {
+        files_under(&w.out(), &mut seen);
+    }
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    for want in [
+        "results.jsonl",
+        "failures.jsonl",
+        "summary.json",
+        "manifest",
+    ] {
+        assert!(
+            names.iter().any(|n| n.contains(want)),
+            "{want} in {names:?}"
+        );
+    }
+
+    let mut secrets = emu.issued_secrets();
+    secrets.extend(denying.issued_secrets());
+    secrets.push(STATIC_SECRET_ACCESS_KEY.to_string());
+    // At least seven sets were issued (the profile run's first and its replacement for the
+    // refused key, --role-arn's two, IMDS, two whoamis), each a secret and a token, plus the
+    // static secret three times: the search below has something to find if anything leaked.
+    assert!(secrets.len() >= 17, "{} secrets", secrets.len());
+    for (name, text) in &seen {
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "{name} contains a secret");
+            // A prefix long enough to be unique, in case something cut the value.
+            assert!(!text.contains(&s[..24]), "{name} contains part of a secret");
+        }
+    }
 }
