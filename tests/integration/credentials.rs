@@ -412,6 +412,13 @@ async fn a_model_the_policy_does_not_cover_fails_its_rows_once_with_a_hint() {
         assert_eq!(f["attempts"], 1, "access denied is not retried");
         let msg = f["error"]["message"].as_str().unwrap();
         assert!(msg.contains("`bedrock-batch policy`"), "{msg}");
+        // Bedrock names the caller: the role the profile assumed.
+        assert!(
+            msg.starts_with(
+                "User: arn:aws:sts::123456789012:assumed-role/BedrockExecutionRole/assume-role-from-profile-"
+            ),
+            "{msg}"
+        );
     }
     assert_eq!(ws.summary()["failed_by_kind"]["access_denied"], 2);
     let records = emu.requests();
