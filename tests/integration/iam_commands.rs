@@ -368,3 +368,33 @@ fn policy_for_named_models_and_the_trust_policy_match_the_library() {
     let err = setup_error(&policy(&["--trust", "--user-arn", "DeveloperUser"]));
     assert!(err.starts_with("error: policy: "), "{err}");
 }
+
+#[test]
+fn the_iam_guides_show_what_policy_really_prints() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
+    let outputs = [
+        policy(&["--model", MODEL, "--region", "ap-northeast-2"]),
+        policy(&["--config", config, "--account", "123456789012"]),
+        policy(&[
+            "--model",
+            APAC,
+            "--region",
+            "ap-northeast-2",
+            "--account",
+            "123456789012",
+        ]),
+        policy(&["--trust", "--user-arn", DEVELOPER]),
+    ];
+    for guide in ["docs/iam-setup.md", "docs/iam-setup.ko.md"] {
+        let path = format!("{}/{guide}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        for out in &outputs {
+            assert_eq!(out.status.code(), Some(0), "{}", show(out));
+            let block = format!("```json\n{}```", stdout(out));
+            assert!(
+                text.contains(&block),
+                "{guide} lacks the current output:\n{block}"
+            );
+        }
+    }
+}
