@@ -174,6 +174,9 @@ pub struct WhoamiArgs {
     /// External id for --role-arn.
     #[arg(long, value_name = "ID", requires = "role_arn")]
     pub external_id: Option<String>,
+    /// Session name for --role-arn.
+    #[arg(long, value_name = "NAME", requires = "role_arn")]
+    pub session_name: Option<String>,
     /// AWS region (otherwise AWS_REGION or the profile's region).
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,

@@ -1,10 +1,12 @@
 //! Each subcommand, from parsed flags to an exit code.
 
+use std::collections::BTreeSet;
 use std::io::IsTerminal;
 
-use crate::cli::{Command, PolicyArgs};
+use crate::cli::{Command, PolicyArgs, RunArgs};
 use crate::config::{FileConfig, Settings};
 use crate::error::{SetupError, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED};
+use crate::reader::{Item, RowReader};
 use crate::report::Summary;
 use crate::shutdown::{Shutdown, StopReason};
 
@@ -50,8 +52,8 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
 }
 
 /// The policy document `policy` prints: the trust policy with --trust,
-/// otherwise the invoke policy for --model (or the config's model) in the
-/// config's (or --region's) region.
+/// otherwise the invoke policy for --model (or the config's model and every
+/// per-row `model` in its inputs) in the config's (or --region's) region.
 fn policy(args: &PolicyArgs) -> Result<serde_json::Value, SetupError> {
     if args.trust {
         return crate::policy::trust_policy(&args.user_arn)
@@ -65,10 +67,13 @@ fn policy(args: &PolicyArgs) -> Result<serde_json::Value, SetupError> {
         Some(p) => FileConfig::load(p)?,
         None => FileConfig::default(),
     };
-    let models = if args.model.is_empty() {
-        file.model.clone().into_iter().collect()
-    } else {
-        args.model.clone()
+    let models = match &path {
+        Some(p) if args.model.is_empty() => {
+            let mut models: Vec<String> = file.model.clone().into_iter().collect();
+            models.extend(row_models(p)?);
+            models
+        }
+        _ => args.model.clone(),
     };
     let region = args.region.clone().or(file.region).ok_or_else(|| {
         SetupError::Config("policy: no region: pass --region or --config with a `region`".into())
@@ -85,4 +90,32 @@ pub fn exit_code(summary: &Summary, stopped: Option<StopReason>) -> u8 {
         None if summary.failed > 0 => EXIT_FAILED_ROWS,
         None => EXIT_OK,
     }
+}
+
+/// The distinct per-row `model` values in a job's inputs: a row may name its
+/// own model (e.g. an `apac.` profile), and the policy must cover it or those
+/// rows fail with AccessDenied. A config without inputs has none.
+fn row_models(config: &std::path::Path) -> Result<BTreeSet<String>, SetupError> {
+    let run = RunArgs {
+        config: Some(config.to_path_buf()),
+        ..RunArgs::default()
+    };
+    // `resolve` finds the inputs exactly as `run` would (relative to the file).
+    let Ok(settings) = Settings::resolve(&run, false) else {
+        return Ok(BTreeSet::new());
+    };
+    let mut models = BTreeSet::new();
+    for input in &settings.inputs {
+        let mut reader = RowReader::open(input, settings.max_row_bytes)?;
+        while let Some(item) = reader.next_item()? {
+            if let Item::Record(r) = item {
+                if let Some(m) = r.fields.get("model").and_then(|v| v.as_str()) {
+                    if !m.trim().is_empty() {
+                        models.insert(m.trim().to_string());
+                    }
+                }
+            }
+        }
+    }
+    Ok(models)
 }

@@ -49,6 +49,12 @@ pub struct Classified {
 }
 
 impl Classified {
+    /// Bedrock refused the credentials as expired: the retry needs new ones,
+    /// not the cached ones (`auth::CredentialCache::invalidate`).
+    pub fn expired_credentials(&self) -> bool {
+        matches!(self.code.as_str(), "ExpiredTokenException" | "ExpiredToken")
+    }
+
     fn new(kind: ErrorKind, code: &str, message: String, disposition: Disposition) -> Classified {
         Classified {
             kind,
@@ -64,9 +70,10 @@ impl Classified {
 ///
 /// Retryable: throttling (both kinds), 500/502/503/504, ModelNotReady,
 /// ModelTimeout, attempt timeouts, dispatch and connection failures, and
-/// expired credentials (the SDK's identity cache loads fresh ones for the
-/// next attempt). Not retryable: validation, access denied, not found, service
-/// quota exceeded (e.g. a daily token limit), model errors, bad credentials.
+/// expired credentials (the runner drops them from `auth::CredentialCache`,
+/// so the next attempt signs with fresh ones). Not retryable: validation,
+/// access denied, not found, service quota exceeded (e.g. a daily token
+/// limit), model errors, bad credentials.
 pub fn classify<E>(err: &SdkError<E, HttpResponse>) -> Classified
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -345,6 +352,21 @@ mod tests {
         assert!(classify(&service("ValidationException", 400, "x"))
             .throttle
             .is_none());
+    }
+
+    #[test]
+    fn only_expired_tokens_ask_for_new_credentials() {
+        assert!(classify(&service("ExpiredTokenException", 403, "expired")).expired_credentials());
+        for (code, status) in [
+            ("UnrecognizedClientException", 403),
+            ("AccessDeniedException", 403),
+            ("ThrottlingException", 429),
+        ] {
+            assert!(
+                !classify(&service(code, status, "m")).expired_credentials(),
+                "{code}"
+            );
+        }
     }
 
     #[test]

@@ -7,17 +7,8 @@ use bedrock_batch::error::EXIT_SETUP;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = args
-        .log
-        .clone()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "warn,bedrock_batch=info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(bedrock_batch::progress::LogWriter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = args.log.clone().or_else(|| std::env::var("RUST_LOG").ok());
+    bedrock_batch::progress::init_logging(filter.as_deref());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

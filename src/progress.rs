@@ -1,8 +1,9 @@
 //! What a person watches while a run goes: an `indicatif` bar on a terminal,
 //! a plain line every few seconds anywhere else (cron, EC2 user data, CI).
 //!
-//! Only the sink drives it. Log lines go *above* the bar through [`LogWriter`],
-//! never through it; a Drop guard clears the bar even on error or panic.
+//! Only the sink drives it. Log lines go *above* the bar through [`LogWriter`]
+//! (installed by [`init_logging`]), never through it; a Drop guard clears the
+//! bar even on error or panic.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -147,4 +148,31 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     fn make_writer(&'a self) -> LogWriter {
         LogWriter
     }
+}
+
+/// The filter when neither `--log` nor `RUST_LOG` sets one. `aws_config` warns about a refused
+/// credential provider with a multi-line dump of the response; the one-line setup error already
+/// says what STS said and what to do about it.
+pub const DEFAULT_LOG_FILTER: &str = "warn,bedrock_batch=info,aws_config=error";
+
+/// Installs the global subscriber: lines through [`LogWriter`], `filter` (an `EnvFilter`) or
+/// [`DEFAULT_LOG_FILTER`].
+pub fn init_logging(filter: Option<&str>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // At trace level the SDK's orchestrator prints its runtime components, which hold the parsed
+    // ~/.aws files, secret keys included: those events never get through, whatever the filter.
+    let no_sdk_dumps = tracing_subscriber::filter::filter_fn(|m| {
+        !(*m.level() == tracing::Level::TRACE && m.target().starts_with("aws_smithy_runtime"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            filter.unwrap_or(DEFAULT_LOG_FILTER),
+        ))
+        .with_writer(LogWriter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .finish()
+        .with(no_sdk_dumps)
+        .init();
 }

@@ -73,7 +73,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
         tracing::warn!("{note}");
     }
 
-    let (sdk, creds) = auth::connect(&AuthSettings {
+    let session = auth::connect(&AuthSettings {
         region: settings.region.clone(),
         profile: settings.profile.clone(),
         role: settings.role.clone(),
@@ -81,15 +81,15 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     .await?;
     tracing::info!(
         "credentials: {}; region {}",
-        auth::describe_source(
-            &creds,
-            selected_profile(&settings).as_deref(),
-            settings.role.is_some()
-        ),
-        sdk.region().map(|r| r.to_string()).unwrap_or_default()
+        session.source,
+        session
+            .sdk
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default()
     );
     warn_about_token_budget(&settings);
-    let client = auth::bedrock_client(&sdk, settings.request_timeout);
+    let client = auth::bedrock_client(&session.sdk, settings.request_timeout);
 
     let limiter = Arc::new(Limiter::new(settings.rpm, settings.tpm));
     let (event_tx, event_rx) = mpsc::channel(1024);
@@ -110,6 +110,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
 
     let ctx = Arc::new(Ctx {
         client,
+        credentials: session.credentials,
         api: settings.api,
         limiter,
         events: event_tx.clone(),
@@ -166,13 +167,6 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     )?;
     read_result?;
     Ok(summary)
-}
-
-/// The profile the SDK was told to use, for messages only.
-fn selected_profile(s: &Settings) -> Option<String> {
-    s.profile
-        .clone()
-        .or_else(|| std::env::var("AWS_PROFILE").ok())
 }
 
 fn warn_about_token_budget(s: &Settings) {
@@ -265,6 +259,8 @@ fn read(
 /// Everything a call task needs.
 struct Ctx {
     client: aws_sdk_bedrockruntime::Client,
+    /// What `client` signs with; told when Bedrock refuses them as expired.
+    credentials: auth::CredentialCache,
     api: Api,
     limiter: Arc<Limiter>,
     events: mpsc::Sender<Event>,
@@ -396,6 +392,10 @@ async fn process(job: Job, _permit: OwnedSemaphorePermit, first: Ticket, ctx: Ar
             }
             Err(e) => e,
         };
+        if error.expired_credentials() {
+            // Otherwise the retry would sign with the same refused credentials.
+            ctx.credentials.invalidate(t0);
+        }
         if error.throttle.is_some() {
             ctx.limiter.throttled(ticket);
         } else {

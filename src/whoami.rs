@@ -1,12 +1,10 @@
 //! `bedrock-batch whoami`: who the credentials a run would use belong to.
 //!
-//! Resolves credentials exactly as `run` does (`auth::load`), then asks STS
+//! Resolves credentials exactly as `run` does (`auth::connect`), then asks STS
 //! `GetCallerIdentity`. Prints the account, the ARN, the role if it is an
 //! assumed role, where the chain found the credentials, the region and where
 //! it came from, and when the credentials expire. Never prints a key, secret
 //! or token.
-
-use std::time::SystemTime;
 
 use aws_sdk_sts::error::ProvideErrorMetadata;
 use serde::Serialize;
@@ -32,19 +30,17 @@ pub struct Identity {
 }
 
 pub async fn run(args: &WhoamiArgs) -> Result<Identity, SetupError> {
-    let role = args.role_arn.clone().map(|role_arn| RoleSettings {
-        role_arn,
-        external_id: args.external_id.clone(),
-        session_name: None,
-    });
-    let explicit_role = role.is_some();
-    let (sdk, creds) = auth::connect(&AuthSettings {
+    let auth = AuthSettings {
         region: args.region.clone(),
         profile: args.profile.clone(),
-        role,
-    })
-    .await?;
-    let out = aws_sdk_sts::Client::new(&sdk)
+        role: args.role_arn.clone().map(|role_arn| RoleSettings {
+            role_arn,
+            external_id: args.external_id.clone(),
+            session_name: args.session_name.clone(),
+        }),
+    };
+    let session = auth::connect(&auth).await?;
+    let out = aws_sdk_sts::Client::new(&session.sdk)
         .get_caller_identity()
         .send()
         .await
@@ -60,30 +56,28 @@ pub async fn run(args: &WhoamiArgs) -> Result<Identity, SetupError> {
                 }
                 _ => "",
             };
-            SetupError::Credentials(format!(
-                "sts GetCallerIdentity failed: {}{why}",
-                auth::error_chain(&e)
-            ))
+            let detail = match e.message() {
+                Some(m) if !code.is_empty() => format!("{code}: {m}"),
+                _ => auth::error_chain(&e),
+            };
+            SetupError::Credentials(format!("sts GetCallerIdentity failed: {detail}{why}"))
         })?;
     let arn = out.arn().unwrap_or_default().to_string();
-    let (assumed_role, session) = parse_assumed_role(&arn);
+    let (assumed_role, session_name) = parse_assumed_role(&arn);
     Ok(Identity {
         account: out.account().unwrap_or_default().to_string(),
         user_id: out.user_id().unwrap_or_default().to_string(),
         arn,
         assumed_role,
-        session,
-        credential_source: auth::describe_source(
-            &creds,
-            args.profile
-                .clone()
-                .or_else(|| std::env::var("AWS_PROFILE").ok())
-                .as_deref(),
-            explicit_role,
-        ),
-        region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
-        region_source: region_source(args),
-        expires: creds.expiry().map(rfc3339),
+        session: session_name,
+        credential_source: session.source,
+        region: session
+            .sdk
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
+        region_source: auth::region_source(&auth, "--region").await,
+        expires: session.first.expiry().map(auth::rfc3339),
     })
 }
 
@@ -114,31 +108,6 @@ pub fn parse_assumed_role(arn: &str) -> (Option<String>, Option<String>) {
         }
         _ => (None, None),
     }
-}
-
-fn region_source(args: &WhoamiArgs) -> String {
-    // Only to *describe* the choice the SDK made; the SDK read these itself.
-    if args.region.is_some() {
-        "--region".into()
-    } else if std::env::var_os("AWS_REGION").is_some() {
-        "AWS_REGION".into()
-    } else if std::env::var_os("AWS_DEFAULT_REGION").is_some() {
-        "AWS_DEFAULT_REGION".into()
-    } else if let Some(p) = args
-        .profile
-        .clone()
-        .or_else(|| std::env::var("AWS_PROFILE").ok())
-    {
-        format!("profile `{p}`")
-    } else {
-        "the default profile or EC2 instance metadata".into()
-    }
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    aws_smithy_types::DateTime::from(t)
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 
 use super::auth::{self, Service};
 use super::conversation::Conversation;
+use super::credentials::Identity;
 use super::eventstream::EventStream;
 use super::family::{base_model, converse_stop, Family};
 use super::fault::Fault;
@@ -88,9 +89,16 @@ pub async fn handle(
     if parts.method != http::Method::POST {
         return Ok(server.bedrock_error(Fault::UnknownOperation, None, trace));
     }
-    if let Err((f, msg)) = auth::check(server, parts, body, Service::Bedrock) {
-        return Ok(server.bedrock_error(f, msg.as_deref(), trace));
-    }
+    let caller = match auth::check(server, parts, body, Service::Bedrock) {
+        Ok(identity) => identity,
+        Err((f, msg)) => {
+            // Recorded (not acted on) so a test can tell which row a refused key hit.
+            if let Ok(c) = Conversation::from_converse(body) {
+                trace.set_prompt(&c.prompt);
+            }
+            return Ok(server.bedrock_error(f, msg.as_deref(), trace));
+        }
+    };
     if !valid_model_id(&model_id) {
         return Ok(server.bedrock_error(
             Fault::Validation,
@@ -99,9 +107,15 @@ pub async fn handle(
         ));
     }
     if is_denied(&server.cfg.denied_models, &model_id) {
+        // Bedrock names the caller as IAM sees it: the assumed role's session, or the user.
+        let user = match &caller {
+            Identity::Issued(c) => c.arn.clone(),
+            Identity::Static(_) | Identity::Unknown => {
+                format!("arn:aws:iam::{}:user/DeveloperUser", server.cfg.account_id)
+            }
+        };
         let msg = format!(
-            "User: arn:aws:iam::{acct}:user/DeveloperUser is not authorized to perform: bedrock:InvokeModel on resource: {res} because no identity-based policy allows the bedrock:InvokeModel action",
-            acct = server.cfg.account_id,
+            "User: {user} is not authorized to perform: bedrock:InvokeModel on resource: {res} because no identity-based policy allows the bedrock:InvokeModel action",
             res = resource_arn(&model_id, &server.cfg.region, &server.cfg.account_id),
         );
         return Ok(server.bedrock_error(Fault::AccessDenied, Some(&msg), trace));

@@ -41,6 +41,10 @@ pub struct EmulatorConfig {
     pub require_assumed_role: bool,
     /// Lifetime of issued credentials (AssumeRole `DurationSeconds` wins if smaller).
     pub credential_ttl: Duration,
+    /// How far the client's clock runs behind: issued credentials are advertised (STS and
+    /// IMDS `Expiration`) as expiring this much later than the emulator stops accepting them,
+    /// so a client trusting the advertised time meets ExpiredToken first.
+    pub clock_skew: Duration,
     /// Static keys whose secrets are known: requests signed with them are verified.
     pub static_keys: Vec<(String, String)>,
     /// Recompute SigV4 signatures for keys with a known secret.
@@ -72,6 +76,7 @@ impl Default for EmulatorConfig {
             seed: None,
             require_assumed_role: false,
             credential_ttl: Duration::from_secs(3600),
+            clock_skew: Duration::ZERO,
             static_keys: vec![(
                 STATIC_ACCESS_KEY_ID.to_owned(),
                 STATIC_SECRET_ACCESS_KEY.to_owned(),

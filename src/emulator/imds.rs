@@ -100,7 +100,7 @@ pub fn handle(server: &Server, parts: &Parts, trace: &mut Trace) -> Reply {
                 "AccessKeyId": c.access_key_id,
                 "SecretAccessKey": c.secret_access_key,
                 "Token": c.session_token,
-                "Expiration": rfc3339(c.expiration),
+                "Expiration": rfc3339(c.expiration + server.cfg.clock_skew),
             });
             plain(server, StatusCode::OK, doc.to_string())
         }

@@ -81,6 +81,10 @@ pub struct Trace {
     pub prompt: Option<String>,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// AssumeRole's `RoleArn`, `RoleSessionName` and `ExternalId`, as sent.
+    pub role_arn: Option<String>,
+    pub role_session_name: Option<String>,
+    pub external_id: Option<String>,
 }
 
 impl Trace {
@@ -196,6 +200,9 @@ impl Server {
                 prompt: trace.prompt.take(),
                 input_tokens: trace.input_tokens,
                 output_tokens: trace.output_tokens,
+                role_arn: trace.role_arn.take(),
+                role_session_name: trace.role_session_name.take(),
+                external_id: trace.external_id.take(),
             }
         });
         result

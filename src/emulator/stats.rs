@@ -37,10 +37,16 @@ pub struct RequestRecord {
     pub max_attempts: Option<u32>,
     /// `amz-sdk-invocation-id` (constant across the SDK's retries of one call).
     pub invocation_id: Option<String>,
-    /// The answered prompt (last user message), cut to 500 characters.
+    /// The answered prompt (last user message), cut to 500 characters; for a Converse call
+    /// refused for its credentials, the prompt it carried.
     pub prompt: Option<String>,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// For AssumeRole: the role, session name and external id the caller asked for (an
+    /// external id is an identifier agreed with the role's owner, not a credential).
+    pub role_arn: Option<String>,
+    pub role_session_name: Option<String>,
+    pub external_id: Option<String>,
 }
 
 /// Quota throttles by the quota that refused.

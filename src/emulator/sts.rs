@@ -138,6 +138,9 @@ fn assume_role(
     caller_arn: &str,
     trace: &mut Trace,
 ) -> Reply {
+    trace.role_arn = param(form, "RoleArn");
+    trace.role_session_name = param(form, "RoleSessionName");
+    trace.external_id = param(form, "ExternalId");
     let Some(role_arn) = param(form, "RoleArn") else {
         return validation(server, "1 validation error detected: Value null at 'roleArn' failed to satisfy constraint: Member must not be null".into(), trace);
     };
@@ -182,8 +185,8 @@ fn assume_role(
         let msg = format!("User: {caller_arn} is not authorized to perform: sts:AssumeRole on resource: {role_arn}");
         return error(server, Fault::StsAccessDenied, Some(&msg), trace);
     }
-    // ExternalId is accepted whatever its value: the emulator has no trust policies.
-    let _external_id = param(form, "ExternalId");
+    // ExternalId is accepted whatever its value (the emulator has no trust policies); it is
+    // only recorded, above.
     let c = server
         .keyring
         .issue(account, role_name, &session, ttl, Origin::AssumeRole);
@@ -194,7 +197,7 @@ fn assume_role(
         c.access_key_id,
         xml_escape(&c.secret_access_key),
         xml_escape(&c.session_token),
-        rfc3339(c.expiration),
+        rfc3339(c.expiration + server.cfg.clock_skew),
         server.request_id()
     );
     server.reply(StatusCode::OK, "text/xml", body)

@@ -10,3 +10,7 @@ mod cli_util;
 mod pipeline;
 // The shipped files as fixtures: demo, config.toml, samples/.
 mod samples;
+// Credentials during `run`: profile, --role-arn, IMDS, expiry and renewal, denied models, no leaks.
+mod credentials;
+// `whoami` (every credential source, every exit-2 case) and `policy` (against the library).
+mod iam_commands;
