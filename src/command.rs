@@ -17,7 +17,7 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
             let shutdown = Shutdown::new();
             shutdown.listen_for_signals()?;
             let summary = crate::run(settings, shutdown.clone()).await?;
-            print!("{}", summary.render());
+            out(&summary.render())?;
             Ok(exit_code(&summary, shutdown.reason()))
         }
         Command::Demo(args) => {
@@ -25,20 +25,23 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
             shutdown.listen_for_signals()?;
             let summary =
                 crate::demo::run(&args, shutdown.clone(), std::io::stderr().is_terminal()).await?;
-            print!("{}", summary.render());
+            out(&summary.render())?;
             Ok(exit_code(&summary, shutdown.reason()))
         }
         Command::Whoami(args) => {
             let id = crate::whoami::run(&args).await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&id)?);
+                out(&format!("{}\n", serde_json::to_string_pretty(&id)?))?;
             } else {
-                print!("{}", id.render());
+                out(&id.render())?;
             }
             Ok(EXIT_OK)
         }
         Command::Policy(args) => {
-            println!("{}", serde_json::to_string_pretty(&policy(&args)?)?);
+            out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&policy(&args)?)?
+            ))?;
             Ok(EXIT_OK)
         }
         Command::Emulator(args) => {
@@ -80,6 +83,20 @@ fn policy(args: &PolicyArgs) -> Result<serde_json::Value, SetupError> {
     })?;
     crate::policy::invoke_policy(&models, &region, args.account.as_deref())
         .map_err(|e| SetupError::Config(format!("policy: {e}")))
+}
+
+/// Writes to stdout; a closed pipe (`bedrock-batch policy | head`) is not an
+/// error: the reader has what it wanted.
+fn out(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 /// 130/143 when stopped by a signal, 1 when rows failed, 0 otherwise.
