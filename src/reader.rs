@@ -100,6 +100,11 @@ impl RowReader {
         if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
             return Err(err("is a directory, not a file".into()));
         }
+        // Zero bytes is a failed export or a wrong path far more often than a
+        // job with nothing to do; say so before anything runs.
+        if file.metadata().is_ok_and(|m| m.is_file() && m.len() == 0) {
+            return Err(err("the file is empty".into()));
+        }
         let read: Box<dyn Read + Send> = Box::new(file);
         let inner = match format {
             Format::Csv => {
@@ -109,7 +114,7 @@ impl RowReader {
                     .map_err(|e| err(format!("line 1: cannot read the header row: {e}")))?
                     .clone();
                 if raw.is_empty() || (raw.len() == 1 && raw[0].is_empty()) {
-                    return Err(err("line 1: no header row (the file is empty)".into()));
+                    return Err(err("line 1: no header row".into()));
                 }
                 let mut headers = Vec::with_capacity(raw.len());
                 for (i, h) in raw.iter().enumerate() {
@@ -650,7 +655,8 @@ mod tests {
     fn csv_header_problems_are_setup_errors() {
         let dir = tempfile::tempdir().unwrap();
         for (bytes, want) in [
-            (&b""[..], "no header row"),
+            (&b""[..], "the file is empty"),
+            (b"\n\n", "no header row"),
             (b"id,id\n1,2\n", "column `id` appears twice"),
             (b"id,\n1,2\n", "header column 2 has no name"),
         ] {
