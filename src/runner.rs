@@ -26,12 +26,12 @@ use crate::config::{Api, Settings};
 use crate::error::SetupError;
 use crate::inventory::{self, Inventory};
 use crate::invoker::{self, Disposition};
-use crate::job::{Builder, Job};
+use crate::job::{stand_in_id, Builder, Job};
 use crate::limiter::{Limiter, Ticket};
 use crate::manifest::Manifest;
 use crate::outcome::{ErrorInfo, Failure, Outcome, Success, Usage};
 use crate::progress::Progress;
-use crate::reader::{Item, RowReader};
+use crate::reader::{Bad, Item, RowReader};
 use crate::report::{Latency, Summary, Throttles, Throughput, Tokens};
 use crate::shutdown::Shutdown;
 use crate::sink::{self, Event, Output};
@@ -205,52 +205,43 @@ fn read(
     for path in &settings.inputs {
         let mut reader = RowReader::open(path, settings.max_row_bytes)?;
         while let Some(item) = reader.next_item()? {
-            let work = match item {
-                Item::Bad(bad) => {
-                    let failure = builder.bad(bad);
-                    if done.contains(&failure.id) {
-                        Work::Skip
-                    } else {
-                        Work::Failed(Box::new(failure))
-                    }
+            let (fields, source) = match &item {
+                Item::Record(r) => (&r.fields, &r.source),
+                Item::Bad(b) => (&b.fields, &b.source),
+            };
+            // Every row gets its id the way the inventory counted it, bad rows
+            // included, so a repeated id is suffixed the same way whichever
+            // of its rows are bad, and no id is written twice.
+            let named = builder.id_of(fields, source);
+            let mut id = match &named {
+                Ok(id) => id.clone(),
+                Err(_) => stand_in_id(source),
+            };
+            let h = id_hash(&id);
+            if inventory.repeated.contains_key(&h) {
+                let n = seen.entry(h).or_insert(0);
+                *n += 1;
+                if *n > 1 {
+                    id = format!("{id}#{n}");
                 }
-                Item::Record(record) => {
-                    let mut id = match builder.id_of(&record.fields, &record.source) {
-                        Ok(id) => id,
-                        Err(message) => {
-                            let bad = crate::reader::Bad {
-                                source: record.source,
-                                fields: record.fields,
-                                message,
-                            };
-                            let failure = builder.bad(bad);
-                            let w = if done.contains(&failure.id) {
-                                Work::Skip
-                            } else {
-                                Work::Failed(Box::new(failure))
-                            };
-                            if tx.blocking_send(w).is_err() {
-                                return Ok(());
-                            }
-                            continue;
-                        }
-                    };
-                    let h = id_hash(&id);
-                    if inventory.repeated.contains_key(&h) {
-                        let n = seen.entry(h).or_insert(0);
-                        *n += 1;
-                        if *n > 1 {
-                            id = format!("{id}#{n}");
-                        }
+            }
+            let work = if done.contains(&id) {
+                Work::Skip
+            } else {
+                match (item, named) {
+                    (Item::Bad(bad), _) => Work::Failed(Box::new(builder.bad(bad, id))),
+                    (Item::Record(r), Err(message)) => {
+                        let bad = Bad {
+                            source: r.source,
+                            fields: r.fields,
+                            message,
+                        };
+                        Work::Failed(Box::new(builder.bad(bad, id)))
                     }
-                    if done.contains(&id) {
-                        Work::Skip
-                    } else {
-                        match builder.build(record, id) {
-                            Ok(job) => Work::Job(Box::new(job)),
-                            Err(f) => Work::Failed(f),
-                        }
-                    }
+                    (Item::Record(r), Ok(_)) => match builder.build(r, id) {
+                        Ok(job) => Work::Job(Box::new(job)),
+                        Err(f) => Work::Failed(f),
+                    },
                 }
             };
             if tx.blocking_send(work).is_err() {
