@@ -466,8 +466,9 @@ fn csv_item(
             source,
             fields: salvage(fields),
             message: format!(
-                "record has {} fields, the header has {}",
+                "record has {} field{}, the header has {}",
                 record.len(),
+                if record.len() == 1 { "" } else { "s" },
                 headers.len()
             ),
         });

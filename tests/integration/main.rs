@@ -8,3 +8,5 @@ mod iam_flow;
 mod cli_util;
 // `run` end to end: inputs, outputs, limits, setup errors, the IAM flow.
 mod pipeline;
+// The bad-input corpus in tests/data: per-row failures or setup errors, no row lost.
+mod bad_input;
