@@ -45,8 +45,13 @@ const UNSET_MAX_TOKENS: u64 = 4096;
 enum Work {
     Job(Box<Job>),
     Failed(Box<Failure>),
-    Skip,
+    /// This many rows in a row were already done: counted in batches, so a
+    /// resume of a million done rows is not a million messages.
+    Skip(u64),
 }
+
+/// Most done rows counted into one [`Work::Skip`], so progress still moves.
+const SKIP_BATCH: u64 = 10_000;
 
 /// Runs a job to the end (or until `shutdown`), and returns its summary.
 /// Setup errors come back before anything is sent.
@@ -202,6 +207,7 @@ fn read(
 ) -> anyhow::Result<()> {
     let builder = Builder::new(settings, template);
     let mut seen: HashMap<u128, u32> = HashMap::new();
+    let mut skipped = 0u64;
     for path in &settings.inputs {
         let mut reader = RowReader::open(path, settings.max_row_bytes)?;
         while let Some(item) = reader.next_item()? {
@@ -225,29 +231,44 @@ fn read(
                     id = format!("{id}#{n}");
                 }
             }
-            let work = if done.contains(&id) {
-                Work::Skip
-            } else {
-                match (item, named) {
-                    (Item::Bad(bad), _) => Work::Failed(Box::new(builder.bad(bad, id))),
-                    (Item::Record(r), Err(message)) => {
-                        let bad = Bad {
-                            source: r.source,
-                            fields: r.fields,
-                            message,
-                        };
-                        Work::Failed(Box::new(builder.bad(bad, id)))
+            if done.contains(&id) {
+                skipped += 1;
+                if skipped == SKIP_BATCH {
+                    if tx.blocking_send(Work::Skip(skipped)).is_err() {
+                        return Ok(());
                     }
-                    (Item::Record(r), Ok(_)) => match builder.build(r, id) {
-                        Ok(job) => Work::Job(Box::new(job)),
-                        Err(f) => Work::Failed(f),
-                    },
+                    skipped = 0;
                 }
+                continue;
+            }
+            if skipped > 0 {
+                if tx.blocking_send(Work::Skip(skipped)).is_err() {
+                    return Ok(());
+                }
+                skipped = 0;
+            }
+            let work = match (item, named) {
+                (Item::Bad(bad), _) => Work::Failed(Box::new(builder.bad(bad, id))),
+                (Item::Record(r), Err(message)) => {
+                    let bad = Bad {
+                        source: r.source,
+                        fields: r.fields,
+                        message,
+                    };
+                    Work::Failed(Box::new(builder.bad(bad, id)))
+                }
+                (Item::Record(r), Ok(_)) => match builder.build(r, id) {
+                    Ok(job) => Work::Job(Box::new(job)),
+                    Err(f) => Work::Failed(f),
+                },
             };
             if tx.blocking_send(work).is_err() {
                 return Ok(());
             }
         }
+    }
+    if skipped > 0 {
+        let _ = tx.blocking_send(Work::Skip(skipped));
     }
     Ok(())
 }
@@ -296,13 +317,16 @@ async fn dispatch(
             },
         };
         let job = match work {
-            Work::Skip => {
-                let _ = events.send(Event::Skipped).await;
+            Work::Skip(n) => {
+                let _ = events.send(Event::Skipped(n)).await;
                 continue;
             }
             Work::Failed(f) => {
                 let _ = events
-                    .send(Event::Done(Box::new(Outcome::Failed(*f))))
+                    .send(Event::Done {
+                        outcome: Box::new(Outcome::Failed(*f)),
+                        slot: None,
+                    })
                     .await;
                 continue;
             }
@@ -322,18 +346,24 @@ async fn dispatch(
     let mut grace_deadline = shutdown
         .is_stopping()
         .then(|| tokio::time::Instant::now() + settings.grace_period);
+    // Once aborted, stop listening: both tokens stay cancelled and would
+    // otherwise wake this loop until the last task is gone.
+    let mut aborted = false;
     loop {
         tokio::select! {
             r = tasks.join_next() => if r.is_none() { break },
-            _ = shutdown.stopping(), if grace_deadline.is_none() => {
+            _ = shutdown.stopping(), if grace_deadline.is_none() && !aborted => {
                 grace_deadline = Some(tokio::time::Instant::now() + settings.grace_period);
             }
-            _ = sleep_until_opt(grace_deadline) => {
+            _ = sleep_until_opt(grace_deadline), if !aborted => {
                 tracing::warn!("grace period over: aborting {} call(s) in flight; their rows are sent on resume", tasks.len());
                 tasks.abort_all();
-                grace_deadline = None;
+                aborted = true;
             }
-            _ = shutdown.aborted() => tasks.abort_all(),
+            _ = shutdown.aborted(), if !aborted => {
+                tasks.abort_all();
+                aborted = true;
+            }
         }
     }
 }
@@ -346,8 +376,9 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
 }
 
 /// One row, from its first attempt to its line in an output file. Dropped
-/// (aborted) tasks write nothing: the row is sent again on resume.
-async fn process(job: Job, _permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc<Ctx>) {
+/// (aborted) tasks write nothing: the row is sent again on resume. The
+/// permit goes to the writer with the outcome (see [`Event::Done`]).
+async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc<Ctx>) {
     let started = Instant::now();
     let input_bytes = job.request.input_chars();
     let mut ticket = first;
@@ -380,7 +411,10 @@ async fn process(job: Job, _permit: OwnedSemaphorePermit, first: Ticket, ctx: Ar
                 };
                 let _ = ctx
                     .events
-                    .send(Event::Done(Box::new(Outcome::Succeeded(success))))
+                    .send(Event::Done {
+                        outcome: Box::new(Outcome::Succeeded(success)),
+                        slot: Some(permit),
+                    })
                     .await;
                 return;
             }
@@ -419,7 +453,10 @@ async fn process(job: Job, _permit: OwnedSemaphorePermit, first: Ticket, ctx: Ar
             };
             let _ = ctx
                 .events
-                .send(Event::Done(Box::new(Outcome::Failed(failure))))
+                .send(Event::Done {
+                    outcome: Box::new(Outcome::Failed(failure)),
+                    slot: Some(permit),
+                })
                 .await;
             return;
         };
