@@ -10,3 +10,5 @@ mod cli_util;
 mod pipeline;
 // The bad-input corpus in tests/data: per-row failures or setup errors, no row lost.
 mod bad_input;
+// Resume into the same output directory: skip done ids, refuse another job, --fresh, --retry-failures, torn lines.
+mod resume;
