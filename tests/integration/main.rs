@@ -12,3 +12,5 @@ mod pipeline;
 mod bad_input;
 // Resume into the same output directory: skip done ids, refuse another job, --fresh, --retry-failures, torn lines.
 mod resume;
+// SIGINT/SIGTERM, a second signal, the grace period and kill -9, each followed by a resume.
+mod shutdown;

@@ -2,7 +2,9 @@
 //! `--output-dir` sends only what is not done yet, refuses another job,
 //! `--fresh` moves old files aside, `--retry-failures` moves rows that now
 //! succeed out of failures.jsonl, a torn last line is cut and its row sent
-//! again, and every output file is owner-only.
+//! again, and every output file is owner-only. Also a fault soak: under
+//! transient faults and dropped connections every row is answered once and
+//! the attempts add up.
 //!
 //! Not here: signals and kill -9 (shutdown.rs), bad input rows (bad_input.rs).
 
@@ -492,4 +494,109 @@ async fn every_output_file_is_owner_only() {
             assert_eq!(mode(f), 0o600, "{f} after run {args:?}");
         }
     }
+}
+
+/// The soak's rows: one in five attempts fails with a transient fault. Per
+/// row markers, not the emulator's random `fault_rate`: that one mixes in
+/// 429s, and a steady stream of 429s rightly holds the adaptive limiter at a
+/// crawl (a few rows a second), which is the limiter's test, not this one.
+fn soak_prompt(i: usize) -> String {
+    let fault = match i % 20 {
+        0 | 10 => " [[emu:server*1]]",
+        3 => " [[emu:unavailable*2]]",
+        7 => " [[emu:timeout*1]]",
+        _ => "",
+    };
+    format!("Soak row {i}: what is {i} squared?{fault}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_soak_loses_nothing_duplicates_nothing_and_attempts_add_up() {
+    const ROWS: usize = 3000;
+    // Plus 5 % of all calls dropped without an answer, at random.
+    let emu = Emulator::start(EmulatorConfig {
+        latency_ms: 5,
+        drop_rate: 0.05,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let ws = Workspace::new(&emu.url());
+    let mut csv = String::from("id,prompt\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!("s{i:05},{}\n", soak_prompt(i)));
+    }
+    ws.write("p.csv", csv);
+    // Up to 3 forced faults a row, and each attempt has a 5 % chance to
+    // drop: 12 attempts leave a row unanswered with odds below 1e-9.
+    let out = ws.run(&[
+        "--model",
+        MODEL,
+        "--input",
+        "p.csv",
+        "--max-tokens",
+        "30",
+        "--concurrency",
+        "32",
+        "--max-attempts",
+        "12",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let all: BTreeSet<String> = (0..ROWS).map(|i| format!("s{i:05}")).collect();
+    assert_each_id_once(&ws.out(), &all);
+    let results = ws.results();
+    assert_eq!(results.len(), ROWS);
+
+    let stats = emu.stats();
+    let forced: u64 = (0..ROWS)
+        .map(|i| match i % 20 {
+            0 | 10 | 7 => 1,
+            3 => 2,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(stats.forced, forced);
+    assert!(
+        stats.dropped > ROWS as u64 / 50,
+        "the soak dropped connections: {} of {}",
+        stats.dropped,
+        stats.requests
+    );
+    assert_eq!(
+        stats.successes, ROWS as u64,
+        "each row answered exactly once"
+    );
+    assert_eq!(
+        stats.successes + stats.forced + stats.dropped,
+        stats.requests
+    );
+
+    // Attempts add up: per row, in total, and in the summary.
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    for r in emu.requests() {
+        if r.service == "bedrock" {
+            *seen.entry(r.prompt.expect("prompt recorded")).or_default() += 1;
+        }
+    }
+    let mut attempts = 0;
+    for r in &results {
+        let i: usize = r["id"].as_str().unwrap()[1..].parse().unwrap();
+        assert_eq!(r["output"], answer(&soak_prompt(i)));
+        let n = r["attempts"].as_u64().unwrap();
+        assert_eq!(
+            n,
+            seen[&soak_prompt(i)],
+            "row {i}: its attempts are the calls the emulator saw"
+        );
+        attempts += n;
+    }
+    assert_eq!(attempts, stats.requests);
+    let summary = ws.summary();
+    assert_eq!(summary["attempts"], stats.requests);
+    assert_eq!(summary["retries"], stats.requests - ROWS as u64);
+    assert_eq!(summary["succeeded"], ROWS);
+    eprintln!(
+        "fault soak: {ROWS} rows, {} calls ({} forced faults, {} dropped) in {} s",
+        stats.requests, stats.forced, stats.dropped, summary["elapsed_secs"]
+    );
 }
