@@ -84,12 +84,7 @@ fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Resul
         .collect();
 
     if *mode == ResumeMode::Fresh && !existing.is_empty() {
-        let aside = dir.join(format!(
-            "previous-{}",
-            crate::auth::unix_secs(std::time::SystemTime::now())
-        ));
-        std::fs::create_dir_all(&aside)
-            .with_context(|| format!("{}: cannot create", aside.display()))?;
+        let aside = claim_aside_dir(dir)?;
         for n in &existing {
             std::fs::rename(dir.join(n), aside.join(n))
                 .with_context(|| format!("{}: cannot move aside", dir.join(n).display()))?;
@@ -137,6 +132,26 @@ fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Resul
     }
     cp.done = IdSet::from_hashes(hashes);
     Ok(cp)
+}
+
+/// A new, empty `previous-<secs>` directory (`previous-<secs>-2`, … when
+/// that one exists: two `--fresh` runs in one second must not move files onto
+/// each other, since rename replaces an existing file).
+fn claim_aside_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    let secs = crate::auth::unix_secs(std::time::SystemTime::now());
+    for n in 1u32.. {
+        let name = match n {
+            1 => format!("previous-{secs}"),
+            n => format!("previous-{secs}-{n}"),
+        };
+        let aside = dir.join(name);
+        match std::fs::create_dir(&aside) {
+            Ok(()) => return Ok(aside),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot create", aside.display())),
+        }
+    }
+    unreachable!("u32 names run out only after 4 billion directories")
 }
 
 #[derive(Deserialize)]
@@ -343,6 +358,38 @@ mod tests {
             .collect();
         assert_eq!(aside.len(), 1);
         assert!(aside[0].path().join(RESULTS).exists(), "moved, not deleted");
+    }
+
+    #[test]
+    fn fresh_twice_in_one_second_keeps_both_earlier_sets_of_files() {
+        let dir = tempfile::tempdir().unwrap();
+        // Stand-ins for the directories a --fresh run made a moment ago.
+        let now = crate::auth::unix_secs(std::time::SystemTime::now());
+        for secs in [now, now + 1] {
+            let earlier = dir.path().join(format!("previous-{secs}"));
+            std::fs::create_dir(&earlier).unwrap();
+            std::fs::write(earlier.join(RESULTS), "{\"id\":\"old\"}\n").unwrap();
+        }
+        prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        std::fs::write(dir.path().join(RESULTS), "{\"id\":\"new\"}\n").unwrap();
+        let cp = prepare(dir.path(), &ResumeMode::Fresh, &job("m")).unwrap();
+        assert!(cp.done.is_empty());
+        let mut kept: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .map(|p| std::fs::read_to_string(p.join(RESULTS)).unwrap())
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [
+                "{\"id\":\"new\"}\n",
+                "{\"id\":\"old\"}\n",
+                "{\"id\":\"old\"}\n"
+            ],
+            "moved aside, nothing overwritten"
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub fn take(settings: &Settings, template: Option<&Template>) -> Result<Inventor
     let mut rows = 0u64;
     for path in &settings.inputs {
         let mut reader = RowReader::open(path, settings.max_row_bytes)?;
+        let rows_before = rows;
         let mut checked_columns = false;
         if let (Some(t), Some(headers)) = (template, reader.headers()) {
             if let Some(col) = t.missing_column(headers) {
@@ -55,6 +56,9 @@ pub fn take(settings: &Settings, template: Option<&Template>) -> Result<Inventor
                 .id_of(fields, source)
                 .unwrap_or_else(|_| stand_in_id(source));
             hashes.push(id_hash(&id));
+        }
+        if rows == rows_before {
+            tracing::warn!("{}: no rows", reader.name());
         }
     }
     hashes.sort_unstable();

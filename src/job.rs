@@ -76,10 +76,9 @@ impl<'a> Builder<'a> {
         .map_err(|m| m + &format!("; recorded as `{}`", stand_in_id(source)))
     }
 
-    pub fn bad(&self, bad: Bad) -> Failure {
-        let id = self
-            .id_of(&bad.fields, &bad.source)
-            .unwrap_or_else(|_| stand_in_id(&bad.source));
+    /// The failure a bad row is recorded as, under `id`: the row's (possibly
+    /// suffixed) id as the run decided it, or its stand-in.
+    pub fn bad(&self, bad: Bad, id: String) -> Failure {
         input_failure(
             id,
             &self.settings.model,

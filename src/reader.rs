@@ -2,8 +2,10 @@
 //!
 //! The reader knows file formats, not jobs: it yields a row's columns as a JSON
 //! object with the row's [`Source`], or a [`Bad`] row when the bytes cannot be a
-//! row at all (ragged CSV record, invalid JSON, a JSON line that is not an
-//! object, invalid UTF-8, a row over the size limit). What the columns *mean*
+//! row at all (ragged CSV record, badly quoted CSV record, invalid JSON, a
+//! JSON line that is not an object, invalid UTF-8, a row over the size
+//! limit). A badly quoted record is reported at its first line and reading
+//! goes on from the next line, so an open quote cannot swallow later rows. What the columns *mean*
 //! (id, prompt, parameters) is `job.rs`'s business. Only a file that cannot be
 //! opened or has no usable header is an error, and that is a setup error.
 
@@ -70,9 +72,13 @@ pub struct RowReader {
 
 enum Inner {
     Csv {
-        reader: csv::Reader<LineIndex<Box<dyn Read + Send>>>,
+        reader: Box<csv::Reader<LineIndex<Box<dyn Read + Send>>>>,
         headers: Vec<String>,
         record: csv::ByteRecord,
+        /// Where `reader` started in the file: 0, or the line after a badly
+        /// quoted record (see [`RowReader::resync`]).
+        base: u64,
+        path: std::path::PathBuf,
     },
     Jsonl {
         reader: BufReader<Box<dyn Read + Send>>,
@@ -94,21 +100,21 @@ impl RowReader {
         if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
             return Err(err("is a directory, not a file".into()));
         }
+        // Zero bytes is a failed export or a wrong path far more often than a
+        // job with nothing to do; say so before anything runs.
+        if file.metadata().is_ok_and(|m| m.is_file() && m.len() == 0) {
+            return Err(err("the file is empty".into()));
+        }
         let read: Box<dyn Read + Send> = Box::new(file);
         let inner = match format {
             Format::Csv => {
-                let mut reader = csv::ReaderBuilder::new()
-                    .has_headers(true)
-                    // Ragged records are reported per row, not as a reader error.
-                    .flexible(true)
-                    .buffer_capacity(64 * 1024)
-                    .from_reader(LineIndex::new(read));
+                let mut reader = Box::new(csv_reader(read, true, 0, 0));
                 let raw = reader
                     .byte_headers()
                     .map_err(|e| err(format!("line 1: cannot read the header row: {e}")))?
                     .clone();
                 if raw.is_empty() || (raw.len() == 1 && raw[0].is_empty()) {
-                    return Err(err("line 1: no header row (the file is empty)".into()));
+                    return Err(err("line 1: no header row".into()));
                 }
                 let mut headers = Vec::with_capacity(raw.len());
                 for (i, h) in raw.iter().enumerate() {
@@ -134,6 +140,8 @@ impl RowReader {
                     reader,
                     headers,
                     record: csv::ByteRecord::new(),
+                    base: 0,
+                    path: path.to_path_buf(),
                 }
             }
             Format::Jsonl => Inner::Jsonl {
@@ -171,6 +179,8 @@ impl RowReader {
                 reader,
                 headers,
                 record,
+                base,
+                path,
             } => {
                 let more = reader
                     .read_byte_record(record)
@@ -182,9 +192,43 @@ impl RowReader {
                     return Ok(None);
                 }
                 // csv's own line count is wrong for CRLF files; count ourselves.
-                let start = record.position().map_or(0, |p| p.byte());
-                let line = reader.get_ref().line_at(start);
-                Ok(Some(csv_item(name, headers, record, line, max)))
+                let start = *base + record.position().map_or(0, |p| p.byte());
+                let end = *base + reader.position().byte();
+                let index = reader.get_ref();
+                let line = index.line_at(start);
+                let Some((problem, next_line)) = index.quoting_problem(start, end) else {
+                    return Ok(Some(csv_item(name, headers, record, line, max)));
+                };
+                // csv reads a quote that never closes (or closes early) as
+                // one field running over the following lines, which would
+                // swallow those rows into this one's prompt. Report this
+                // line alone and read on from the next one.
+                // Fields before the one that runs over a line end are this row's own.
+                let mut fields = Map::new();
+                for (col, raw) in headers.iter().zip(record.iter()) {
+                    match std::str::from_utf8(raw) {
+                        Ok(v) if !v.contains('\n') => {
+                            fields.insert(col.clone(), Value::String(v.to_string()));
+                        }
+                        _ => break,
+                    }
+                }
+                let bad = Item::Bad(Bad {
+                    source: Source {
+                        file: name.clone(),
+                        line,
+                    },
+                    fields: salvage(fields),
+                    message: format!("malformed quoting: {problem}"),
+                });
+                if let Some(offset) = next_line.filter(|&o| o < end) {
+                    **reader = reopen_at(path, offset, line).map_err(|e| SetupError::Input {
+                        path: name.clone(),
+                        message: format!("line {}: cannot read on: {}", line + 1, io_message(&e)),
+                    })?;
+                    *base = offset;
+                }
+                Ok(Some(bad))
             }
             Inner::Jsonl { reader, line, buf } => loop {
                 buf.clear();
@@ -232,9 +276,39 @@ impl Iterator for RowReader {
     }
 }
 
+/// A CSV reader over `read`, which starts at byte `offset` of the file, on
+/// line `lines_before + 1`.
+fn csv_reader<R: Read>(
+    read: R,
+    has_headers: bool,
+    offset: u64,
+    lines_before: u64,
+) -> csv::Reader<LineIndex<R>> {
+    csv::ReaderBuilder::new()
+        .has_headers(has_headers)
+        // Ragged records are reported per row, not as a reader error.
+        .flexible(true)
+        .buffer_capacity(64 * 1024)
+        .from_reader(LineIndex::new(read, offset, lines_before))
+}
+
+/// A fresh reader (no header) from byte `offset`, the start of line `line + 1`.
+fn reopen_at(
+    path: &Path,
+    offset: u64,
+    line: u64,
+) -> io::Result<csv::Reader<LineIndex<Box<dyn Read + Send>>>> {
+    use std::io::Seek;
+    let mut file = File::open(path)?;
+    file.seek(io::SeekFrom::Start(offset))?;
+    let read: Box<dyn Read + Send> = Box::new(file);
+    Ok(csv_reader(read, false, offset, line))
+}
+
 /// Remembers where the newlines are in the bytes csv has read ahead, so a
-/// record's byte offset can be turned into its line number. Only newlines
-/// past the last asked-for offset are kept: memory is bounded by csv's buffer.
+/// record's byte offset can be turned into its line number, and keeps those
+/// bytes so a record's quoting can be checked. Only what lies past the last
+/// asked-for offset is kept: memory is bounded by csv's buffer and the record.
 struct LineIndex<R> {
     inner: R,
     offset: u64,
@@ -245,14 +319,21 @@ struct LineIndex<R> {
 struct LineState {
     newlines: std::collections::VecDeque<u64>,
     before: u64,
+    /// The bytes from file offset `raw_start` on.
+    raw: std::collections::VecDeque<u8>,
+    raw_start: u64,
 }
 
 impl<R: Read> LineIndex<R> {
-    fn new(inner: R) -> Self {
+    fn new(inner: R, offset: u64, lines_before: u64) -> Self {
         LineIndex {
             inner,
-            offset: 0,
-            state: Default::default(),
+            offset,
+            state: std::cell::RefCell::new(LineState {
+                before: lines_before,
+                raw_start: offset,
+                ..Default::default()
+            }),
         }
     }
 
@@ -267,6 +348,30 @@ impl<R: Read> LineIndex<R> {
         }
         st.before + 1
     }
+
+    /// Checks the quoting of the record in bytes `start..end`: what is wrong,
+    /// and the offset of the line after the record's first line. Bytes
+    /// before `start` are forgotten.
+    fn quoting_problem(&self, start: u64, end: u64) -> Option<(&'static str, Option<u64>)> {
+        let mut st = self.state.borrow_mut();
+        let drop = (start.saturating_sub(st.raw_start) as usize).min(st.raw.len());
+        st.raw.drain(..drop);
+        st.raw_start += drop as u64;
+        let len = (end.saturating_sub(st.raw_start) as usize).min(st.raw.len());
+        let raw = &st.raw.make_contiguous()[..len];
+        // A CRLF record "starts" at the previous line's `\n`; blank lines
+        // before a record are not part of it.
+        let lead = raw
+            .iter()
+            .take_while(|&&b| b == b'\n' || b == b'\r')
+            .count();
+        let problem = quoting_problem(&raw[lead..])?;
+        let next_line = raw[lead..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|i| st.raw_start + (lead + i + 1) as u64);
+        Some((problem, next_line))
+    }
 }
 
 impl<R: Read> Read for LineIndex<R> {
@@ -278,8 +383,46 @@ impl<R: Read> Read for LineIndex<R> {
                 st.newlines.push_back(self.offset + i as u64);
             }
         }
+        st.raw.extend(&buf[..n]);
         self.offset += n as u64;
         Ok(n)
+    }
+}
+
+/// What is wrong with the quoting of one CSV record's bytes, if anything:
+/// a field that opens with a quote must close with one followed by a comma
+/// or the end of the line. A quote inside an unquoted field is taken
+/// literally (as csv does): it cannot swallow other rows.
+fn quoting_problem(raw: &[u8]) -> Option<&'static str> {
+    let mut i = 0;
+    loop {
+        if raw.get(i) == Some(&b'"') {
+            i += 1;
+            loop {
+                let Some(p) = raw[i..].iter().position(|&b| b == b'"') else {
+                    return Some("a quoted field is never closed");
+                };
+                i += p + 1;
+                if raw.get(i) == Some(&b'"') {
+                    i += 1; // `""` is an escaped quote
+                } else {
+                    break;
+                }
+            }
+            match raw.get(i) {
+                Some(b',') => i += 1,
+                None | Some(b'\r') | Some(b'\n') => return None,
+                Some(_) => return Some("text after a closing quote"),
+            }
+        } else {
+            match raw[i..]
+                .iter()
+                .position(|&b| b == b',' || b == b'\n' || b == b'\r')
+            {
+                Some(p) if raw[i + p] == b',' => i += p + 1,
+                _ => return None,
+            }
+        }
     }
 }
 
@@ -323,8 +466,9 @@ fn csv_item(
             source,
             fields: salvage(fields),
             message: format!(
-                "record has {} fields, the header has {}",
+                "record has {} field{}, the header has {}",
                 record.len(),
+                if record.len() == 1 { "" } else { "s" },
                 headers.len()
             ),
         });
@@ -512,7 +656,8 @@ mod tests {
     fn csv_header_problems_are_setup_errors() {
         let dir = tempfile::tempdir().unwrap();
         for (bytes, want) in [
-            (&b""[..], "no header row"),
+            (&b""[..], "the file is empty"),
+            (b"\n\n", "no header row"),
             (b"id,id\n1,2\n", "column `id` appears twice"),
             (b"id,\n1,2\n", "header column 2 has no name"),
         ] {
@@ -569,6 +714,60 @@ mod tests {
         assert_eq!(msgs[1], "line is a JSON array, not an object");
         assert_eq!(msgs[2], "line is a JSON string, not an object");
         assert_eq!(msgs[3], "not valid UTF-8 (byte 7)");
+    }
+
+    #[test]
+    fn csv_bad_quoting_is_one_bad_row_and_the_rows_after_it_are_read() {
+        // Without the check, b's open quote runs to c's line and the record
+        // swallows c; a's open quote runs to the end of the file.
+        let items = read_all(
+            "p.csv",
+            b"id,prompt\r\nb,\"open\r\nc,plain\r\nd,\"ok \"\"q\"\" ok\"\r\ne,\"two\nlines\"\nf,5\" long\ng,\"x\"y\nh,after\na,\"never closed\n",
+        );
+        assert_eq!(
+            lines(&items),
+            vec![
+                (2, false),
+                (3, true),
+                (4, true),
+                (5, true),
+                (7, true),
+                (8, false),
+                (9, true),
+                (10, false)
+            ]
+        );
+        let bad: Vec<(String, String)> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Bad(b) => Some((b.fields["id"].to_string(), b.message.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            bad,
+            vec![
+                (
+                    "\"b\"".into(),
+                    "malformed quoting: text after a closing quote".into()
+                ),
+                (
+                    "\"g\"".into(),
+                    "malformed quoting: text after a closing quote".into()
+                ),
+                (
+                    "\"a\"".into(),
+                    "malformed quoting: a quoted field is never closed".into()
+                ),
+            ]
+        );
+        let Item::Record(c) = &items[1] else { panic!() };
+        assert_eq!(c.fields["prompt"], "plain");
+        let Item::Record(e) = &items[3] else { panic!() };
+        assert_eq!(
+            e.fields["prompt"], "two\nlines",
+            "a well-quoted multi-line field is kept"
+        );
     }
 
     #[test]

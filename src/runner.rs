@@ -26,12 +26,12 @@ use crate::config::{Api, Settings};
 use crate::error::SetupError;
 use crate::inventory::{self, Inventory};
 use crate::invoker::{self, Disposition};
-use crate::job::{Builder, Job};
+use crate::job::{stand_in_id, Builder, Job};
 use crate::limiter::{Limiter, Ticket};
 use crate::manifest::Manifest;
 use crate::outcome::{ErrorInfo, Failure, Outcome, Success, Usage};
 use crate::progress::Progress;
-use crate::reader::{Item, RowReader};
+use crate::reader::{Bad, Item, RowReader};
 use crate::report::{Latency, Summary, Throttles, Throughput, Tokens};
 use crate::shutdown::Shutdown;
 use crate::sink::{self, Event, Output};
@@ -45,8 +45,13 @@ const UNSET_MAX_TOKENS: u64 = 4096;
 enum Work {
     Job(Box<Job>),
     Failed(Box<Failure>),
-    Skip,
+    /// This many rows in a row were already done: counted in batches, so a
+    /// resume of a million done rows is not a million messages.
+    Skip(u64),
 }
+
+/// Most done rows counted into one [`Work::Skip`], so progress still moves.
+const SKIP_BATCH: u64 = 10_000;
 
 /// Runs a job to the end (or until `shutdown`), and returns its summary.
 /// Setup errors come back before anything is sent.
@@ -197,61 +202,68 @@ fn read(
 ) -> anyhow::Result<()> {
     let builder = Builder::new(settings, template);
     let mut seen: HashMap<u128, u32> = HashMap::new();
+    let mut skipped = 0u64;
     for path in &settings.inputs {
         let mut reader = RowReader::open(path, settings.max_row_bytes)?;
         while let Some(item) = reader.next_item()? {
-            let work = match item {
-                Item::Bad(bad) => {
-                    let failure = builder.bad(bad);
-                    if done.contains(&failure.id) {
-                        Work::Skip
-                    } else {
-                        Work::Failed(Box::new(failure))
-                    }
+            let (fields, source) = match &item {
+                Item::Record(r) => (&r.fields, &r.source),
+                Item::Bad(b) => (&b.fields, &b.source),
+            };
+            // Every row gets its id the way the inventory counted it, bad rows
+            // included, so a repeated id is suffixed the same way whichever
+            // of its rows are bad, and no id is written twice.
+            let named = builder.id_of(fields, source);
+            let mut id = match &named {
+                Ok(id) => id.clone(),
+                Err(_) => stand_in_id(source),
+            };
+            let h = id_hash(&id);
+            if inventory.repeated.contains_key(&h) {
+                let n = seen.entry(h).or_insert(0);
+                *n += 1;
+                if *n > 1 {
+                    id = format!("{id}#{n}");
                 }
-                Item::Record(record) => {
-                    let mut id = match builder.id_of(&record.fields, &record.source) {
-                        Ok(id) => id,
-                        Err(message) => {
-                            let bad = crate::reader::Bad {
-                                source: record.source,
-                                fields: record.fields,
-                                message,
-                            };
-                            let failure = builder.bad(bad);
-                            let w = if done.contains(&failure.id) {
-                                Work::Skip
-                            } else {
-                                Work::Failed(Box::new(failure))
-                            };
-                            if tx.blocking_send(w).is_err() {
-                                return Ok(());
-                            }
-                            continue;
-                        }
+            }
+            if done.contains(&id) {
+                skipped += 1;
+                if skipped == SKIP_BATCH {
+                    if tx.blocking_send(Work::Skip(skipped)).is_err() {
+                        return Ok(());
+                    }
+                    skipped = 0;
+                }
+                continue;
+            }
+            if skipped > 0 {
+                if tx.blocking_send(Work::Skip(skipped)).is_err() {
+                    return Ok(());
+                }
+                skipped = 0;
+            }
+            let work = match (item, named) {
+                (Item::Bad(bad), _) => Work::Failed(Box::new(builder.bad(bad, id))),
+                (Item::Record(r), Err(message)) => {
+                    let bad = Bad {
+                        source: r.source,
+                        fields: r.fields,
+                        message,
                     };
-                    let h = id_hash(&id);
-                    if inventory.repeated.contains_key(&h) {
-                        let n = seen.entry(h).or_insert(0);
-                        *n += 1;
-                        if *n > 1 {
-                            id = format!("{id}#{n}");
-                        }
-                    }
-                    if done.contains(&id) {
-                        Work::Skip
-                    } else {
-                        match builder.build(record, id) {
-                            Ok(job) => Work::Job(Box::new(job)),
-                            Err(f) => Work::Failed(f),
-                        }
-                    }
+                    Work::Failed(Box::new(builder.bad(bad, id)))
                 }
+                (Item::Record(r), Ok(_)) => match builder.build(r, id) {
+                    Ok(job) => Work::Job(Box::new(job)),
+                    Err(f) => Work::Failed(f),
+                },
             };
             if tx.blocking_send(work).is_err() {
                 return Ok(());
             }
         }
+    }
+    if skipped > 0 {
+        let _ = tx.blocking_send(Work::Skip(skipped));
     }
     Ok(())
 }
@@ -302,13 +314,16 @@ async fn dispatch(
             },
         };
         let job = match work {
-            Work::Skip => {
-                let _ = events.send(Event::Skipped).await;
+            Work::Skip(n) => {
+                let _ = events.send(Event::Skipped(n)).await;
                 continue;
             }
             Work::Failed(f) => {
                 let _ = events
-                    .send(Event::Done(Box::new(Outcome::Failed(*f))))
+                    .send(Event::Done {
+                        outcome: Box::new(Outcome::Failed(*f)),
+                        slot: None,
+                    })
                     .await;
                 continue;
             }
@@ -328,18 +343,24 @@ async fn dispatch(
     let mut grace_deadline = shutdown
         .is_stopping()
         .then(|| tokio::time::Instant::now() + settings.grace_period);
+    // Once aborted, stop listening: both tokens stay cancelled and would
+    // otherwise wake this loop until the last task is gone.
+    let mut aborted = false;
     loop {
         tokio::select! {
             r = tasks.join_next() => if r.is_none() { break },
-            _ = shutdown.stopping(), if grace_deadline.is_none() => {
+            _ = shutdown.stopping(), if grace_deadline.is_none() && !aborted => {
                 grace_deadline = Some(tokio::time::Instant::now() + settings.grace_period);
             }
-            _ = sleep_until_opt(grace_deadline) => {
+            _ = sleep_until_opt(grace_deadline), if !aborted => {
                 tracing::warn!("grace period over: aborting {} call(s) in flight; their rows are sent on resume", tasks.len());
                 tasks.abort_all();
-                grace_deadline = None;
+                aborted = true;
             }
-            _ = shutdown.aborted() => tasks.abort_all(),
+            _ = shutdown.aborted(), if !aborted => {
+                tasks.abort_all();
+                aborted = true;
+            }
         }
     }
 }
@@ -352,8 +373,9 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
 }
 
 /// One row, from its first attempt to its line in an output file. Dropped
-/// (aborted) tasks write nothing: the row is sent again on resume.
-async fn process(job: Job, _permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc<Ctx>) {
+/// (aborted) tasks write nothing: the row is sent again on resume. The
+/// permit goes to the writer with the outcome (see [`Event::Done`]).
+async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc<Ctx>) {
     let started = Instant::now();
     let input_bytes = job.request.input_chars();
     let mut ticket = first;
@@ -386,7 +408,10 @@ async fn process(job: Job, _permit: OwnedSemaphorePermit, first: Ticket, ctx: Ar
                 };
                 let _ = ctx
                     .events
-                    .send(Event::Done(Box::new(Outcome::Succeeded(success))))
+                    .send(Event::Done {
+                        outcome: Box::new(Outcome::Succeeded(success)),
+                        slot: Some(permit),
+                    })
                     .await;
                 return;
             }
@@ -429,7 +454,10 @@ async fn process(job: Job, _permit: OwnedSemaphorePermit, first: Ticket, ctx: Ar
             };
             let _ = ctx
                 .events
-                .send(Event::Done(Box::new(Outcome::Failed(failure))))
+                .send(Event::Done {
+                    outcome: Box::new(Outcome::Failed(failure)),
+                    slot: Some(permit),
+                })
                 .await;
             return;
         };

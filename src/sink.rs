@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::invoker::Throttle;
 use crate::limiter::Limiter;
@@ -29,10 +29,16 @@ pub const FAILURES: &str = "failures.jsonl";
 
 #[derive(Debug)]
 pub enum Event {
-    /// A row ended.
-    Done(Box<Outcome>),
-    /// A row was already done in an earlier run.
-    Skipped,
+    /// A row ended. `slot` is the row's concurrency permit, released only once
+    /// its line is written: a row answered but not yet on disk would be paid
+    /// for again if the process died now, and this keeps such rows within
+    /// the concurrency however far the writer falls behind.
+    Done {
+        outcome: Box<Outcome>,
+        slot: Option<OwnedSemaphorePermit>,
+    },
+    /// This many rows were already done in an earlier run.
+    Skipped(u64),
     /// An attempt failed; `retry` says whether the row tries again.
     AttemptFailed {
         throttle: Option<Throttle>,
@@ -130,9 +136,10 @@ pub async fn run(
             }
         };
         match event {
-            Event::Done(outcome) => match *outcome {
+            Event::Done { outcome, slot } => match *outcome {
                 Outcome::Succeeded(s) => {
                     write_line(&mut out.results, &s).context("writing results.jsonl")?;
+                    drop(slot);
                     t.succeeded += 1;
                     t.input_tokens += s.usage.input_tokens;
                     t.output_tokens += s.usage.output_tokens;
@@ -141,6 +148,7 @@ pub async fn run(
                 }
                 Outcome::Failed(f) => {
                     write_line(&mut out.failures, &f).context("writing failures.jsonl")?;
+                    drop(slot);
                     t.failed += 1;
                     t.attempts += f.attempts as u64;
                     *t.failed_by_kind
@@ -148,7 +156,7 @@ pub async fn run(
                         .or_default() += 1;
                 }
             },
-            Event::Skipped => t.skipped += 1,
+            Event::Skipped(n) => t.skipped += n,
             Event::AttemptFailed { throttle, retry } => {
                 t.retries += retry as u64;
                 match throttle {

@@ -14,3 +14,9 @@ mod samples;
 mod credentials;
 // `whoami` (every credential source, every exit-2 case) and `policy` (against the library).
 mod iam_commands;
+// The bad-input corpus in tests/data: per-row failures or setup errors, no row lost.
+mod bad_input;
+// Resume into the same output directory: skip done ids, refuse another job, --fresh, --retry-failures, torn lines.
+mod resume;
+// SIGINT/SIGTERM, a second signal, the grace period and kill -9, each followed by a resume.
+mod shutdown;
