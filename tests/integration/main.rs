@@ -8,3 +8,5 @@ mod iam_flow;
 mod cli_util;
 // `run` end to end: inputs, outputs, limits, setup errors, the IAM flow.
 mod pipeline;
+// Throughput control against small quotas: no lost rows, bounded 429s, counts that add up.
+mod throughput;
