@@ -53,7 +53,13 @@ struct Adaptive {
     pause_until: Instant,
     last_cut: Option<Instant>,
     last_growth: Instant,
+    /// Send times within the last `SEND_WINDOW`: what we were sending when a
+    /// throttle arrives.
     sends: VecDeque<Instant>,
+    /// The run's first send: until the window has been open that long, the
+    /// rate is measured over the run so far, or a burst at the start would
+    /// read as a trickle and the first cut would throw the rate away.
+    first_send: Option<Instant>,
     /// Learned input tokens per byte of prompt, from returned usage.
     tokens_per_byte: f64,
 }
@@ -75,6 +81,7 @@ impl Limiter {
                 last_cut: None,
                 last_growth: now,
                 sends: VecDeque::new(),
+                first_send: None,
                 tokens_per_byte: 0.25,
             }),
         }
@@ -131,14 +138,9 @@ impl Limiter {
         }
         let now = Instant::now();
         let mut s = self.lock();
+        s.first_send.get_or_insert(now);
         s.sends.push_back(now);
-        while s
-            .sends
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > SEND_WINDOW)
-        {
-            s.sends.pop_front();
-        }
+        s.forget_old_sends(now);
         Ticket {
             sent_at: now,
             reserved_tokens: if self.tokens.is_some() { tokens } else { 0 },
@@ -198,7 +200,7 @@ impl Limiter {
         if s.last_cut.is_some_and(|cut| ticket.sent_at < cut) {
             return false;
         }
-        let sending = s.sends.len() as f64 / SEND_WINDOW.as_secs_f64();
+        let sending = s.sending_rate(now);
         let current = match (s.rate, self.ceiling) {
             (Some(r), _) => r,
             // Paced at the known quota: that is what we were sending.
@@ -225,6 +227,29 @@ impl Limiter {
         // A panic while holding this lock cannot leave it inconsistent (plain
         // numbers), so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Adaptive {
+    fn forget_old_sends(&mut self, now: Instant) {
+        while self
+            .sends
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > SEND_WINDOW)
+        {
+            self.sends.pop_front();
+        }
+    }
+
+    /// Requests per second sent over the last `SEND_WINDOW`, or over the run
+    /// so far when it is younger than that.
+    fn sending_rate(&mut self, now: Instant) -> f64 {
+        self.forget_old_sends(now);
+        let open = self
+            .first_send
+            .map_or(SEND_WINDOW, |first| now.duration_since(first))
+            .clamp(Duration::from_millis(10), SEND_WINDOW);
+        self.sends.len() as f64 / open.as_secs_f64()
     }
 }
 
@@ -339,6 +364,21 @@ mod tests {
         l.acquire(0).await;
         let waited = t.elapsed().as_secs_f64();
         assert!((waited - 2.0 / 7.0).abs() < 0.01, "{waited}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_early_in_a_run_measures_the_rate_over_the_run_so_far() {
+        let l = Limiter::new(None, None);
+        let mut tickets = Vec::new();
+        for _ in 0..10 {
+            tickets.push(l.acquire(0).await);
+            tokio::time::advance(Duration::from_millis(20)).await;
+        }
+        // 10 sends in the first 0.2 s is 50/s (not 10 over a 2 s window,
+        // 5/s): the cut is to 35/s.
+        assert!(l.throttled(tickets[9]));
+        let rpm = l.allowed_rpm().unwrap();
+        assert!((rpm - 35.0 * 60.0).abs() < 1.0, "{rpm}");
     }
 
     #[tokio::test(start_paused = true)]
