@@ -23,6 +23,8 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
+use crate::invoker::Throttle;
+
 const CUT: f64 = 0.7;
 const GROWTH_PER_SEC: f64 = 0.10;
 /// Never pace slower than this, or a burst of throttles could stall a run.
@@ -193,8 +195,19 @@ impl Limiter {
 
     /// Bedrock throttled this call. Cuts the rate once per congestion event and
     /// pauses every sender. Returns true when this throttle caused a cut.
-    pub fn throttled(&self, ticket: Ticket) -> bool {
-        self.release(ticket);
+    ///
+    /// "Too many tokens" also empties our token bucket: Bedrock's was short of
+    /// this reservation, so ours (which let it through) was optimistic, and
+    /// handing the reservation back would keep us ahead of Bedrock by the same
+    /// offset for the rest of the run, drawing a 429 each time we catch up.
+    pub fn throttled(&self, ticket: Ticket, quota: Throttle) -> bool {
+        match (&self.tokens, quota) {
+            (Some(bucket), Throttle::Tokens) => bucket
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .empty(Instant::now()),
+            _ => self.release(ticket),
+        }
         let now = Instant::now();
         let mut s = self.lock();
         if s.last_cut.is_some_and(|cut| ticket.sent_at < cut) {
@@ -297,6 +310,12 @@ impl TokenBucket {
         Some(Duration::from_secs_f64((short / self.per_sec).max(0.001)))
     }
 
+    /// Nothing left as of `now`; refilling starts again from zero.
+    pub fn empty(&mut self, now: Instant) {
+        self.refill(now);
+        self.level = 0.0;
+    }
+
     pub fn give_back(&mut self, n: u64) {
         self.level = (self.level + n as f64).min(self.capacity);
     }
@@ -353,10 +372,10 @@ mod tests {
             tokio::time::advance(Duration::from_millis(100)).await;
         }
         // We were sending 10/s over the last 2 s; a throttle cuts to 7/s.
-        assert!(l.throttled(tickets[19]));
+        assert!(l.throttled(tickets[19], Throttle::Requests));
         assert!((l.allowed_rpm().unwrap() - 7.0 * 60.0).abs() < 1.0);
         // Another throttle of a request sent before the cut: no second cut.
-        assert!(!l.throttled(tickets[18]));
+        assert!(!l.throttled(tickets[18], Throttle::Requests));
         assert!((l.allowed_rpm().unwrap() - 420.0).abs() < 1.0);
         // Everyone pauses ~1/7 s, then sends are paced at 7/s.
         let t = Instant::now();
@@ -376,9 +395,30 @@ mod tests {
         }
         // 10 sends in the first 0.2 s is 50/s (not 10 over a 2 s window,
         // 5/s): the cut is to 35/s.
-        assert!(l.throttled(tickets[9]));
+        assert!(l.throttled(tickets[9], Throttle::Requests));
         let rpm = l.allowed_rpm().unwrap();
         assert!((rpm - 35.0 * 60.0).abs() < 1.0, "{rpm}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn too_many_tokens_empties_our_bucket_too_many_requests_does_not() {
+        // 6000 tokens/min = 100/s, bucket of 200.
+        let level = |l: &Limiter| l.tokens.as_ref().unwrap().lock().unwrap().level();
+        let l = Limiter::new(None, Some(6000));
+        let t = l.acquire(150).await;
+        // "Too many requests": no tokens were charged, ours come back.
+        l.throttled(t, Throttle::Requests);
+        assert_eq!(level(&l), 200.0);
+        let t = l.acquire(150).await;
+        // "Too many tokens": Bedrock's bucket is emptier than ours thought
+        // (another client, a smaller bucket). Believe it: ours is empty too,
+        // or we would keep sending into its refusals at the same offset.
+        l.throttled(t, Throttle::Tokens);
+        assert_eq!(level(&l), 0.0);
+        let start = Instant::now();
+        l.acquire(100).await;
+        let waited = start.elapsed().as_secs_f64();
+        assert!((waited - 1.0).abs() < 0.02, "{waited}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -386,7 +426,7 @@ mod tests {
         let l = Limiter::new(Some(600), None);
         let t = l.acquire(0).await;
         tokio::time::advance(Duration::from_millis(100)).await;
-        assert!(l.throttled(t));
+        assert!(l.throttled(t, Throttle::Requests));
         let cut = l.allowed_rpm().unwrap();
         assert!(cut < 600.0);
         for _ in 0..100 {

@@ -395,10 +395,11 @@ async fn process(job: Job, _permit: OwnedSemaphorePermit, first: Ticket, ctx: Ar
             }
             Err(e) => e,
         };
-        if error.throttle.is_some() {
-            ctx.limiter.throttled(ticket);
-        } else {
-            ctx.limiter.release(ticket);
+        match error.throttle {
+            Some(quota) => {
+                ctx.limiter.throttled(ticket, quota);
+            }
+            None => ctx.limiter.release(ticket),
         }
         let wait = match error.disposition {
             Disposition::Retry => ctx
