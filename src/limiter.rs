@@ -423,19 +423,23 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn success_grows_the_rate_back_up_to_the_quota() {
-        let l = Limiter::new(Some(600), None);
+        // 1000/s: governor's real clock lets 100 sends through in 0.1 s,
+        // while paused time steps 50 ms per success (5 s in all).
+        let l = Limiter::new(Some(60_000), None);
         let t = l.acquire(0).await;
         tokio::time::advance(Duration::from_millis(100)).await;
         assert!(l.throttled(t, Throttle::Requests));
         let cut = l.allowed_rpm().unwrap();
-        assert!(cut < 600.0);
+        assert!((cut - 42_000.0).abs() < 1.0, "{cut}");
         for _ in 0..100 {
             let t = l.acquire(0).await;
+            tokio::time::advance(Duration::from_millis(50)).await;
             l.settle(t, 10, 10, 40);
         }
+        // 0.7 × 1.1^5 > 1: grown back past the quota, and capped there.
         assert_eq!(
             l.allowed_rpm().unwrap(),
-            600.0,
+            60_000.0,
             "never above the configured quota"
         );
     }
