@@ -421,10 +421,11 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc
             // Otherwise the retry would sign with the same refused credentials.
             ctx.credentials.invalidate(t0);
         }
-        if error.throttle.is_some() {
-            ctx.limiter.throttled(ticket);
-        } else {
-            ctx.limiter.release(ticket);
+        match error.throttle {
+            Some(quota) => {
+                ctx.limiter.throttled(ticket, quota);
+            }
+            None => ctx.limiter.release(ticket),
         }
         let wait = match error.disposition {
             Disposition::Retry => ctx

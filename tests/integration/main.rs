@@ -20,3 +20,5 @@ mod bad_input;
 mod resume;
 // SIGINT/SIGTERM, a second signal, the grace period and kill -9, each followed by a resume.
 mod shutdown;
+// Throughput control against small quotas: no lost rows, bounded 429s, counts that add up.
+mod throughput;
