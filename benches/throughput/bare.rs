@@ -29,10 +29,10 @@ pub fn main(args: &[String]) {
     // The same runtime the binary's main builds.
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let (ok, failed) = rt.block_on(async move {
-        let (sdk, _) = auth::connect(&AuthSettings::default())
+        let session = auth::connect(&AuthSettings::default())
             .await
             .expect("credentials from the environment");
-        let client = auth::bedrock_client(&sdk, Duration::from_secs(300));
+        let client = auth::bedrock_client(&session.sdk, Duration::from_secs(300));
         let next = Arc::new(AtomicU64::new(0));
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
