@@ -53,6 +53,12 @@ enum Work {
 /// Most done rows counted into one [`Work::Skip`], so progress still moves.
 const SKIP_BATCH: u64 = 10_000;
 
+/// Rows handed from the reader thread to the dispatcher per channel message.
+/// One message per row cost ~8% of the client's CPU in thread wake-ups
+/// (BENCHMARKS.md); 32 rows take microseconds to read, so nothing waits on a
+/// batch filling up.
+const WORK_BATCH: usize = 32;
+
 /// Runs a job to the end (or until `shutdown`), and returns its summary.
 /// Setup errors come back before anything is sent.
 pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summary> {
@@ -102,7 +108,8 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     let output = Output::open(&settings.output_dir)?;
     let sink = tokio::spawn(sink::run(event_rx, output, progress, limiter.clone()));
 
-    let (work_tx, work_rx) = mpsc::channel(256);
+    // 8 batches of WORK_BATCH rows: a few hundred rows read ahead, no more.
+    let (work_tx, work_rx) = mpsc::channel(8);
     let rows = inventory.rows;
     let reader = {
         let (s, t) = (settings.clone(), template.clone());
@@ -198,8 +205,18 @@ fn read(
     template: Option<&Template>,
     done: &IdSet,
     inventory: &Inventory,
-    tx: mpsc::Sender<Work>,
+    tx: mpsc::Sender<Vec<Work>>,
 ) -> anyhow::Result<()> {
+    let mut batch = Vec::with_capacity(WORK_BATCH);
+    // False once the dispatcher has stopped listening.
+    let send = |work: Work, batch: &mut Vec<Work>, flush: bool| -> bool {
+        batch.push(work);
+        if batch.len() < WORK_BATCH && !flush {
+            return true;
+        }
+        tx.blocking_send(std::mem::replace(batch, Vec::with_capacity(WORK_BATCH)))
+            .is_ok()
+    };
     let builder = Builder::new(settings, template);
     let mut seen: HashMap<u128, u32> = HashMap::new();
     let mut skipped = 0u64;
@@ -229,7 +246,7 @@ fn read(
             if done.contains(&id) {
                 skipped += 1;
                 if skipped == SKIP_BATCH {
-                    if tx.blocking_send(Work::Skip(skipped)).is_err() {
+                    if !send(Work::Skip(skipped), &mut batch, true) {
                         return Ok(());
                     }
                     skipped = 0;
@@ -237,7 +254,7 @@ fn read(
                 continue;
             }
             if skipped > 0 {
-                if tx.blocking_send(Work::Skip(skipped)).is_err() {
+                if !send(Work::Skip(skipped), &mut batch, false) {
                     return Ok(());
                 }
                 skipped = 0;
@@ -257,13 +274,16 @@ fn read(
                     Err(f) => Work::Failed(f),
                 },
             };
-            if tx.blocking_send(work).is_err() {
+            if !send(work, &mut batch, false) {
                 return Ok(());
             }
         }
     }
     if skipped > 0 {
-        let _ = tx.blocking_send(Work::Skip(skipped));
+        batch.push(Work::Skip(skipped));
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(batch);
     }
     Ok(())
 }
@@ -289,13 +309,14 @@ impl Ctx {
 
 async fn dispatch(
     settings: &Settings,
-    mut work_rx: mpsc::Receiver<Work>,
+    mut work_rx: mpsc::Receiver<Vec<Work>>,
     events: mpsc::Sender<Event>,
     ctx: Arc<Ctx>,
     shutdown: &Shutdown,
 ) {
     let permits = Arc::new(Semaphore::new(settings.concurrency));
     let mut tasks = JoinSet::new();
+    let mut pending = std::collections::VecDeque::new();
     loop {
         while tasks.try_join_next().is_some() {}
         // Permit first, then the row: a row is only taken when it can be sent.
@@ -305,13 +326,18 @@ async fn dispatch(
             // The semaphore is never closed, so acquiring cannot fail.
             p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
         };
-        let work = tokio::select! {
-            biased;
-            _ = shutdown.stopping() => break,
-            w = work_rx.recv() => match w {
-                Some(w) => w,
-                None => break,
-            },
+        if pending.is_empty() {
+            tokio::select! {
+                biased;
+                _ = shutdown.stopping() => break,
+                w = work_rx.recv() => match w {
+                    Some(batch) => pending.extend(batch),
+                    None => break,
+                },
+            }
+        }
+        let Some(work) = pending.pop_front() else {
+            continue;
         };
         let job = match work {
             Work::Skip(n) => {
