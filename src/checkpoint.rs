@@ -207,7 +207,10 @@ fn repair_torn_tail(path: &Path) -> anyhow::Result<Option<String>> {
     )))
 }
 
-fn collect_ids(path: &Path, into: &mut Vec<u128>) -> anyhow::Result<()> {
+/// Calls `each` with every record of an output file (its raw line and its
+/// parsed id/kind), in order. A missing file has no records; a line that is
+/// not one of our records is an error naming the file and line.
+fn for_each_record(path: &Path, mut each: impl FnMut(&str, Line)) -> anyhow::Result<()> {
     let f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -225,33 +228,24 @@ fn collect_ids(path: &Path, into: &mut Vec<u128>) -> anyhow::Result<()> {
                 i + 1
             )
         })?;
-        into.push(id_hash(&rec.id));
+        each(&line, rec);
     }
     Ok(())
+}
+
+fn collect_ids(path: &Path, into: &mut Vec<u128>) -> anyhow::Result<()> {
+    for_each_record(path, |_, rec| into.push(id_hash(&rec.id)))
 }
 
 /// Removes the failures to retry (all, or those of `kinds`) from the file,
 /// atomically. Returns how many were removed.
 fn drop_failures(path: &Path, kinds: &[String]) -> anyhow::Result<usize> {
-    let f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
-    };
+    if !path.exists() {
+        return Ok(0);
+    }
     let mut kept = Vec::new();
     let mut dropped = 0;
-    for (i, line) in BufReader::new(f).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let rec: Line = serde_json::from_str(&line).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: line {}: not a failure record ({e})",
-                path.display(),
-                i + 1
-            )
-        })?;
+    for_each_record(path, |line, rec| {
         let kind = rec.error.map(|e| e.kind).unwrap_or_default();
         if kinds.is_empty() || kinds.contains(&kind) {
             dropped += 1;
@@ -259,7 +253,7 @@ fn drop_failures(path: &Path, kinds: &[String]) -> anyhow::Result<usize> {
             kept.extend_from_slice(line.as_bytes());
             kept.push(b'\n');
         }
-    }
+    })?;
     write_atomic(path, &kept)?;
     Ok(dropped)
 }
@@ -269,14 +263,9 @@ fn drop_failures(path: &Path, kinds: &[String]) -> anyhow::Result<usize> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp: PathBuf = path.with_extension("tmp");
     {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.create(true).write(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts
+        let mut f = crate::sink::owner_only()
+            .write(true)
+            .truncate(true)
             .open(&tmp)
             .with_context(|| format!("{}: cannot write", tmp.display()))?;
         f.write_all(bytes)?;

@@ -258,7 +258,7 @@ impl RowReader {
                 if *line == 1 {
                     bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
                 }
-                let bytes = trim_ascii(bytes);
+                let bytes = bytes.trim_ascii();
                 if bytes.is_empty() {
                     // Blank lines (often a trailing one) are not rows.
                     continue;
@@ -533,24 +533,6 @@ pub fn json_type(v: &Value) -> &'static str {
         Value::Array(_) => "array",
         Value::Object(_) => "object",
     }
-}
-
-fn trim_ascii(mut b: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = b {
-        if first.is_ascii_whitespace() {
-            b = rest;
-        } else {
-            break;
-        }
-    }
-    while let [rest @ .., last] = b {
-        if last.is_ascii_whitespace() {
-            b = rest;
-        } else {
-            break;
-        }
-    }
-    b
 }
 
 /// Reads one line (through `\n`) into `buf`, keeping at most `max` bytes; the

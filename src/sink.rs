@@ -83,15 +83,23 @@ impl Output {
 /// Opens for appending, creating with owner-only permissions: prompts and
 /// answers may be confidential.
 pub fn open_append(path: &PathBuf) -> anyhow::Result<File> {
+    owner_only()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open for writing", path.display()))
+}
+
+/// Options that create files readable and writable by their owner only
+/// (0600): every file bedrock-batch writes may hold prompts or answers.
+pub fn owner_only() -> std::fs::OpenOptions {
     let mut opts = std::fs::OpenOptions::new();
-    opts.create(true).append(true);
+    opts.create(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    opts.open(path)
-        .with_context(|| format!("{}: cannot open for writing", path.display()))
+    opts
 }
 
 /// Writes one record as one line with a single `write` call.
