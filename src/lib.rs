@@ -26,34 +26,19 @@
 //! `emulator/` is a local Bedrock Runtime + STS + IMDSv2 that the tests, the
 //! benchmarks and `demo` talk to through the real SDK.
 
-pub mod auth;
-pub mod backoff;
-pub mod checkpoint;
+pub mod bedrock;
 pub mod cli;
-pub mod command;
+pub mod commands;
 pub mod config;
-pub mod demo;
 pub mod emulator;
 pub mod error;
-pub mod inventory;
-pub mod invoker;
-pub mod job;
-pub mod limiter;
-pub mod manifest;
-pub mod native;
+pub mod input;
 pub mod outcome;
-pub mod policy;
-pub mod progress;
-pub mod reader;
-pub mod report;
-pub mod request;
-pub mod runner;
+pub mod output;
+pub mod pipeline;
 pub mod shutdown;
-pub mod sink;
-pub mod template;
-pub mod whoami;
 
 pub use config::Settings;
-pub use report::Summary;
-pub use runner::run;
+pub use output::summary::Summary;
+pub use pipeline::runner::run;
 pub use shutdown::Shutdown;

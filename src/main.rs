@@ -8,7 +8,7 @@ use bedrock_batch::error::EXIT_SETUP;
 fn main() -> ExitCode {
     let args = Args::parse();
     let filter = args.log.clone().or_else(|| std::env::var("RUST_LOG").ok());
-    bedrock_batch::progress::init_logging(filter.as_deref());
+    bedrock_batch::output::progress::init_logging(filter.as_deref());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_SETUP);
         }
     };
-    match runtime.block_on(bedrock_batch::command::execute(args.command)) {
+    match runtime.block_on(bedrock_batch::commands::execute(args.command)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // Every error that reaches here stopped the run as a whole (rows

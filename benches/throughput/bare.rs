@@ -13,7 +13,7 @@ use std::time::Duration;
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, InferenceConfiguration, Message,
 };
-use bedrock_batch::auth::{self, AuthSettings};
+use bedrock_batch::bedrock::auth::{self, AuthSettings};
 
 use crate::{prompt, MODEL};
 

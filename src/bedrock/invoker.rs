@@ -16,11 +16,11 @@ use aws_sdk_bedrockruntime::types::{
 use aws_sdk_bedrockruntime::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
+use crate::bedrock::native;
+use crate::bedrock::request::{Answer, Request, Role};
 use crate::config::Api;
-use crate::job::Job;
-use crate::native;
+use crate::input::job::Job;
 use crate::outcome::ErrorKind;
-use crate::request::{Answer, Request, Role};
 
 /// Which of Bedrock's two throttling messages came back; they mean different
 /// quotas (requests per minute vs tokens per minute).
@@ -170,7 +170,7 @@ fn is_credentials_failure(detail: &str) -> bool {
 /// The error and its sources on one line, capped: SDK errors never carry
 /// secrets in their messages, but they can be long.
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let s = crate::auth::error_chain(err);
+    let s = crate::bedrock::auth::error_chain(err);
     if s.len() > 500 {
         format!("{}…", &s[..s.floor_char_boundary(500)])
     } else {

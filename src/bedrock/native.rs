@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
-use crate::request::{Answer, Request, Role};
+use crate::bedrock::request::{Answer, Request, Role};
 
 /// The value Bedrock requires in `anthropic_version`.
 pub const ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
@@ -580,7 +580,7 @@ fn normalize_stop_reason(raw: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::Message;
+    use crate::bedrock::request::Message;
 
     fn user(text: &str) -> Message {
         Message {

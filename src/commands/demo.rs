@@ -14,7 +14,7 @@ use anyhow::Context;
 use crate::cli::{DemoArgs, RunArgs, WhoamiArgs};
 use crate::config::{ResumeMode, Settings};
 use crate::emulator::{Emulator, EmulatorConfig, STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY};
-use crate::report::Summary;
+use crate::output::summary::Summary;
 use crate::shutdown::Shutdown;
 
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/BedrockExecutionRole";
@@ -67,7 +67,7 @@ pub async fn run(
     eprintln!("demo: emulated Bedrock + STS at {url} (accepts only assumed-role credentials)");
     eprintln!("demo: AWS_PROFILE=bedrock-app-dev → role_arn {ROLE_ARN}, source_profile default");
 
-    let who = crate::whoami::run(&WhoamiArgs::default()).await?;
+    let who = crate::commands::whoami::run(&WhoamiArgs::default()).await?;
     eprintln!("demo: whoami → {} ({})", who.arn, who.credential_source);
 
     let config = Path::new(crate::config::DEFAULT_CONFIG);
@@ -123,7 +123,7 @@ fn write_aws_files(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn first_result(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join(crate::sink::RESULTS)).ok()?;
+    let text = std::fs::read_to_string(dir.join(crate::output::sink::RESULTS)).ok()?;
     let line = text.lines().next()?;
     Some(if line.len() > 300 {
         format!("{}…", &line[..line.floor_char_boundary(300)])

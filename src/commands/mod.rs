@@ -1,13 +1,17 @@
 //! Each subcommand, from parsed flags to an exit code.
 
+pub mod demo;
+pub mod policy;
+pub mod whoami;
+
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
 
 use crate::cli::{Command, PolicyArgs, RunArgs};
 use crate::config::{FileConfig, Settings};
 use crate::error::{SetupError, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED};
-use crate::reader::{Item, RowReader};
-use crate::report::Summary;
+use crate::input::reader::{Item, RowReader};
+use crate::output::summary::Summary;
 use crate::shutdown::{Shutdown, StopReason};
 
 pub async fn execute(command: Command) -> anyhow::Result<u8> {
@@ -23,13 +27,17 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
         Command::Demo(args) => {
             let shutdown = Shutdown::new();
             shutdown.listen_for_signals()?;
-            let summary =
-                crate::demo::run(&args, shutdown.clone(), std::io::stderr().is_terminal()).await?;
+            let summary = crate::commands::demo::run(
+                &args,
+                shutdown.clone(),
+                std::io::stderr().is_terminal(),
+            )
+            .await?;
             out(&summary.render())?;
             Ok(exit_code(&summary, shutdown.reason()))
         }
         Command::Whoami(args) => {
-            let id = crate::whoami::run(&args).await?;
+            let id = crate::commands::whoami::run(&args).await?;
             if args.json {
                 out(&format!("{}\n", serde_json::to_string_pretty(&id)?))?;
             } else {
@@ -59,7 +67,7 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
 /// per-row `model` in its inputs) in the config's (or --region's) region.
 fn policy(args: &PolicyArgs) -> Result<serde_json::Value, SetupError> {
     if args.trust {
-        return crate::policy::trust_policy(&args.user_arn)
+        return crate::commands::policy::trust_policy(&args.user_arn)
             .map_err(|e| SetupError::Config(format!("policy: {e}")));
     }
     let path = args.config.clone().or_else(|| {
@@ -81,7 +89,7 @@ fn policy(args: &PolicyArgs) -> Result<serde_json::Value, SetupError> {
     let region = args.region.clone().or(file.region).ok_or_else(|| {
         SetupError::Config("policy: no region: pass --region or --config with a `region`".into())
     })?;
-    crate::policy::invoke_policy(&models, &region, args.account.as_deref())
+    crate::commands::policy::invoke_policy(&models, &region, args.account.as_deref())
         .map_err(|e| SetupError::Config(format!("policy: {e}")))
 }
 

@@ -9,7 +9,7 @@
 use aws_sdk_sts::error::ProvideErrorMetadata;
 use serde::Serialize;
 
-use crate::auth::{self, AuthSettings};
+use crate::bedrock::auth::{self, AuthSettings};
 use crate::cli::WhoamiArgs;
 use crate::config::RoleSettings;
 use crate::error::SetupError;

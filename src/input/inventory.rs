@@ -7,13 +7,13 @@
 
 use std::collections::HashMap;
 
-use crate::checkpoint::id_hash;
 use crate::config::Settings;
 use crate::error::SetupError;
-use crate::job::{stand_in_id, Builder};
+use crate::input::job::{stand_in_id, Builder};
+use crate::input::reader::{Item, RowReader};
+use crate::input::template::Template;
 use crate::outcome::Source;
-use crate::reader::{Item, RowReader};
-use crate::template::Template;
+use crate::output::checkpoint::id_hash;
 
 #[derive(Debug, Default)]
 pub struct Inventory {

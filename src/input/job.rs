@@ -8,12 +8,12 @@
 
 use serde_json::{Map, Value};
 
+use crate::bedrock::native;
+use crate::bedrock::request::{Message, Request, Role};
 use crate::config::{Api, Settings};
-use crate::native;
+use crate::input::reader::{json_type, Bad, Record};
+use crate::input::template::Template;
 use crate::outcome::{ErrorInfo, ErrorKind, Failure, Source};
-use crate::reader::{json_type, Bad, Record};
-use crate::request::{Message, Request, Role};
-use crate::template::Template;
 
 /// A row ready to send.
 #[derive(Debug, Clone)]

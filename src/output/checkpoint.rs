@@ -22,8 +22,8 @@ use serde::Deserialize;
 
 use crate::config::ResumeMode;
 use crate::error::SetupError;
-use crate::manifest::{self, Manifest};
-use crate::sink::{FAILURES, RESULTS};
+use crate::output::manifest::{self, Manifest};
+use crate::output::sink::{FAILURES, RESULTS};
 
 pub const SUMMARY: &str = "summary.json";
 
@@ -138,7 +138,7 @@ fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Resul
 /// that one exists: two `--fresh` runs in one second must not move files onto
 /// each other, since rename replaces an existing file).
 fn claim_aside_dir(dir: &Path) -> anyhow::Result<PathBuf> {
-    let secs = crate::auth::unix_secs(std::time::SystemTime::now());
+    let secs = crate::bedrock::auth::unix_secs(std::time::SystemTime::now());
     for n in 1u32.. {
         let name = match n {
             1 => format!("previous-{secs}"),
@@ -263,7 +263,7 @@ fn drop_failures(path: &Path, kinds: &[String]) -> anyhow::Result<usize> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp: PathBuf = path.with_extension("tmp");
     {
-        let mut f = crate::sink::owner_only()
+        let mut f = crate::output::sink::owner_only()
             .write(true)
             .truncate(true)
             .open(&tmp)
@@ -353,7 +353,7 @@ mod tests {
     fn fresh_twice_in_one_second_keeps_both_earlier_sets_of_files() {
         let dir = tempfile::tempdir().unwrap();
         // Stand-ins for the directories a --fresh run made a moment ago.
-        let now = crate::auth::unix_secs(std::time::SystemTime::now());
+        let now = crate::bedrock::auth::unix_secs(std::time::SystemTime::now());
         for secs in [now, now + 1] {
             let earlier = dir.path().join(format!("previous-{secs}"));
             std::fs::create_dir(&earlier).unwrap();

@@ -19,10 +19,10 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-use crate::invoker::Throttle;
-use crate::limiter::Limiter;
+use crate::bedrock::invoker::Throttle;
 use crate::outcome::Outcome;
-use crate::progress::{Progress, Snapshot};
+use crate::output::progress::{Progress, Snapshot};
+use crate::pipeline::limiter::Limiter;
 
 pub const RESULTS: &str = "results.jsonl";
 pub const FAILURES: &str = "failures.jsonl";

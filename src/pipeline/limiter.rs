@@ -33,7 +33,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
-use crate::invoker::Throttle;
+use crate::bedrock::invoker::Throttle;
 
 /// The deepest cut, for dense throttling.
 const CUT: f64 = 0.7;

@@ -19,23 +19,23 @@ use anyhow::Context;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::auth::{self, AuthSettings};
-use crate::backoff::Backoff;
-use crate::checkpoint::{self, id_hash, IdSet};
+use crate::bedrock::auth::{self, AuthSettings};
+use crate::bedrock::invoker::{self, Disposition};
 use crate::config::{Api, Settings};
 use crate::error::SetupError;
-use crate::inventory::{self, Inventory};
-use crate::invoker::{self, Disposition};
-use crate::job::{stand_in_id, Builder, Job};
-use crate::limiter::{Limiter, Ticket};
-use crate::manifest::Manifest;
+use crate::input::inventory::{self, Inventory};
+use crate::input::job::{stand_in_id, Builder, Job};
+use crate::input::reader::{Bad, Item, RowReader};
+use crate::input::template::Template;
 use crate::outcome::{ErrorInfo, Failure, Outcome, Success, Usage};
-use crate::progress::Progress;
-use crate::reader::{Bad, Item, RowReader};
-use crate::report::{Latency, Summary, Throttles, Throughput, Tokens};
+use crate::output::checkpoint::{self, id_hash, IdSet};
+use crate::output::manifest::Manifest;
+use crate::output::progress::Progress;
+use crate::output::sink::{self, Event, Output};
+use crate::output::summary::{Latency, Summary, Throttles, Throughput, Tokens};
+use crate::pipeline::backoff::Backoff;
+use crate::pipeline::limiter::{Limiter, Ticket};
 use crate::shutdown::Shutdown;
-use crate::sink::{self, Event, Output};
-use crate::template::Template;
 
 /// Output tokens Bedrock reserves when a request sets no `max_tokens`; we
 /// reserve the same so the token limiter errs on the safe side.

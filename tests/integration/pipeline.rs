@@ -334,8 +334,8 @@ async fn the_guide_s_assume_role_profile_runs_the_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invoke_api_sends_each_family_s_native_body() {
-    use bedrock_batch::native::{self, Family};
-    use bedrock_batch::request::{Message, Request, Role};
+    use bedrock_batch::bedrock::native::{self, Family};
+    use bedrock_batch::bedrock::request::{Message, Request, Role};
 
     let emu = emulator(EmulatorConfig::default()).await;
     let ws = Workspace::new(&emu.url());

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use bedrock_batch::cli::{Args, Command};
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
-use bedrock_batch::manifest::Manifest;
-use bedrock_batch::{checkpoint, Settings};
+use bedrock_batch::output::manifest::Manifest;
+use bedrock_batch::{output::checkpoint, Settings};
 use serde_json::Value;
 
 use crate::cli_util::{csv_rows, read_jsonl, show, Workspace, MODEL};

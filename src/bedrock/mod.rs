@@ -1,0 +1,8 @@
+//! Everything that speaks to AWS for a run: credentials and the client
+//! (`auth`), one call and the one reader of SDK errors (`invoker`), native
+//! InvokeModel bodies (`native`) and the model-independent request (`request`).
+
+pub mod auth;
+pub mod invoker;
+pub mod native;
+pub mod request;

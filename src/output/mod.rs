@@ -1,0 +1,8 @@
+//! What a run leaves behind and shows: the single writer (`sink`), resume
+//! state (`checkpoint`, `manifest`), the summary and the progress display.
+
+pub mod checkpoint;
+pub mod manifest;
+pub mod progress;
+pub mod sink;
+pub mod summary;

@@ -1,0 +1,5 @@
+//! The run: the runner joins the stages; the limiter and backoff pace it.
+
+pub mod backoff;
+pub mod limiter;
+pub mod runner;
