@@ -37,6 +37,7 @@ pub mod outcome;
 pub mod output;
 pub mod pipeline;
 pub mod shutdown;
+pub mod timestamp;
 
 pub use config::Settings;
 pub use output::summary::Summary;

@@ -27,7 +27,7 @@ use crate::input::inventory::{self, Inventory};
 use crate::input::job::{stand_in_id, Builder, Job};
 use crate::input::reader::{Bad, Item, RowReader};
 use crate::input::template::Template;
-use crate::outcome::{ErrorInfo, Failure, Outcome, Success, Usage};
+use crate::outcome::{ErrorInfo, Failure, Outcome, Success, Times, Usage};
 use crate::output::checkpoint::{self, id_hash, IdSet};
 use crate::output::manifest::Manifest;
 use crate::output::progress::Progress;
@@ -403,6 +403,7 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
 /// permit goes to the writer with the outcome (see [`Event::Done`]).
 async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc<Ctx>) {
     let started = Instant::now();
+    let (started_at, mut throttles) = (std::time::SystemTime::now(), 0u32);
     let input_bytes = job.request.input_chars();
     let mut ticket = first;
     let mut attempt = 1u32;
@@ -431,6 +432,7 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc
                     attempts: attempt,
                     source: job.source,
                     meta: job.meta,
+                    times: Times::since(started_at, throttles),
                 };
                 let _ = ctx
                     .events
@@ -449,6 +451,7 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc
         }
         match error.throttle {
             Some(quota) => {
+                throttles += 1;
                 ctx.limiter.throttled(ticket, quota);
             }
             None => ctx.limiter.release(ticket),
@@ -478,6 +481,7 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc
                 attempts: attempt,
                 source: job.source,
                 meta: job.meta,
+                times: Times::since(started_at, throttles),
             };
             let _ = ctx
                 .events
