@@ -36,6 +36,7 @@ pub mod input;
 pub mod outcome;
 pub mod output;
 pub mod pipeline;
+pub mod report;
 pub mod shutdown;
 pub mod timestamp;
 

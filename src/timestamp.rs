@@ -83,7 +83,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -104,9 +112,18 @@ mod tests {
         for ms in [0, 1_709_214_306_789, 1_764_518_645_007, 4_102_444_799_999] {
             assert_eq!(parse_millis(&format_millis(ms)), Some(ms));
         }
-        assert_eq!(parse_millis("2024-02-29T13:45:06Z"), Some(1_709_214_306_000));
-        assert_eq!(parse_millis("2024-02-29T13:45:06.7Z"), Some(1_709_214_306_700));
-        assert_eq!(parse_millis("2024-02-29T13:45:06.78912Z"), Some(1_709_214_306_789));
+        assert_eq!(
+            parse_millis("2024-02-29T13:45:06Z"),
+            Some(1_709_214_306_000)
+        );
+        assert_eq!(
+            parse_millis("2024-02-29T13:45:06.7Z"),
+            Some(1_709_214_306_700)
+        );
+        assert_eq!(
+            parse_millis("2024-02-29T13:45:06.78912Z"),
+            Some(1_709_214_306_789)
+        );
         assert_eq!(parse_millis("2024-02-29T13:45:06+09:00"), None);
         assert_eq!(parse_millis("yesterday"), None);
         assert_eq!(parse_millis("2024-13-01T00:00:00Z"), None);

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod policy;
+pub mod report;
 pub mod whoami;
 
 use std::collections::BTreeSet;
@@ -22,6 +23,7 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
             shutdown.listen_for_signals()?;
             let summary = crate::run(settings, shutdown.clone()).await?;
             out(&summary.render())?;
+            out(&crate::report::after_run(&summary.output_dir))?;
             Ok(exit_code(&summary, shutdown.reason()))
         }
         Command::Demo(args) => {
@@ -34,6 +36,7 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
             )
             .await?;
             out(&summary.render())?;
+            out(&crate::report::after_run(&summary.output_dir))?;
             Ok(exit_code(&summary, shutdown.reason()))
         }
         Command::Whoami(args) => {
@@ -51,6 +54,11 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
                 serde_json::to_string_pretty(&policy(&args)?)?
             ))?;
             Ok(EXIT_OK)
+        }
+        Command::Report(args) => {
+            let (text, code) = crate::commands::report::run(&args)?;
+            out(&text)?;
+            Ok(code)
         }
         Command::Emulator(args) => {
             crate::emulator::serve_cli(args, async {

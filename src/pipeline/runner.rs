@@ -99,6 +99,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
             .map(|r| r.to_string())
             .unwrap_or_default()
     );
+    crate::report::context::record(&settings, &session).await;
     warn_about_token_budget(&settings);
     let client = auth::bedrock_client(&session.sdk, settings.request_timeout);
 
