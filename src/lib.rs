@@ -20,8 +20,12 @@
 //! sink.rs (the single writer: results.jsonl, failures.jsonl, progress.rs)
 //!     │
 //! report.rs (Summary → summary.json + the lines a person reads)
+//!     │
+//! report/ (the directory read back: report.html, the per-model table;
+//!          also `report OUTPUT_DIR` and `report --compare` on their own)
 //! ```
 //!
+//! `timestamp.rs` formats the rows' `started_at`/`finished_at`.
 //! `shutdown.rs` is passed in: the first signal stops intake, the second aborts.
 //! `emulator/` is a local Bedrock Runtime + STS + IMDSv2 that the tests, the
 //! benchmarks and `demo` talk to through the real SDK.

@@ -175,7 +175,7 @@ fn row_changes(before: &[Row], after: &[Row]) -> RowChanges {
             (true, false) => c.new_failures.push(label(k)),
             (false, true) => c.fixed.push(label(k)),
             (true, true) => {
-                if rb.answer() != ra.answer() {
+                if rb.answer_hash != ra.answer_hash {
                     c.answers.push(label(k));
                 }
                 if rb.scores != ra.scores {
@@ -225,6 +225,7 @@ mod tests {
             model: "m".into(),
             ok,
             output: output.into(),
+            answer_hash: crate::report::rows::answer_hash(output),
             latency_ms: ok.then_some(10),
             error: (!ok).then(RowError::default),
             scores: pass

@@ -257,7 +257,7 @@ fn side_by_side(rows: &[Row]) -> Vec<Value> {
         .into_iter()
         .map(|(id, group)| {
             let mut cells = vec![Value::Null; columns.len()];
-            let mut answers: Vec<&str> = Vec::new();
+            let mut answers: Vec<u64> = Vec::new();
             let mut flags = 0u8;
             for r in &group {
                 let i = columns[&column_of(r)];
@@ -265,13 +265,13 @@ fn side_by_side(rows: &[Row]) -> Vec<Value> {
                     continue;
                 }
                 cells[i] = if r.ok {
-                    answers.push(r.answer());
+                    answers.push(r.answer_hash);
                     let scores: Vec<String> = r
                         .scores
                         .iter()
                         .map(|(n, s)| format!("{n}: {}", s.text))
                         .collect();
-                    json!([1, clip(&r.output), scores.join(" · ")])
+                    json!([1, r.output, scores.join(" · ")])
                 } else {
                     flags |= 4;
                     let e = r.error.clone().unwrap_or_default();
@@ -293,7 +293,8 @@ fn side_by_side(rows: &[Row]) -> Vec<Value> {
         .collect()
 }
 
-fn clip(s: &str) -> String {
+/// `s`, cut to [`TEXT_LIMIT`] characters with a note saying so.
+pub fn clip(s: &str) -> String {
     if s.chars().count() <= TEXT_LIMIT {
         return s.to_string();
     }
@@ -315,6 +316,7 @@ mod tests {
             model: model.into(),
             ok,
             output: output.into(),
+            answer_hash: crate::report::rows::answer_hash(output),
             error: (!ok).then(|| RowError {
                 kind: "throttled".into(),
                 code: "ThrottlingException".into(),

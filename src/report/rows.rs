@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::output::{checkpoint, manifest, sink};
+use crate::report::page;
 
 /// The run context `run` leaves beside the outputs (see `context.rs`).
 pub const CONTEXT: &str = "run.json";
@@ -29,7 +30,12 @@ pub struct Row {
     pub sample: Option<String>,
     /// In `results.jsonl` (answered) rather than `failures.jsonl`.
     pub ok: bool,
+    /// The answer, cut to what the page shows ([`page::TEXT_LIMIT`]), so a
+    /// report of a million long answers does not hold them all in memory.
     pub output: String,
+    /// A hash of the whole answer, trimmed: what `--compare` and "models
+    /// disagree" compare.
+    pub answer_hash: u64,
     pub error: Option<RowError>,
     pub file: String,
     pub line: u64,
@@ -65,11 +71,6 @@ pub struct Score {
 }
 
 impl Row {
-    /// The text compared across runs and models: the answer, trimmed.
-    pub fn answer(&self) -> &str {
-        self.output.trim()
-    }
-
     pub fn failed_a_scorer(&self) -> bool {
         self.scores.iter().any(|(_, s)| s.pass == Some(false))
     }
@@ -209,7 +210,8 @@ impl Line {
                 other => other.to_string(),
             }),
             ok,
-            output: self.output,
+            answer_hash: answer_hash(&self.output),
+            output: page::clip(&self.output),
             error: self.error.map(|e| RowError {
                 kind: e.kind,
                 code: e.code,
@@ -233,6 +235,13 @@ impl Line {
                 .collect(),
         }
     }
+}
+
+pub fn answer_hash(output: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    output.trim().hash(&mut h);
+    h.finish()
 }
 
 /// A scorer's value as the line writes it: a bool, a number, a string, or an
@@ -308,7 +317,8 @@ mod tests {
         assert_eq!(data.rows.len(), 3);
         assert_eq!(data.unreadable, 1);
         let a = &data.rows[0];
-        assert_eq!((a.answer(), a.throttles, a.attempts), ("hi", 1, 2));
+        assert_eq!((a.output.as_str(), a.throttles, a.attempts), (" hi ", 1, 2));
+        assert_eq!(a.answer_hash, data.rows[1].answer_hash, "compared trimmed");
         assert_eq!(a.finished_ms.unwrap() - a.started_ms.unwrap(), 250);
         let b = &data.rows[1];
         assert_eq!(b.sample.as_deref(), Some("1"));

@@ -24,7 +24,9 @@ pub fn render(models: &[ModelStats], tty: bool) -> String {
     let cost = models.iter().any(|m| m.cost_usd.is_some());
     let ttft = models.iter().any(|m| m.ttft_p50.is_some());
 
-    let mut header: Vec<String> = ["model", "rows", "ok", "failed"].map(String::from).to_vec();
+    let mut header: Vec<String> = ["model", "rows", "success", "failed"]
+        .map(String::from)
+        .to_vec();
     header.extend(scorers.iter().map(|s| format!("{s} pass")));
     if cost {
         header.push("cost".into());
