@@ -100,7 +100,7 @@ pub struct RunArgs {
     pub model: Option<String>,
     /// `converse` (any model) or `invoke` (the model's native body).
     #[arg(long, value_enum)]
-    pub api: Option<crate::config::Api>,
+    pub api: Option<crate::bedrock::request::Api>,
     /// Most requests in flight at once.
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,

@@ -10,19 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::bedrock::request::Api;
 use crate::cli::RunArgs;
 use crate::error::SetupError;
-
-/// Which Bedrock operation carries each row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Api {
-    /// `Converse`: one request shape for every model.
-    Converse,
-    /// `InvokeModel` with the model's native JSON body (built from the row, or
-    /// taken verbatim from a JSONL row's `body`).
-    Invoke,
-}
 
 /// The file as written. Every field is optional: a missing key falls back to a
 /// flag or a default. Unknown keys are an error, so a typo is not ignored.

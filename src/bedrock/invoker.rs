@@ -17,8 +17,8 @@ use aws_sdk_bedrockruntime::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::bedrock::native;
+use crate::bedrock::request::Api;
 use crate::bedrock::request::{Answer, Request, Role};
-use crate::config::Api;
 use crate::input::job::Job;
 use crate::outcome::ErrorKind;
 

@@ -1,6 +1,7 @@
 //! Each subcommand, from parsed flags to an exit code.
 
 pub mod demo;
+mod emulator;
 pub mod policy;
 pub mod whoami;
 
@@ -53,7 +54,7 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Emulator(args) => {
-            crate::emulator::serve_cli(args, async {
+            emulator::run(&args, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?;

@@ -9,8 +9,9 @@
 use serde_json::{Map, Value};
 
 use crate::bedrock::native;
+use crate::bedrock::request::Api;
 use crate::bedrock::request::{Message, Request, Role};
-use crate::config::{Api, Settings};
+use crate::config::Settings;
 use crate::input::reader::{json_type, Bad, Record};
 use crate::input::template::Template;
 use crate::outcome::{ErrorInfo, ErrorKind, Failure, Source};

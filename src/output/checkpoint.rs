@@ -278,7 +278,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Api;
+    use crate::bedrock::request::Api;
 
     fn job(model: &str) -> Manifest {
         Manifest {

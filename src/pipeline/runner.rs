@@ -21,7 +21,8 @@ use tokio::task::JoinSet;
 
 use crate::bedrock::auth::{self, AuthSettings};
 use crate::bedrock::invoker::{self, Disposition};
-use crate::config::{Api, Settings};
+use crate::bedrock::request::Api;
+use crate::config::Settings;
 use crate::error::SetupError;
 use crate::input::inventory::{self, Inventory};
 use crate::input::job::{stand_in_id, Builder, Job};
