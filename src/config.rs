@@ -188,7 +188,7 @@ impl<'a> Layers<'a> {
 
     /// A path as written in the file is relative to the file, so a job runs
     /// the same from any working directory.
-    fn from_file(&self, p: &Path) -> PathBuf {
+    fn relative_to_file(&self, p: &Path) -> PathBuf {
         match self.path.and_then(Path::parent) {
             Some(base) if !p.is_absolute() => base.join(p),
             _ => p.to_path_buf(),
@@ -282,7 +282,11 @@ impl Settings {
         let inputs: Vec<PathBuf> = if !args.input.is_empty() {
             args.input.clone()
         } else {
-            f.inputs.iter().flatten().map(|p| l.from_file(p)).collect()
+            f.inputs
+                .iter()
+                .flatten()
+                .map(|p| l.relative_to_file(p))
+                .collect()
         };
         if inputs.is_empty() {
             return Err(l.missing("inputs"));
@@ -290,7 +294,7 @@ impl Settings {
         let output_dir = l.required(
             "output_dir",
             args.output_dir.clone(),
-            f.output_dir.as_deref().map(|p| l.from_file(p)),
+            f.output_dir.as_deref().map(|p| l.relative_to_file(p)),
         )?;
         let template = match &args.template {
             Some(t) => Some(text_or_file("--template", t)?),
@@ -305,19 +309,18 @@ impl Settings {
             let v = l.pick(key, flag, file, seconds)?.unwrap_or(default);
             Ok(Duration::from_secs(v))
         };
-        let role = match l.pick(
-            "role_arn",
-            args.role_arn.clone(),
-            f.role_arn.clone(),
-            role_arn,
-        )? {
-            Some(role_arn) => Some(RoleSettings {
+        let role = l
+            .pick(
+                "role_arn",
+                args.role_arn.clone(),
+                f.role_arn.clone(),
+                role_arn,
+            )?
+            .map(|role_arn| RoleSettings {
                 role_arn,
                 external_id: args.external_id.clone().or(f.external_id.clone()),
                 session_name: args.session_name.clone().or(f.session_name.clone()),
-            }),
-            None => None,
-        };
+            });
 
         Ok(Settings {
             region: args.region.clone().or(f.region.clone()),

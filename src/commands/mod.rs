@@ -19,7 +19,21 @@ use crate::input::rows::Rows;
 use crate::output::summary::Summary;
 use crate::shutdown::{Shutdown, StopReason};
 
-pub async fn execute(command: Command) -> anyhow::Result<u8> {
+/// What a command needs done before the async runtime (and its threads)
+/// exists. Only `demo` needs anything: it sets the process environment.
+pub enum Prelude {
+    None,
+    Demo(demo::Stage),
+}
+
+pub fn prelude(command: &Command) -> anyhow::Result<Prelude> {
+    Ok(match command {
+        Command::Demo(_) => Prelude::Demo(demo::stage()?),
+        _ => Prelude::None,
+    })
+}
+
+pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
     match command {
         Command::Run(args) => {
             let settings = Settings::resolve(&args, std::io::stderr().is_terminal())?;
@@ -30,10 +44,14 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
             Ok(exit_code(&summary, shutdown.reason()))
         }
         Command::Demo(args) => {
+            let Prelude::Demo(stage) = prelude else {
+                anyhow::bail!("demo: commands::prelude was not called before the runtime started");
+            };
             let shutdown = Shutdown::new();
             shutdown.listen_for_signals()?;
-            let summary = crate::commands::demo::run(
+            let summary = demo::run(
                 &args,
+                stage,
                 shutdown.clone(),
                 std::io::stderr().is_terminal(),
             )
@@ -72,7 +90,7 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
 /// per-row `model` in its inputs) in the config's (or --region's) region.
 fn policy(args: &PolicyArgs) -> anyhow::Result<serde_json::Value> {
     if args.trust {
-        return Ok(policy::trust_policy(&args.user_arn).context("policy")?);
+        return policy::trust_policy(&args.user_arn).context("policy");
     }
     let path = args.config.clone().or_else(|| {
         let p = std::path::PathBuf::from(crate::config::DEFAULT_CONFIG);
@@ -95,7 +113,7 @@ fn policy(args: &PolicyArgs) -> anyhow::Result<serde_json::Value> {
         .clone()
         .or(file.region)
         .context("policy: no region: pass --region or --config with a `region`")?;
-    Ok(policy::invoke_policy(&models, &region, args.account.as_deref()).context("policy")?)
+    policy::invoke_policy(&models, &region, args.account.as_deref()).context("policy")
 }
 
 /// Writes to stdout; a closed pipe (`bedrock-batch policy | head`) is not an

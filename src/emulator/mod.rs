@@ -54,6 +54,20 @@ impl Emulator {
     /// Binds `127.0.0.1:config.port` and serves in the background on the current runtime.
     pub async fn start(config: EmulatorConfig) -> io::Result<Emulator> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, config.port)).await?;
+        Emulator::serve(listener, config)
+    }
+
+    /// Serves on a socket bound earlier (`config.port` is ignored): for a
+    /// caller that must know the address before the runtime starts.
+    pub fn start_on(
+        listener: std::net::TcpListener,
+        config: EmulatorConfig,
+    ) -> io::Result<Emulator> {
+        listener.set_nonblocking(true)?;
+        Emulator::serve(TcpListener::from_std(listener)?, config)
+    }
+
+    fn serve(listener: TcpListener, config: EmulatorConfig) -> io::Result<Emulator> {
         let addr = listener.local_addr()?;
         let server = Arc::new(Server::new(config));
         let task = tokio::spawn(server.clone().run(listener));

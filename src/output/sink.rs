@@ -103,12 +103,9 @@ pub(crate) async fn run(
                 continue;
             }
         };
-        if let Err(e) = record(event, &mut out, &mut summary, &mut latency) {
-            shutdown.request(StopReason::WriteFailed);
+        if let Err(e) = record(event, &mut out, &mut summary, &mut latency, &shutdown) {
             progress.finish();
-            return Err(e.context(
-                "stopped sending; rows in flight were not recorded and are sent again on resume",
-            ));
+            return Err(e);
         }
     }
     progress.update(&summary, limiter.allowed_rpm());
@@ -126,18 +123,27 @@ pub(crate) async fn run(
     Ok(summary)
 }
 
-/// One event: its line written (the permit released only after), its counts added.
+/// One event: its line written (the permit released only after), its counts
+/// added. A line that cannot be written asks for the stop *before* its permit
+/// is released, so no new call can take the permit and be paid for.
 fn record(
     event: Event,
     out: &mut Output,
     s: &mut Summary,
     latency: &mut Histogram<u64>,
+    shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
+    let unwritable = |path: &Path, e: anyhow::Error| {
+        shutdown.request(StopReason::WriteFailed);
+        anyhow::anyhow!(
+            "{}: cannot write ({e:#}); stopped sending: rows in flight were not recorded and are sent again on resume",
+            path.display()
+        )
+    };
     match event {
         Event::Done { outcome, slot } => match *outcome {
             Outcome::Succeeded(r) => {
-                write_line(&mut out.results, &r)
-                    .with_context(|| format!("{}: cannot write", out.results_path.display()))?;
+                write_line(&mut out.results, &r).map_err(|e| unwritable(&out.results_path, e))?;
                 drop(slot);
                 s.succeeded += 1;
                 s.tokens.input += r.usage.input_tokens;
@@ -146,8 +152,7 @@ fn record(
                 latency.saturating_record(r.latency_ms.max(1));
             }
             Outcome::Failed(f) => {
-                write_line(&mut out.failures, &f)
-                    .with_context(|| format!("{}: cannot write", out.failures_path.display()))?;
+                write_line(&mut out.failures, &f).map_err(|e| unwritable(&out.failures_path, e))?;
                 drop(slot);
                 s.failed += 1;
                 s.attempts += f.attempts as u64;
