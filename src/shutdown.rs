@@ -19,6 +19,10 @@ pub enum StopReason {
     /// An output file could not be written: an answer paid for now would have
     /// nowhere to go, so nothing more is sent.
     WriteFailed,
+    /// The breaker saw that the job as a whole cannot succeed (every call
+    /// refused the same way, a dead endpoint, credentials that cannot be
+    /// renewed).
+    Breaker,
 }
 
 impl StopReason {
@@ -27,6 +31,7 @@ impl StopReason {
             StopReason::Interrupt => "sigint",
             StopReason::Terminate => "sigterm",
             StopReason::WriteFailed => "write_failed",
+            StopReason::Breaker => "breaker",
         }
     }
 }

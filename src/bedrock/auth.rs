@@ -140,6 +140,18 @@ pub async fn connect(auth: &AuthSettings) -> anyhow::Result<Session> {
     })
 }
 
+/// How to renew credentials that came from `source` (as [`Session::source`]
+/// words it) once they have expired and the chain cannot renew them.
+pub(crate) fn renewal_advice(source: &str) -> &'static str {
+    if source.contains("environment") {
+        "export new AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (e.g. `eval \"$(aws configure export-credentials --format env)\"`), or use a profile that can renew them"
+    } else if source.contains("sso") || source.contains("SSO") {
+        "run `aws sso login` for the profile"
+    } else {
+        "renew them where they come from (`aws sso login`, new keys in the profile, or a new AWS_SESSION_TOKEN)"
+    }
+}
+
 /// "no usable credentials: …" with what STS said, if it refused, and the
 /// likely cause.
 fn refusal(e: &CredentialsError) -> String {
@@ -227,6 +239,11 @@ struct CacheState {
     /// Held while asking the chain, so the requests that find the credentials
     /// stale cause one refresh, not one each.
     refreshing: tokio::sync::Mutex<()>,
+    /// The access key id Bedrock last refused as expired.
+    refused: Mutex<Option<String>>,
+    /// The chain handed back the very keys Bedrock refused as expired (static
+    /// session keys in the environment, say): no retry can succeed.
+    stuck: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -273,6 +290,8 @@ impl CredentialCache {
             chain,
             current: Mutex::new(Some(Cached::new(first))),
             refreshing: tokio::sync::Mutex::new(()),
+            refused: Mutex::new(None),
+            stuck: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -299,8 +318,16 @@ impl CredentialCache {
                     .map(|t| format!(" (they claim to be valid until {})", rfc3339(t)))
                     .unwrap_or_default()
             );
+            *self.0.refused.lock().unwrap_or_else(|e| e.into_inner()) =
+                cur.as_ref().map(|c| c.creds.access_key_id().to_string());
             *cur = None;
         }
+    }
+
+    /// False once the chain has handed back credentials Bedrock already
+    /// refused as expired: they cannot be renewed from where they come from.
+    pub(crate) fn renewable(&self) -> bool {
+        !self.0.stuck.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn get(&self) -> aws_credential_types::provider::Result {
@@ -325,6 +352,12 @@ impl CredentialCache {
         }
         match self.0.chain.provide_credentials().await {
             Ok(creds) => {
+                let refused = self.0.refused.lock().unwrap_or_else(|e| e.into_inner());
+                let same = refused.as_deref() == Some(creds.access_key_id());
+                drop(refused);
+                self.0
+                    .stuck
+                    .store(same, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(
                     "credentials renewed{}",
                     creds

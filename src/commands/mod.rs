@@ -136,7 +136,7 @@ pub fn exit_code(summary: &Summary, stopped: Option<StopReason>) -> u8 {
         Some(StopReason::Interrupt) => EXIT_INTERRUPTED,
         Some(StopReason::Terminate) => EXIT_TERMINATED,
         // The run returns the write error itself; this is for completeness.
-        Some(StopReason::WriteFailed) => EXIT_SETUP,
+        Some(StopReason::WriteFailed | StopReason::Breaker) => EXIT_SETUP,
         None if summary.failed > 0 => EXIT_FAILED_ROWS,
         None => EXIT_OK,
     }

@@ -80,14 +80,21 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
         ));
     } else {
         match Manifest::read(dir)? {
-            Some(old) if old != *job => {
+            Some(old) if !old.same_job(job) => {
                 anyhow::bail!(
                     "{}: holds a different job ({}); run with --fresh to start over (the old files are moved aside) or choose another --output-dir",
                     dir.display(),
                     job.changes_from(&old).join("; ")
                 );
             }
-            Some(_) => {}
+            Some(old) => {
+                if let (Some(kind), ResumeMode::Continue) = (&old.job_wide_failure, mode) {
+                    let n = drop_failures(&dir.join(FAILURES), std::slice::from_ref(kind))?;
+                    cp.notes.push(format!(
+                        "the last run stopped because every call failed with {kind}; its {n} {kind} failure(s) will be sent again"
+                    ));
+                }
+            }
             None if existing.iter().any(|n| *n == RESULTS || *n == FAILURES) => {
                 anyhow::bail!(
                     "{}: holds results.jsonl/failures.jsonl but no manifest.json, so it cannot tell which job they belong to; run with --fresh (they are moved aside) or choose another --output-dir",
@@ -261,6 +268,7 @@ mod tests {
             temperature: None,
             top_p: None,
             stop_sequences: vec![],
+            job_wide_failure: None,
         }
     }
 

@@ -33,7 +33,7 @@ use crate::input::job::{Columns, Job};
 use crate::input::reader::Item;
 use crate::input::rows::{Repeated, Rows};
 use crate::input::template::Template;
-use crate::outcome::{ErrorInfo, Failure, Outcome, Success, Usage};
+use crate::outcome::{ErrorInfo, ErrorKind, Failure, Outcome, Success, Usage};
 use crate::output::checkpoint::{self, IdSet};
 use crate::output::fs::write_atomic;
 use crate::output::manifest::Manifest;
@@ -41,8 +41,9 @@ use crate::output::progress::Progress;
 use crate::output::sink::{self, Event, Output};
 use crate::output::summary::{Summary, Throughput};
 use crate::pipeline::backoff::Backoff;
+use crate::pipeline::breaker::{Breaker, Trip};
 use crate::pipeline::limiter::{Limiter, Ticket};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, StopReason};
 
 /// Output tokens Bedrock reserves when a request sets no `max_tokens`; we
 /// reserve the same so the token limiter errs on the safe side.
@@ -104,14 +105,24 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     let caller = Arc::new(Caller {
         client,
         credentials: prepared.session.credentials,
+        breaker: Breaker::new(),
         api: settings.api,
         limiter,
         events: events.clone(),
         backoff: Backoff::new(settings.max_attempts, settings.row_deadline),
         shutdown: shutdown.clone(),
     });
-    let in_flight = intake(settings.concurrency, work_rx, events, caller, &shutdown).await;
+    let in_flight = intake(
+        settings.concurrency,
+        work_rx,
+        events,
+        caller.clone(),
+        &shutdown,
+    )
+    .await;
     drain(in_flight, settings.grace_period, &shutdown).await;
+    let tripped = caller.breaker.tripped();
+    drop(caller);
 
     // The reader ends once its channel is gone; a read error mid-file ends
     // the run with that error after what was read has been written.
@@ -124,8 +135,34 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     // that stopped the run.
     let counts = writer.await.context("the writer task panicked")??;
     let summary = finish(counts, &settings, rows, started, &shutdown)?;
+    if let Some(trip) = tripped {
+        return Err(stopped_by_breaker(
+            &trip,
+            &settings,
+            &prepared.session.source,
+        ));
+    }
     read_result?;
     Ok(summary)
+}
+
+/// The one line a breaker trip ends the run with; the manifest is marked so
+/// that a plain rerun sends the rows that failed for this job-wide reason.
+fn stopped_by_breaker(trip: &Trip, settings: &Settings, credential_source: &str) -> anyhow::Error {
+    let marked = Manifest::mark_job_wide_failure(&settings.output_dir, trip.kind.as_str());
+    let why = if trip.kind == ErrorKind::Credentials && trip.message.is_empty() {
+        format!(
+            "Bedrock says the credentials expired, and they come from {credential_source}, which cannot renew them: {}",
+            auth::renewal_advice(credential_source)
+        )
+    } else {
+        trip.message.clone()
+    };
+    let rerun = match marked {
+        Ok(()) => "run the same command again once fixed: rows not sent, and those that failed this way, are sent then".to_string(),
+        Err(e) => format!("(the manifest could not be marked: {e:#}; use --retry-failures {} once fixed)", trip.kind.as_str()),
+    };
+    anyhow::anyhow!("stopped early: {why}; {rerun}")
 }
 
 /// Everything settled before the first call; nothing has been paid for yet.
@@ -421,6 +458,8 @@ struct Caller {
     client: aws_sdk_bedrockruntime::Client,
     /// What `client` signs with; told when Bedrock refuses them as expired.
     credentials: auth::CredentialCache,
+    /// Watches every attempt for a job that cannot succeed.
+    breaker: Breaker,
     api: Api,
     limiter: Arc<Limiter>,
     events: mpsc::Sender<Event>,
@@ -461,6 +500,7 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: 
         let latency_ms = t0.elapsed().as_millis() as u64;
         let error = match result {
             Ok(answer) => {
+                caller.breaker.succeeded();
                 caller.limiter.settle(
                     ticket,
                     answer.input_tokens,
@@ -476,6 +516,15 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: 
         if error.expired_credentials() {
             // Otherwise the retry would sign with the same refused credentials.
             caller.credentials.invalidate(t0);
+        }
+        let renewable = caller.credentials.renewable();
+        if caller
+            .breaker
+            .failed(&error, &job.request.model, renewable)
+            .is_some()
+            && !caller.shutdown.is_stopping()
+        {
+            caller.shutdown.request(StopReason::Breaker);
         }
         match error.throttle {
             Some(quota) => {
