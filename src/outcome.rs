@@ -127,7 +127,7 @@ pub struct Failure {
 }
 
 /// When a row's work began and ended (RFC 3339, UTC, milliseconds; see
-/// `timestamp.rs`), and how many of its attempts were throttled: what the
+/// `time.rs`), and how many of its attempts were throttled: what the
 /// report's charts over time are drawn from. Lines written before these
 /// fields existed read with them empty.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -147,8 +147,8 @@ impl Times {
     /// Times for work that started at `started` and ends now.
     pub fn since(started: std::time::SystemTime, throttles: u32) -> Times {
         Times {
-            started_at: Some(crate::timestamp::format(started)),
-            finished_at: Some(crate::timestamp::now()),
+            started_at: Some(crate::time::rfc3339_ms(started)),
+            finished_at: Some(crate::time::rfc3339_ms_now()),
             throttles,
         }
     }
@@ -163,13 +163,4 @@ fn is_zero(n: &u32) -> bool {
 pub enum Outcome {
     Succeeded(Success),
     Failed(Failure),
-}
-
-impl Outcome {
-    pub fn id(&self) -> &str {
-        match self {
-            Outcome::Succeeded(s) => &s.id,
-            Outcome::Failed(f) => &f.id,
-        }
-    }
 }

@@ -7,8 +7,8 @@
 //! cargo bench --bench report -- --rows 20000 --answer-chars 1000
 //! ```
 //!
-//! The output directory is written by this program with the crate's own
-//! record types (`Success`, `Failure`, `Summary`): 2% failed rows, answers
+//! The output directory is written by this program in the format the README
+//! documents (and `Summary` for summary.json): 2% failed rows, answers
 //! of about `--answer-chars` characters, rows finishing over an hour. The
 //! real release binary then writes the report, and Debian's Chromium opens
 //! it with the network off (the same driver as the integration test).
@@ -24,7 +24,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bedrock_batch::outcome::{ErrorInfo, ErrorKind, Failure, Source, Success, Times, Usage};
 use bedrock_batch::output::summary::{Latency, Summary, Throttles, Throughput, Tokens};
 use serde_json::json;
 
@@ -164,45 +163,26 @@ fn write_job(dir: &Path, rows: usize, answer_chars: usize) {
     for i in 0..rows {
         let finished = start_ms + span_ms * i as i64 / rows as i64;
         let latency = 300 + (i as u64 * 7919) % 2400;
-        let times = Times {
-            started_at: Some(bedrock_batch::timestamp::format_millis(
-                finished - latency as i64,
-            )),
-            finished_at: Some(bedrock_batch::timestamp::format_millis(finished)),
-            throttles: (i % 97 == 0) as u32,
-        };
+        let started_at = bedrock_batch::time::format_epoch_ms(finished - latency as i64);
+        let finished_at = bedrock_batch::time::format_epoch_ms(finished);
+        let throttles = (i % 97 == 0) as u32;
         let id = format!("r{i:06}");
         let prompt = format!("Question number {i}: explain item {i} in plain words.");
-        let source = Source {
-            file: "prompts.csv".into(),
-            line: i as u64 + 2,
-        };
+        let source = json!({"file": "prompts.csv", "line": i + 2});
         if i % 50 == 49 {
             bad += 1;
-            let f = Failure {
-                id,
-                model: MODEL.into(),
-                error: ErrorInfo {
-                    kind: if i % 100 == 49 {
-                        ErrorKind::Validation
-                    } else {
-                        ErrorKind::Throttled
-                    },
-                    code: if i % 100 == 49 {
-                        "ValidationException"
-                    } else {
-                        "ThrottlingException"
-                    }
-                    .into(),
-                    message:
-                        "the model refused the request: input is too long for the model's context"
-                            .into(),
-                },
-                attempts: 8,
-                source,
-                meta: Default::default(),
-                times,
+            let (kind, code) = if i % 100 == 49 {
+                ("validation", "ValidationException")
+            } else {
+                ("throttled", "ThrottlingException")
             };
+            let f = json!({
+                "id": id, "model": MODEL,
+                "error": {"kind": kind, "code": code,
+                          "message": "the model refused the request: input is too long for the model's context"},
+                "attempts": 8, "source": source, "meta": {},
+                "started_at": started_at, "finished_at": finished_at, "throttles": throttles,
+            });
             serde_json::to_writer(&mut failures, &f).unwrap();
             failures.write_all(b"\n").unwrap();
             continue;
@@ -213,25 +193,16 @@ fn write_job(dir: &Path, rows: usize, answer_chars: usize) {
             output.push_str(filler);
         }
         output.truncate(answer_chars);
-        let usage = Usage {
-            input_tokens: 14,
-            output_tokens: answer_chars as u64 / 4,
-        };
+        let (input_tokens, output_tokens) = (14u64, answer_chars as u64 / 4);
         ok += 1;
-        tin += usage.input_tokens;
-        tout += usage.output_tokens;
-        let s = Success {
-            id,
-            model: MODEL.into(),
-            output,
-            stop_reason: "end_turn".into(),
-            usage,
-            latency_ms: latency,
-            attempts: 1,
-            source,
-            meta: Default::default(),
-            times,
-        };
+        tin += input_tokens;
+        tout += output_tokens;
+        let s = json!({
+            "id": id, "model": MODEL, "output": output, "stop_reason": "end_turn",
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+            "latency_ms": latency, "attempts": 1, "source": source, "meta": {},
+            "started_at": started_at, "finished_at": finished_at, "throttles": throttles,
+        });
         serde_json::to_writer(&mut results, &s).unwrap();
         results.write_all(b"\n").unwrap();
     }

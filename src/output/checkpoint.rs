@@ -11,17 +11,16 @@
 //! a million-row resume costs 16 MB, and a false match would need a 2^-128
 //! coincidence.
 
-use std::collections::hash_map::DefaultHasher;
 use std::fs::File;
-use std::hash::{Hash, Hasher};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
 
 use crate::config::ResumeMode;
-use crate::error::SetupError;
+use crate::input::rows::id_hash;
+use crate::output::fs::write_atomic;
 use crate::output::manifest::{self, Manifest};
 use crate::output::sink::{FAILURES, RESULTS};
 
@@ -50,16 +49,6 @@ impl IdSet {
     }
 }
 
-/// Two independent SipHash values of the id: stable across runs and builds
-/// (fixed keys), which matters because the set is rebuilt from files.
-pub fn id_hash(id: &str) -> u128 {
-    let mut a = DefaultHasher::new();
-    (0u8, id).hash(&mut a);
-    let mut b = DefaultHasher::new();
-    (1u8, id).hash(&mut b);
-    ((a.finish() as u128) << 64) | b.finish() as u128
-}
-
 /// The state of the output directory, ready for the run.
 #[derive(Debug, Default)]
 pub struct Checkpoint {
@@ -69,11 +58,7 @@ pub struct Checkpoint {
 }
 
 /// Prepares `dir` for a run of `job`. Errors are setup errors: nothing has been sent.
-pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> Result<Checkpoint, SetupError> {
-    prepare_inner(dir, mode, job).map_err(|e| SetupError::OutputDir(format!("{e:#}")))
-}
-
-fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<Checkpoint> {
+pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<Checkpoint> {
     let mut cp = Checkpoint::default();
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let names = [RESULTS, FAILURES, SUMMARY, manifest::FILE];
@@ -95,14 +80,21 @@ fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Resul
         ));
     } else {
         match Manifest::read(dir)? {
-            Some(old) if old != *job => {
+            Some(old) if !old.same_job(job) => {
                 anyhow::bail!(
                     "{}: holds a different job ({}); run with --fresh to start over (the old files are moved aside) or choose another --output-dir",
                     dir.display(),
                     job.changes_from(&old).join("; ")
                 );
             }
-            Some(_) => {}
+            Some(old) => {
+                if let (Some(kind), ResumeMode::Continue) = (&old.job_wide_failure, mode) {
+                    let n = drop_failures(&dir.join(FAILURES), std::slice::from_ref(kind))?;
+                    cp.notes.push(format!(
+                        "the last run stopped because every call failed with {kind}; its {n} {kind} failure(s) will be sent again"
+                    ));
+                }
+            }
             None if existing.iter().any(|n| *n == RESULTS || *n == FAILURES) => {
                 anyhow::bail!(
                     "{}: holds results.jsonl/failures.jsonl but no manifest.json, so it cannot tell which job they belong to; run with --fresh (they are moved aside) or choose another --output-dir",
@@ -138,7 +130,7 @@ fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Resul
 /// that one exists: two `--fresh` runs in one second must not move files onto
 /// each other, since rename replaces an existing file).
 fn claim_aside_dir(dir: &Path) -> anyhow::Result<PathBuf> {
-    let secs = crate::bedrock::auth::unix_secs(std::time::SystemTime::now());
+    let secs = crate::time::unix_secs(std::time::SystemTime::now());
     for n in 1u32.. {
         let name = match n {
             1 => format!("previous-{secs}"),
@@ -258,27 +250,10 @@ fn drop_failures(path: &Path, kinds: &[String]) -> anyhow::Result<usize> {
     Ok(dropped)
 }
 
-/// Temp file in the same directory, fsync, rename: a reader (or a crash) sees
-/// the old file or the new one, never half of one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp: PathBuf = path.with_extension("tmp");
-    {
-        let mut f = crate::output::sink::owner_only()
-            .write(true)
-            .truncate(true)
-            .open(&tmp)
-            .with_context(|| format!("{}: cannot write", tmp.display()))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot replace", path.display()))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Api;
+    use crate::bedrock::request::Api;
 
     fn job(model: &str) -> Manifest {
         Manifest {
@@ -293,6 +268,7 @@ mod tests {
             temperature: None,
             top_p: None,
             stop_sequences: vec![],
+            job_wide_failure: None,
         }
     }
 
@@ -353,7 +329,7 @@ mod tests {
     fn fresh_twice_in_one_second_keeps_both_earlier_sets_of_files() {
         let dir = tempfile::tempdir().unwrap();
         // Stand-ins for the directories a --fresh run made a moment ago.
-        let now = crate::bedrock::auth::unix_secs(std::time::SystemTime::now());
+        let now = crate::time::unix_secs(std::time::SystemTime::now());
         for secs in [now, now + 1] {
             let earlier = dir.path().join(format!("previous-{secs}"));
             std::fs::create_dir(&earlier).unwrap();
@@ -410,12 +386,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no manifest.json"), "{err}");
-    }
-
-    #[test]
-    fn id_hash_is_stable() {
-        // Rebuilt from files across runs and builds: must never change.
-        assert_eq!(id_hash("a"), id_hash("a"));
-        assert_ne!(id_hash("a"), id_hash("b"));
     }
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::bedrock::auth::Session;
-use crate::config::{Api, Settings};
-use crate::output::checkpoint;
+use crate::bedrock::request::Api;
+use crate::config::Settings;
 use crate::report::rows::CONTEXT;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,7 +82,7 @@ pub async fn record(settings: &Settings, session: &Session) {
         }
     };
     let context = RunContext {
-        started_at: crate::timestamp::now(),
+        started_at: crate::time::rfc3339_ms_now(),
         settings: SettingsView::of(
             settings,
             session
@@ -96,7 +96,7 @@ pub async fn record(settings: &Settings, session: &Session) {
     let path = settings.output_dir.join(CONTEXT);
     let written = serde_json::to_vec_pretty(&context)
         .map_err(anyhow::Error::from)
-        .and_then(|bytes| checkpoint::write_atomic(&path, &bytes));
+        .and_then(|bytes| crate::output::fs::write_atomic(&path, &bytes));
     if let Err(e) = written {
         tracing::warn!("{}: cannot write: {e:#}", path.display());
     }

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::output::checkpoint;
 use crate::report::rows::RunData;
 
 /// The report's file name in the output directory.
@@ -30,7 +29,7 @@ pub fn write(dir: &Path, out: Option<&Path>) -> anyhow::Result<(PathBuf, RunData
     let data = RunData::load(dir)?;
     let html = page::render(&data)?;
     let path = out.map_or_else(|| dir.join(FILE), Path::to_path_buf);
-    checkpoint::write_atomic(&path, html.as_bytes())
+    crate::output::fs::write_atomic(&path, html.as_bytes())
         .with_context(|| format!("{}: cannot write the report", path.display()))?;
     Ok((path, data))
 }

@@ -91,7 +91,7 @@ struct FailureGroup {
 
 fn payload(data: &RunData) -> Payload {
     Payload {
-        generated_at: crate::timestamp::now(),
+        generated_at: crate::time::rfc3339_ms_now(),
         dir: data.dir.display().to_string(),
         summary: data.summary.clone(),
         manifest: data.manifest.clone(),

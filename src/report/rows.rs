@@ -43,7 +43,6 @@ pub struct Row {
     pub ttft_ms: Option<u64>,
     pub input_tokens: u64,
     pub output_tokens: u64,
-    pub attempts: u32,
     pub throttles: u32,
     /// Milliseconds since the epoch, from `started_at` / `finished_at`.
     pub started_ms: Option<i64>,
@@ -129,14 +128,6 @@ impl RunData {
         }
         Ok(data)
     }
-
-    /// The model names, sorted.
-    pub fn models(&self) -> Vec<String> {
-        let mut m: Vec<String> = self.rows.iter().map(|r| r.model.clone()).collect();
-        m.sort();
-        m.dedup();
-        m
-    }
 }
 
 fn read_json(path: &Path) -> anyhow::Result<Option<Value>> {
@@ -164,7 +155,6 @@ struct Line {
     usage: Option<LineUsage>,
     latency_ms: Option<u64>,
     ttft_ms: Option<u64>,
-    attempts: u32,
     throttles: u32,
     started_at: Option<String>,
     finished_at: Option<String>,
@@ -199,7 +189,7 @@ impl Line {
     fn into_row(self, ok: bool) -> Row {
         let source = self.source.unwrap_or_default();
         let usage = self.usage.unwrap_or_default();
-        let time = |t: &Option<String>| t.as_deref().and_then(crate::timestamp::parse_millis);
+        let time = |t: &Option<String>| t.as_deref().and_then(crate::time::parse_epoch_ms);
         Row {
             started_ms: time(&self.started_at),
             finished_ms: time(&self.finished_at),
@@ -223,7 +213,6 @@ impl Line {
             ttft_ms: self.ttft_ms,
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
-            attempts: self.attempts,
             throttles: self.throttles,
             cost_usd: self.cost_usd,
             service_tier: self.service_tier,
@@ -317,7 +306,7 @@ mod tests {
         assert_eq!(data.rows.len(), 3);
         assert_eq!(data.unreadable, 1);
         let a = &data.rows[0];
-        assert_eq!((a.output.as_str(), a.throttles, a.attempts), (" hi ", 1, 2));
+        assert_eq!((a.output.as_str(), a.throttles), (" hi ", 1));
         assert_eq!(a.answer_hash, data.rows[1].answer_hash, "compared trimmed");
         assert_eq!(a.finished_ms.unwrap() - a.started_ms.unwrap(), 250);
         let b = &data.rows[1];
@@ -338,7 +327,6 @@ mod tests {
         let f = &data.rows[2];
         assert!(!f.ok);
         assert_eq!(f.error.as_ref().unwrap().code, "InvalidRow");
-        assert_eq!(data.models(), vec!["m1", "m2"]);
         let groups = by_id(&data.rows);
         assert_eq!(
             groups.iter().map(|g| g.0).collect::<Vec<_>>(),

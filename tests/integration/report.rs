@@ -111,7 +111,7 @@ async fn the_report_opens_offline_in_chromium_and_shows_the_run() {
             let t = r[key].as_str().unwrap_or_else(|| panic!("{key} in {r}"));
             assert_eq!(t.len(), 24, "RFC 3339 UTC with milliseconds: {t}");
             assert!(t.ends_with('Z') && t.as_bytes()[19] == b'.', "{t}");
-            assert!(bedrock_batch::timestamp::parse_millis(t).is_some(), "{t}");
+            assert!(bedrock_batch::time::parse_epoch_ms(t).is_some(), "{t}");
         }
         assert!(r["started_at"].as_str() <= r["finished_at"].as_str(), "{r}");
     }

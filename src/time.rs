@@ -1,28 +1,42 @@
-//! Row times as the output files write them: RFC 3339, UTC, milliseconds
-//! (`2026-11-30T16:04:05.123Z`), and back to milliseconds since the epoch
-//! for the report.
+//! Wall-clock times as bedrock-batch prints and stores them.
 //!
-//! Not a date library: it formats one shape and reads RFC 3339 UTC (`Z`)
-//! with or without a fraction, which is all the output files hold.
+//! Row times (`started_at`, `finished_at`) are RFC 3339, UTC, milliseconds
+//! (`2026-11-30T16:04:05.123Z`), read back to milliseconds since the epoch
+//! for the report. Not a date library: it formats that one shape and reads
+//! RFC 3339 UTC (`Z`) with or without a fraction, all the output files hold.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// `YYYY-MM-DDTHH:MM:SSZ`, as STS writes expiry times.
+pub fn rfc3339(t: SystemTime) -> String {
+    aws_smithy_types::DateTime::from(t)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
+}
+
+pub(crate) fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ`. Times before 1970 (a clock set far
 /// back) print as the epoch rather than a negative date.
-pub fn format(t: SystemTime) -> String {
+pub fn rfc3339_ms(t: SystemTime) -> String {
     let ms = t
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_millis() as i64;
-    format_millis(ms)
+    format_epoch_ms(ms)
 }
 
 /// The current time in the output files' format.
-pub fn now() -> String {
-    format(SystemTime::now())
+pub fn rfc3339_ms_now() -> String {
+    rfc3339_ms(SystemTime::now())
 }
 
-pub fn format_millis(ms: i64) -> String {
+/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn format_epoch_ms(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
     let in_day = ms.rem_euclid(86_400_000);
     let (y, m, d) = civil_from_days(days);
@@ -34,7 +48,7 @@ pub fn format_millis(ms: i64) -> String {
 
 /// Milliseconds since the epoch of an RFC 3339 UTC time (`…Z`); `None` for
 /// anything else, so a malformed time is left out of a chart, not guessed.
-pub fn parse_millis(s: &str) -> Option<i64> {
+pub fn parse_epoch_ms(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
@@ -100,32 +114,35 @@ mod tests {
 
     #[test]
     fn formats_utc_with_milliseconds() {
-        assert_eq!(format_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_epoch_ms(0), "1970-01-01T00:00:00.000Z");
         // 2024-02-29 (a leap day) 13:45:06.789 UTC.
-        assert_eq!(format_millis(1_709_214_306_789), "2024-02-29T13:45:06.789Z");
+        assert_eq!(
+            format_epoch_ms(1_709_214_306_789),
+            "2024-02-29T13:45:06.789Z"
+        );
         let t = UNIX_EPOCH + Duration::from_millis(1_764_518_645_007);
-        assert_eq!(format(t), "2025-11-30T16:04:05.007Z");
+        assert_eq!(rfc3339_ms(t), "2025-11-30T16:04:05.007Z");
     }
 
     #[test]
     fn parses_what_it_formats_and_plain_rfc3339() {
         for ms in [0, 1_709_214_306_789, 1_764_518_645_007, 4_102_444_799_999] {
-            assert_eq!(parse_millis(&format_millis(ms)), Some(ms));
+            assert_eq!(parse_epoch_ms(&format_epoch_ms(ms)), Some(ms));
         }
         assert_eq!(
-            parse_millis("2024-02-29T13:45:06Z"),
+            parse_epoch_ms("2024-02-29T13:45:06Z"),
             Some(1_709_214_306_000)
         );
         assert_eq!(
-            parse_millis("2024-02-29T13:45:06.7Z"),
+            parse_epoch_ms("2024-02-29T13:45:06.7Z"),
             Some(1_709_214_306_700)
         );
         assert_eq!(
-            parse_millis("2024-02-29T13:45:06.78912Z"),
+            parse_epoch_ms("2024-02-29T13:45:06.78912Z"),
             Some(1_709_214_306_789)
         );
-        assert_eq!(parse_millis("2024-02-29T13:45:06+09:00"), None);
-        assert_eq!(parse_millis("yesterday"), None);
-        assert_eq!(parse_millis("2024-13-01T00:00:00Z"), None);
+        assert_eq!(parse_epoch_ms("2024-02-29T13:45:06+09:00"), None);
+        assert_eq!(parse_epoch_ms("yesterday"), None);
+        assert_eq!(parse_epoch_ms("2024-13-01T00:00:00Z"), None);
     }
 }
