@@ -40,7 +40,10 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
             let settings = Settings::resolve(&args, std::io::stderr().is_terminal())?;
             let shutdown = Shutdown::new();
             shutdown.listen_for_signals()?;
-            let summary = crate::run(settings, shutdown.clone()).await?;
+            let (dir, since) = (settings.output_dir.clone(), std::time::SystemTime::now());
+            let summary = crate::run(settings, shutdown.clone())
+                .await
+                .inspect_err(|_| crate::report::after_error(&dir, since))?;
             out(&summary.render())?;
             out(&crate::report::after_run(&summary.output_dir))?;
             Ok(exit_code(&summary, shutdown.reason()))

@@ -34,6 +34,23 @@ pub fn write(dir: &Path, out: Option<&Path>) -> anyhow::Result<(PathBuf, RunData
     Ok((path, data))
 }
 
+/// After a run that ended with an error: when it got as far as writing
+/// `summary.json` (the breaker stopped it, or a read error mid-file), the
+/// report is written too and its path goes to stderr beside the error; a
+/// run that stopped in setup (before `since`'s summary) leaves none.
+pub fn after_error(dir: &Path, since: std::time::SystemTime) {
+    let summary = dir.join(crate::output::checkpoint::SUMMARY);
+    let fresh = std::fs::metadata(&summary)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= since);
+    if fresh {
+        match write(dir, None) {
+            Ok((path, _)) => eprintln!("report:   {}", path.display()),
+            Err(e) => eprintln!("report: not written: {e:#}"),
+        }
+    }
+}
+
 /// The lines that end `run`: the per-model table and the report's path.
 /// Called after every run, a stopped one included; a report that cannot be
 /// written becomes a warning line, not an error.
