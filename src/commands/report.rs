@@ -3,7 +3,7 @@
 
 use crate::cli::ReportArgs;
 use crate::error::{EXIT_OK, EXIT_REGRESSION};
-use crate::report::{self, compare, rows::RunData, stats, table};
+use crate::report::{self, compare, rows::RunData};
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<(String, u8)> {
     if let Some(dirs) = &args.compare {
@@ -20,12 +20,5 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<(String, u8)> {
     // clap requires OUTPUT_DIR without --compare.
     let dir = args.dir.as_deref().unwrap_or(std::path::Path::new("."));
     let (path, data) = report::write(dir, args.output.as_deref())?;
-    Ok((
-        format!(
-            "{}report:   {}\n",
-            table::render(&stats::per_model(&data.rows), table::terminal()),
-            path.display()
-        ),
-        EXIT_OK,
-    ))
+    Ok((report::closing_lines(&path, &data), EXIT_OK))
 }

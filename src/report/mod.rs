@@ -56,11 +56,16 @@ pub fn after_error(dir: &Path, since: std::time::SystemTime) {
 /// written becomes a warning line, not an error.
 pub fn after_run(dir: &Path) -> String {
     match write(dir, None) {
-        Ok((path, data)) => format!(
-            "{}report:   {}\n",
-            table::render(&stats::per_model(&data.rows), table::terminal()),
-            path.display()
-        ),
+        Ok((path, data)) => closing_lines(&path, &data),
         Err(e) => format!("report: not written: {e:#}\n"),
     }
+}
+
+/// The per-model table of `data` and the line naming the report at `path`.
+pub fn closing_lines(path: &Path, data: &RunData) -> String {
+    format!(
+        "{}report:   {}\n",
+        table::render(&stats::per_model(&data.rows), table::terminal()),
+        path.display()
+    )
 }
