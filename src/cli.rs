@@ -51,13 +51,9 @@ pub struct ReportArgs {
         conflicts_with = "compare"
     )]
     pub dir: Option<PathBuf>,
-    /// Where to write the HTML report [default: OUTPUT_DIR/report.html].
-    #[arg(
-        short = 'o',
-        long = "output",
-        value_name = "FILE",
-        conflicts_with = "compare"
-    )]
+    /// Where to write the HTML report [default: OUTPUT_DIR/report.html, or
+    /// AFTER_DIR/compare.html with --compare].
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Compare two runs of the same inputs and print what changed.
     #[arg(long, num_args = 2, value_names = ["BEFORE_DIR", "AFTER_DIR"])]

@@ -1,5 +1,6 @@
 //! `report --compare BEFORE AFTER`: what changed between two runs of the same
-//! inputs, as a short text for a person or a nightly job's log, and the
+//! inputs, as a short text for a person or a nightly job's log, the
+//! [`Changes`] the comparison page lists (`compare_page.rs`), and the
 //! regressions `--fail-on-regression` exits on.
 //!
 //! Rows are matched by (id, model, sample). Answers are compared trimmed. A
@@ -20,11 +21,15 @@ pub struct Comparison {
     pub text: String,
     /// One phrase per regression beyond the threshold; empty when none.
     pub regressions: Vec<String>,
+    /// Per model (and all models): name and the change, in words.
+    pub models: Vec<(String, String)>,
+    pub changes: Changes,
 }
 
 pub fn compare(before: &RunData, after: &RunData, threshold: f64) -> Comparison {
     let mut out = String::new();
     let mut regressions = Vec::new();
+    let mut models = Vec::new();
     out.push_str(&format!(
         "compare: {} → {}\n",
         before.dir.display(),
@@ -47,27 +52,21 @@ pub fn compare(before: &RunData, after: &RunData, threshold: f64) -> Comparison 
         ));
     }
     for (name, b, a) in &pairs {
-        match (b, a) {
+        let line = match (b, a) {
             (Some(b), Some(a)) => {
-                out.push_str(&format!("{name}: {}\n", model_line(b, a)));
                 regressions.extend(regressed(name, b, a, threshold));
+                model_line(b, a)
             }
-            (None, Some(_)) => out.push_str(&format!("{name}: only in the after run\n")),
-            (Some(_), None) => out.push_str(&format!("{name}: only in the before run\n")),
-            (None, None) => {}
-        }
+            (None, _) => "only in the after run".to_string(),
+            (_, None) => "only in the before run".to_string(),
+        };
+        out.push_str(&format!("{name}: {line}\n"));
+        models.push((name.clone(), line));
     }
 
     let changes = row_changes(&before.rows, &after.rows);
-    for (label, ids) in [
-        ("answers changed", &changes.answers),
-        ("scores changed", &changes.scores),
-        ("new failures", &changes.new_failures),
-        ("fixed failures", &changes.fixed),
-        ("only in before", &changes.only_before),
-        ("only in after", &changes.only_after),
-    ] {
-        out.push_str(&format!("{label}: {}\n", named(ids)));
+    for (label, list) in changes.lists() {
+        out.push_str(&format!("{label}: {}\n", named(list)));
     }
     if regressions.is_empty() {
         out.push_str(&format!(
@@ -82,6 +81,8 @@ pub fn compare(before: &RunData, after: &RunData, threshold: f64) -> Comparison 
     Comparison {
         text: out,
         regressions,
+        models,
+        changes,
     }
 }
 
@@ -145,59 +146,110 @@ fn index(rows: &[Row]) -> BTreeMap<Key<'_>, &Row> {
     m
 }
 
+/// The rows that changed, each kind of change in id order.
 #[derive(Debug, Default)]
-struct RowChanges {
-    answers: Vec<String>,
-    scores: Vec<String>,
-    new_failures: Vec<String>,
-    fixed: Vec<String>,
-    only_before: Vec<String>,
-    only_after: Vec<String>,
+pub struct Changes {
+    pub answers: Vec<Change>,
+    pub scores: Vec<Change>,
+    pub new_failures: Vec<Change>,
+    pub fixed: Vec<Change>,
+    pub only_before: Vec<Change>,
+    pub only_after: Vec<Change>,
 }
 
-fn row_changes(before: &[Row], after: &[Row]) -> RowChanges {
+/// One row in both runs (or one of them): its label and what each run says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The id, with the model (and sample) when the runs have several.
+    pub label: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+impl Changes {
+    /// Each list with its name, in the order the text and the page show them.
+    pub fn lists(&self) -> [(&'static str, &Vec<Change>); 6] {
+        [
+            ("answers changed", &self.answers),
+            ("scores changed", &self.scores),
+            ("new failures", &self.new_failures),
+            ("fixed failures", &self.fixed),
+            ("only in before", &self.only_before),
+            ("only in after", &self.only_after),
+        ]
+    }
+}
+
+/// What a run says of a row: its answer (and scores), or its error.
+fn said(r: &Row) -> String {
+    if r.ok {
+        let scores: Vec<String> = r
+            .scores
+            .iter()
+            .map(|(n, s)| format!("{n}: {}", s.text))
+            .collect();
+        if scores.is_empty() {
+            r.output.clone()
+        } else {
+            format!("{}\n[{}]", r.output, scores.join(" · "))
+        }
+    } else {
+        let e = r.error.clone().unwrap_or_default();
+        format!("{} {}: {}", e.kind, e.code, e.message)
+    }
+}
+
+fn row_changes(before: &[Row], after: &[Row]) -> Changes {
     let (b, a) = (index(before), index(after));
-    let label = |k: &Key| {
-        let one_model = before.iter().chain(after).all(|r| r.model == k.1);
-        match (one_model, k.2) {
+    let first = before.first().or(after.first()).map(|r| r.model.as_str());
+    let one_model = before
+        .iter()
+        .chain(after)
+        .all(|r| Some(r.model.as_str()) == first);
+    let change = |k: &Key, rb: Option<&Row>, ra: Option<&Row>| Change {
+        label: match (one_model, k.2) {
             (true, None) => k.0.to_string(),
             (_, None) => format!("{} ({})", k.0, k.1),
             (_, Some(s)) => format!("{} ({}, sample {s})", k.0, k.1),
-        }
+        },
+        before: rb.map(said),
+        after: ra.map(said),
     };
-    let mut c = RowChanges::default();
+    let mut c = Changes::default();
     for (k, rb) in &b {
         let Some(ra) = a.get(k) else {
-            c.only_before.push(label(k));
+            c.only_before.push(change(k, Some(rb), None));
             continue;
         };
+        let both = change(k, Some(rb), Some(ra));
         match (rb.ok, ra.ok) {
-            (true, false) => c.new_failures.push(label(k)),
-            (false, true) => c.fixed.push(label(k)),
+            (true, false) => c.new_failures.push(both),
+            (false, true) => c.fixed.push(both),
             (true, true) => {
                 if rb.answer_hash != ra.answer_hash {
-                    c.answers.push(label(k));
+                    c.answers.push(both.clone());
                 }
                 if rb.scores != ra.scores {
-                    c.scores.push(label(k));
+                    c.scores.push(both);
                 }
             }
             (false, false) => {}
         }
     }
     c.only_after = a
-        .keys()
-        .filter(|k| !b.contains_key(*k))
-        .map(label)
+        .iter()
+        .filter(|(k, _)| !b.contains_key(*k))
+        .map(|(k, ra)| change(k, None, Some(ra)))
         .collect();
     c
 }
 
-fn named(ids: &[String]) -> String {
-    if ids.is_empty() {
+fn named(changes: &[Change]) -> String {
+    if changes.is_empty() {
         return "0".into();
     }
-    let shown: Vec<&str> = ids.iter().take(NAMED).map(String::as_str).collect();
+    let ids: Vec<&String> = changes.iter().map(|c| &c.label).collect();
+    let shown: Vec<&str> = ids.iter().take(NAMED).map(|s| s.as_str()).collect();
     let more = if ids.len() > NAMED { ", …" } else { "" };
     format!("{} ({}{more})", ids.len(), shown.join(", "))
 }

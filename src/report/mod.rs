@@ -8,6 +8,7 @@
 //! never changes a run's outcome or exit code.
 
 pub mod compare;
+pub mod compare_page;
 pub mod context;
 pub mod page;
 pub mod rows;
@@ -22,6 +23,8 @@ use crate::report::rows::RunData;
 
 /// The report's file name in the output directory.
 pub const FILE: &str = "report.html";
+/// The comparison page's file name in the after run's directory.
+pub const COMPARE_FILE: &str = "compare.html";
 
 /// Writes the report of `dir` to `out` (default `dir/report.html`) and
 /// returns where it went, with the data it was made from.
