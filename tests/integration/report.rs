@@ -311,7 +311,11 @@ async fn report_command_writes_where_asked_and_compare_flags_regressions() {
     assert!(text.contains("success rate −25.0 points"), "{text}");
     // The comparison page lands in the after run's directory, both sides of each change listed.
     let page_path = after.join("compare.html");
-    assert!(text.trim_end().ends_with(&format!("report:   {}", page_path.display())), "{text}");
+    assert!(
+        text.trim_end()
+            .ends_with(&format!("report:   {}", page_path.display())),
+        "{text}"
+    );
     let page = std::fs::read_to_string(&page_path).unwrap();
     assert!(page.contains("<h2>answers changed (1)</h2>"), "{page}");
     assert!(page.contains("<h2>new failures (1)</h2>"), "{page}");
