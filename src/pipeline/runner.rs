@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -34,12 +35,12 @@ use crate::input::reader::Item;
 use crate::input::rows::{Repeated, Rows};
 use crate::input::template::Template;
 use crate::outcome::{ErrorInfo, ErrorKind, Failure, Outcome, Success, Usage};
-use crate::output::checkpoint::{self, IdSet};
+use crate::output::checkpoint::{self, Earlier, IdSet};
 use crate::output::fs::write_atomic;
 use crate::output::manifest::Manifest;
 use crate::output::progress::Progress;
 use crate::output::sink::{self, Event, Output};
-use crate::output::summary::{Summary, Throughput};
+use crate::output::summary::{Latency, Run, Summary, Throughput, Tokens};
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::breaker::{Breaker, Trip};
 use crate::pipeline::limiter::{Limiter, Ticket};
@@ -134,7 +135,14 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     // writer's channel closes and it returns its counts, or the write error
     // that stopped the run.
     let counts = writer.await.context("the writer task panicked")??;
-    let summary = finish(counts, &settings, rows, started, &shutdown)?;
+    let summary = finish(
+        counts,
+        prepared.earlier,
+        &settings,
+        rows,
+        started,
+        &shutdown,
+    )?;
     if let Some(trip) = tripped {
         return Err(stopped_by_breaker(
             &trip,
@@ -171,6 +179,7 @@ struct Prepared {
     template: Option<Arc<Template>>,
     inventory: Inventory,
     done: IdSet,
+    earlier: Earlier,
     session: auth::Session,
 }
 
@@ -218,6 +227,7 @@ async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
         template,
         inventory,
         done: checkpoint.done,
+        earlier: checkpoint.earlier,
         session,
     })
 }
@@ -239,10 +249,12 @@ fn warn_about_token_budget(s: &Settings) {
     }
 }
 
-/// The counts the writer kept, completed with what only the run knows, and
-/// written to `summary.json`.
+/// The job's summary: what earlier runs left in the files plus what this
+/// run wrote, completed with what only the run knows, and written to
+/// `summary.json`.
 fn finish(
-    mut summary: Summary,
+    (mut run, latency): (Run, Histogram<u64>),
+    mut earlier: Earlier,
     settings: &Settings,
     rows: u64,
     started: Instant,
@@ -250,17 +262,40 @@ fn finish(
 ) -> anyhow::Result<Summary> {
     let elapsed = started.elapsed().as_secs_f64();
     let minutes = (elapsed / 60.0).max(1e-9);
-    let finished = summary.succeeded + summary.failed + summary.skipped;
-    summary.total = rows;
-    summary.unfinished = rows.saturating_sub(finished);
-    summary.elapsed_secs = elapsed;
-    summary.throughput = Throughput {
-        rows_per_min: (summary.succeeded + summary.failed) as f64 / minutes,
-        requests_per_min: summary.attempts as f64 / minutes,
-        tokens_per_min: (summary.tokens.input + summary.tokens.output) as f64 / minutes,
+    run.unfinished = rows.saturating_sub(run.succeeded + run.failed + run.skipped);
+    run.elapsed_secs = elapsed;
+    run.throughput = Throughput {
+        rows_per_min: (run.succeeded + run.failed) as f64 / minutes,
+        requests_per_min: run.attempts as f64 / minutes,
+        tokens_per_min: (run.tokens.input + run.tokens.output) as f64 / minutes,
     };
-    summary.stopped_by = shutdown.reason().map(|r| r.as_str().to_string());
-    summary.output_dir = settings.output_dir.clone();
+    // The histogram's bounds are the same on both sides: cannot fail.
+    earlier
+        .latency
+        .add(&latency)
+        .expect("same histogram bounds");
+    let mut failed_by_kind = earlier.failed_by_kind;
+    for (kind, n) in &run.failed_by_kind {
+        *failed_by_kind.entry(kind.clone()).or_default() += n;
+    }
+    let succeeded = earlier.succeeded + run.succeeded;
+    let failed = earlier.failed + run.failed;
+    let summary = Summary {
+        total: rows,
+        succeeded,
+        failed,
+        unfinished: rows.saturating_sub(succeeded + failed),
+        failed_by_kind,
+        tokens: Tokens {
+            input: earlier.tokens.input + run.tokens.input,
+            output: earlier.tokens.output + run.tokens.output,
+        },
+        attempts: earlier.attempts + run.attempts,
+        latency_ms: Latency::of(&earlier.latency),
+        stopped_by: shutdown.reason().map(|r| r.as_str().to_string()),
+        output_dir: settings.output_dir.clone(),
+        this_run: run,
+    };
     write_atomic(
         &settings.output_dir.join(checkpoint::SUMMARY),
         &serde_json::to_vec_pretty(&summary)?,

@@ -278,14 +278,17 @@ async fn the_whole_corpus_in_one_job_loses_no_row_and_resumes_without_spend() {
     assert_eq!(emu.stats().requests, good as u64);
 
     // Bad rows are done too: the resume sends nothing and writes nothing.
+    // The job still holds the bad rows' failures: exit 1, whatever this run did.
     let out = ws.run(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     check(&ws, &cases);
     assert_eq!(emu.stats().requests, good as u64, "the resume sent nothing");
     let summary = ws.summary();
     let bad: usize = CASES.iter().map(|c| c.bad.len()).sum();
-    assert_eq!(summary["skipped"], (good + bad) as u64);
-    assert_eq!(summary["succeeded"], 0);
+    assert_eq!(summary["this_run"]["skipped"], (good + bad) as u64);
+    assert_eq!(summary["this_run"]["succeeded"], 0);
+    assert_eq!(summary["succeeded"], good as u64);
+    assert_eq!(summary["failed"], bad as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,8 +359,9 @@ async fn allowed_duplicate_ids_stay_unique_when_some_of_their_rows_are_bad() {
     let bad: Vec<&str> = failures.keys().map(String::as_str).collect();
     assert_eq!(bad, ["a", "b#2"], "each id in exactly one file");
 
+    // The job still holds failures: exit 1, whatever this run did.
     let out = ws.run(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(ws.summary()["skipped"], 5);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(ws.summary()["this_run"]["skipped"], 5);
     assert_eq!(emu.stats().requests, 3);
 }
