@@ -27,6 +27,9 @@ pub(crate) fn spec<'a>(settings: &'a Settings, template: Option<&'a Template>) -
         id_column: &settings.id_column,
         max_row_bytes: settings.max_row_bytes,
         template,
+        prompt_column: template
+            .is_none()
+            .then_some(settings.prompt_column.as_str()),
     }
 }
 

@@ -411,6 +411,7 @@ mod tests {
             max_row_bytes: 1000,
             resume: ResumeMode::Continue,
             allow_duplicate_ids: false,
+            include_prompt: false,
             progress_bar: false,
         }
     }

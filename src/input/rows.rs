@@ -48,6 +48,10 @@ pub(crate) struct RowSpec<'a> {
     pub(crate) max_row_bytes: usize,
     /// Checked against each file's columns before its first row is used.
     pub(crate) template: Option<&'a Template>,
+    /// The column every row's prompt comes from, when there is no template:
+    /// a file without it (and, for JSONL, without `messages` or a native
+    /// `body`) is a setup error, not one failure per row.
+    pub(crate) prompt_column: Option<&'a str>,
 }
 
 /// Ids that occur more than once, by hash (from the inventory): their second
@@ -106,10 +110,8 @@ impl<'a> Rows<'a> {
         let reader = RowReader::open(path, self.spec.max_row_bytes)?;
         self.columns_checked = false;
         self.rows_in_file = 0;
-        if let (Some(t), Some(headers)) = (self.spec.template, reader.headers()) {
-            if let Some(col) = t.missing_column(headers) {
-                return Err(missing_template_column(reader.name(), 1, col));
-            }
+        if let Some(headers) = reader.headers() {
+            check_columns(&self.spec, reader.name(), 1, headers, false)?;
             self.columns_checked = true;
         }
         self.reader = Some(reader);
@@ -130,13 +132,9 @@ impl<'a> Rows<'a> {
             };
             self.rows_in_file += 1;
             // JSONL has no header: the first good row stands for the file's columns.
-            if let (Some(t), false, Item::Record(r)) =
-                (self.spec.template, self.columns_checked, &item)
-            {
+            if let (false, Item::Record(r)) = (self.columns_checked, &item) {
                 let cols: Vec<String> = r.fields.keys().cloned().collect();
-                if let Some(col) = t.missing_column(&cols) {
-                    return Err(missing_template_column(reader.name(), r.source.line, col));
-                }
+                check_columns(&self.spec, reader.name(), r.source.line, &cols, true)?;
                 self.columns_checked = true;
             }
             return Ok(Some(self.identify(item)));
@@ -235,10 +233,34 @@ pub(crate) fn id_hash(id: &str) -> u128 {
     )
 }
 
-fn missing_template_column(file: &str, line: u64, col: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{file}: line {line}: the template uses column `{col}`, which the file does not have"
-    )
+/// A file's columns (a CSV header, or a JSONL file's first good row) have
+/// what every row needs: the template's columns, or the prompt column.
+fn check_columns(
+    spec: &RowSpec,
+    file: &str,
+    line: u64,
+    columns: &[String],
+    jsonl: bool,
+) -> anyhow::Result<()> {
+    if let Some(t) = spec.template {
+        if let Some(col) = t.missing_column(columns) {
+            anyhow::bail!(
+                "{file}: line {line}: the template uses column `{col}`, which the file does not have"
+            );
+        }
+    }
+    if let Some(prompt) = spec.prompt_column {
+        let has = |c: &str| columns.iter().any(|h| h == c);
+        let other_ways = jsonl && (has("messages") || has("body"));
+        if !has(prompt) && !other_ways {
+            anyhow::bail!(
+                "{file}: line {line}: no `{prompt}` column for the prompt (the {} has: {}); name the prompt's column with prompt_column (--prompt-column) or write a template",
+                if jsonl { "first row" } else { "file" },
+                columns.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -251,6 +273,7 @@ mod tests {
             id_column: "id",
             max_row_bytes: 1 << 20,
             template: None,
+            prompt_column: None,
         }
     }
 
@@ -342,6 +365,39 @@ mod tests {
         );
         assert!(rows.next().is_none(), "a setup error ends the stream");
         assert_eq!(rows.empty_files(), [a.display().to_string()]);
+    }
+
+    #[test]
+    fn a_file_without_the_prompt_column_is_refused_naming_its_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.csv");
+        std::fs::write(&a, "id,question,expected\n1,why?,because\n").unwrap();
+        let b = dir.path().join("b.jsonl");
+        std::fs::write(&b, "\n{\"id\":1,\"question\":\"?\"}\n").unwrap();
+        let c = dir.path().join("c.jsonl");
+        std::fs::write(&c, "{\"id\":1,\"messages\":[]}\n{\"id\":2}\n").unwrap();
+        let check = |path: &PathBuf| {
+            let inputs = [path.clone()];
+            let spec = RowSpec {
+                prompt_column: Some("prompt"),
+                ..spec(&inputs)
+            };
+            Rows::new(spec, None)
+                .collect::<anyhow::Result<Vec<Row>>>()
+                .map(|rows| rows.len())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            check(&a).unwrap_err(),
+            format!("{}: line 1: no `prompt` column for the prompt (the file has: id, question, expected); name the prompt's column with prompt_column (--prompt-column) or write a template", a.display())
+        );
+        assert_eq!(
+            check(&b).unwrap_err(),
+            format!("{}: line 2: no `prompt` column for the prompt (the first row has: id, question); name the prompt's column with prompt_column (--prompt-column) or write a template", b.display())
+        );
+        // Multi-turn rows need no prompt column; a later row without either
+        // is that row's own failure.
+        assert_eq!(check(&c), Ok(2));
     }
 
     #[test]

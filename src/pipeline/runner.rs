@@ -107,6 +107,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
         client,
         credentials: prepared.session.credentials,
         breaker: Breaker::new(),
+        include_prompt: settings.include_prompt,
         api: settings.api,
         limiter,
         events: events.clone(),
@@ -495,6 +496,7 @@ struct Caller {
     credentials: auth::CredentialCache,
     /// Watches every attempt for a job that cannot succeed.
     breaker: Breaker,
+    include_prompt: bool,
     api: Api,
     limiter: Arc<Limiter>,
     events: mpsc::Sender<Event>,
@@ -542,7 +544,7 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: 
                     answer.output_tokens,
                     input_bytes,
                 );
-                let success = succeeded(job, answer, latency_ms, attempt);
+                let success = succeeded(job, answer, latency_ms, attempt, caller.include_prompt);
                 caller.finish(Outcome::Succeeded(success), permit).await;
                 return;
             }
@@ -605,7 +607,19 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: 
 }
 
 /// The results line of a row answered on its `attempt`-th call.
-fn succeeded(job: Job, answer: Answer, latency_ms: u64, attempt: u32) -> Success {
+fn succeeded(
+    job: Job,
+    answer: Answer,
+    latency_ms: u64,
+    attempt: u32,
+    include_prompt: bool,
+) -> Success {
+    let prompt = include_prompt.then(|| match (job.request.messages.as_slice(), &job.body) {
+        ([one], _) => serde_json::Value::String(one.text.clone()),
+        // A verbatim native body is the prompt as sent.
+        ([], Some(invoke)) => invoke.body.clone(),
+        (turns, _) => serde_json::to_value(turns).unwrap_or_default(),
+    });
     Success {
         id: job.id,
         model: job.request.model,
@@ -619,6 +633,7 @@ fn succeeded(job: Job, answer: Answer, latency_ms: u64, attempt: u32) -> Success
         attempts: attempt,
         source: job.source,
         meta: job.meta,
+        prompt,
     }
 }
 
