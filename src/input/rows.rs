@@ -73,6 +73,8 @@ pub(crate) struct Rows<'a> {
     /// Files that held no row, for a warning.
     empty: Vec<String>,
     failed: bool,
+    /// Each input's name in stand-in ids (see [`stand_in_names`]).
+    names: Vec<String>,
 }
 
 impl<'a> Rows<'a> {
@@ -89,6 +91,7 @@ impl<'a> Rows<'a> {
             seen: HashMap::new(),
             empty: Vec::new(),
             failed: false,
+            names: stand_in_names(spec.inputs),
         }
     }
 
@@ -143,13 +146,15 @@ impl<'a> Rows<'a> {
 
     /// The row's final id: its own, or its stand-in, suffixed when repeated.
     fn identify(&mut self, item: Item) -> Row {
+        let file = &self.names[self.next_input - 1];
+        let stand_in = |source: &Source| format!("{file}:{}", source.line);
         let (named, item) = match item {
-            Item::Record(r) => match id_of(&r.fields, self.spec.id_column, &r.source) {
+            Item::Record(r) => match id_of(&r.fields, self.spec.id_column, &stand_in(&r.source)) {
                 Ok(id) => (id, Item::Record(r)),
                 Err(message) => {
                     let Record { source, fields } = r;
                     (
-                        stand_in_id(&source),
+                        stand_in(&source),
                         Item::Bad(Bad {
                             source,
                             fields,
@@ -161,8 +166,8 @@ impl<'a> Rows<'a> {
             // A bad row keeps whatever id could be salvaged, so a repeated id
             // is suffixed the same way whichever of its rows are bad.
             Item::Bad(b) => (
-                id_of(&b.fields, self.spec.id_column, &b.source)
-                    .unwrap_or_else(|_| stand_in_id(&b.source)),
+                id_of(&b.fields, self.spec.id_column, &stand_in(&b.source))
+                    .unwrap_or_else(|_| stand_in(&b.source)),
                 Item::Bad(b),
             ),
         };
@@ -200,7 +205,7 @@ impl Iterator for Rows<'_> {
 
 /// The row's id from `column`, or why it has none (with the stand-in it is
 /// recorded under, so that resume counts it as done like any other row).
-fn id_of(fields: &Map<String, Value>, column: &str, source: &Source) -> Result<String, String> {
+fn id_of(fields: &Map<String, Value>, column: &str, stand_in: &str) -> Result<String, String> {
     match fields.get(column) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
         Some(Value::Number(n)) => Ok(n.to_string()),
@@ -212,12 +217,40 @@ fn id_of(fields: &Map<String, Value>, column: &str, source: &Source) -> Result<S
             json_type(other)
         )),
     }
-    .map_err(|m| m + &format!("; recorded as `{}`", stand_in_id(source)))
+    .map_err(|m| m + &format!("; recorded as `{stand_in}`"))
 }
 
-/// The id a row without a usable id is recorded under.
-pub(crate) fn stand_in_id(source: &Source) -> String {
-    format!("{}:{}", source.file, source.line)
+/// How each input is named in the stand-in ids (`NAME:LINE`) of rows without
+/// a usable id: its file name, or as many trailing path components as it
+/// takes to tell inputs with the same file name apart (`a/p.csv`, `b/p.csv`).
+/// Never the path as typed, which changes with the working directory: a
+/// resume from elsewhere must find those rows done.
+fn stand_in_names(inputs: &[PathBuf]) -> Vec<String> {
+    let parts: Vec<Vec<String>> = inputs
+        .iter()
+        .map(|p| {
+            let full = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            full.components()
+                .rev()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect()
+        })
+        .collect();
+    let deepest = parts.iter().map(Vec::len).max().unwrap_or(1).max(1);
+    let name = |p: &Vec<String>, k: usize| {
+        let mut tail: Vec<&str> = p.iter().take(k).map(String::as_str).collect();
+        tail.reverse();
+        tail.join("/")
+    };
+    for k in 1..=deepest {
+        let names: Vec<String> = parts.iter().map(|p| name(p, k)).collect();
+        let mut seen = std::collections::HashSet::new();
+        if names.iter().all(|n| seen.insert(n)) {
+            return names;
+        }
+    }
+    // The same file given twice: the full paths, as unique as they get.
+    parts.iter().map(|p| name(p, deepest)).collect()
 }
 
 /// 128 bits of the id's SHA-256: how ids are compared in bulk (duplicates,
@@ -290,10 +323,9 @@ mod tests {
         std::fs::write(&b, "{\"id\":\"x\",\"prompt\":\"p4\"}\nnot json\n").unwrap();
         let inputs = [a.clone(), b.clone()];
 
-        // The inventory's pass: ids as written.
+        // The inventory's pass: ids as written; stand-ins by file name.
         let first = ids(Rows::new(spec(&inputs), None));
-        let a_name = a.display().to_string();
-        let b_name = b.display().to_string();
+        let (a_name, b_name) = ("a.csv", "b.jsonl");
         assert_eq!(
             first,
             [
@@ -334,9 +366,28 @@ mod tests {
         };
         assert_eq!(
             bad.message,
-            format!("missing id (column `id`); recorded as `{}:2`", a.display())
+            "missing id (column `id`); recorded as `a.csv:2`"
         );
-        assert_eq!(row.id, format!("{}:2", a.display()));
+        assert_eq!(row.id, "a.csv:2");
+    }
+
+    #[test]
+    fn stand_in_names_do_not_depend_on_how_the_path_was_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["x", "y"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+            std::fs::write(dir.path().join(sub).join("p.csv"), "id\n").unwrap();
+        }
+        std::fs::write(dir.path().join("q.csv"), "id\n").unwrap();
+        let d = dir.path();
+        assert_eq!(
+            stand_in_names(&[d.join("x/p.csv"), d.join("q.csv")]),
+            ["p.csv", "q.csv"]
+        );
+        assert_eq!(
+            stand_in_names(&[d.join("x/p.csv"), d.join("y/../y/p.csv")]),
+            ["x/p.csv", "y/p.csv"]
+        );
     }
 
     #[test]
