@@ -196,6 +196,9 @@ pub struct RunArgs {
     /// Run even if ids repeat: a later duplicate gets a suffixed id (`ID#2`).
     #[arg(long)]
     pub allow_duplicate_ids: bool,
+    /// Write each row's rendered prompt (or messages) into its results line.
+    #[arg(long)]
+    pub include_prompt: bool,
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     pub no_progress: bool,

@@ -43,6 +43,7 @@ pub struct FileConfig {
     pub row_deadline_secs: Option<u64>,
     pub grace_period_secs: Option<u64>,
     pub max_row_bytes: Option<usize>,
+    pub include_prompt: Option<bool>,
 }
 
 /// A validated job. Built only by [`Settings::resolve`].
@@ -73,6 +74,8 @@ pub struct Settings {
     pub max_row_bytes: usize,
     pub resume: ResumeMode,
     pub allow_duplicate_ids: bool,
+    /// Write each row's rendered prompt (or messages) into its results line.
+    pub include_prompt: bool,
     /// Draw a progress bar even when stderr is not a terminal? Never: set by
     /// `resolve` from the terminal check so tests and cron get plain lines.
     pub progress_bar: bool,
@@ -385,6 +388,7 @@ impl Settings {
             max_row_bytes: f.max_row_bytes.unwrap_or(DEFAULT_MAX_ROW_BYTES),
             resume: resume_mode(args)?,
             allow_duplicate_ids: args.allow_duplicate_ids,
+            include_prompt: args.include_prompt || f.include_prompt.unwrap_or(false),
             progress_bar: stderr_is_terminal && !args.no_progress,
         })
     }

@@ -39,3 +39,14 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
     s.replace('\n', " ")
 }
+
+/// `text` cut to at most `max` bytes (on a character boundary) with `…`
+/// after the cut: a value quoted in a message (a cell, a setting, an SDK
+/// error chain) stays readable on one line however long it was.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    if text.len() > max {
+        format!("{}…", &text[..text.floor_char_boundary(max)])
+    } else {
+        text.to_string()
+    }
+}

@@ -100,6 +100,10 @@ pub struct Success {
     pub source: Source,
     /// Every input column that is not the id, the prompt or a request parameter.
     pub meta: Map<String, Value>,
+    /// With `include_prompt`: the prompt as sent, a string for one user
+    /// turn, the turns (`[{"role", "text"}]`) for a conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<Value>,
     #[serde(flatten)]
     pub times: Times,
 }

@@ -38,49 +38,76 @@
   function glance() {
     var box = document.getElementById("figures");
     var note = document.getElementById("glance-note");
-    // [label, summary.json key, formatter, tone]
-    var figs = [];
-    if (S) {
-      figs.push(["rows", "total", int], ["succeeded", "succeeded", int, "ok"],
-        ["failed", "failed", int, S.failed > 0 ? "bad" : ""], ["skipped (done before)", "skipped", int],
-        ["unfinished", "unfinished", int, S.unfinished > 0 ? "bad" : ""]);
-      Object.keys(S.failed_by_kind || {}).forEach(function (k) {
-        figs.push(["failed: " + k, "failed_by_kind." + k, int, "bad"]);
-      });
-      if (S.cost_usd != null) figs.push(["cost", "cost_usd", usd]);
-      figs.push(["input tokens", "tokens.input", int], ["output tokens", "tokens.output", int],
-        ["wall time", "elapsed_secs", secs], ["rows / min", "throughput.rows_per_min", int],
-        ["requests / min", "throughput.requests_per_min", int], ["tokens / min", "throughput.tokens_per_min", int],
-        ["throttled (requests)", "throttles.requests", int], ["throttled (tokens)", "throttles.tokens", int],
-        ["retries", "retries", int], ["attempts", "attempts", int],
-        ["latency p50", "latency_ms.p50", ms], ["latency p95", "latency_ms.p95", ms], ["latency p99", "latency_ms.p99", ms]);
+    function group(title) {
+      if (title) box.appendChild(el("h3", null, title));
+      var g = el("div", "figures");
+      box.appendChild(g);
+      return g;
+    }
+    // Each figure: [label, summary.json path, formatter, tone].
+    function show(g, figs) {
       figs.forEach(function (f) {
         var v = get(S, f[1]);
+        if (v === undefined) return;
         var card = el("div", "fig" + (f[3] ? " " + f[3] : ""));
         card.appendChild(el("span", "label", f[0]));
         var val = el("span", "value", f[2](v));
         val.dataset.figure = f[1];
         val.dataset.value = String(v);
         card.appendChild(val);
-        box.appendChild(card);
+        g.appendChild(card);
       });
+    }
+    function kinds(prefix) {
+      return Object.keys(get(S, prefix + "failed_by_kind") || {}).map(function (k) {
+        return ["failed: " + k, prefix + "failed_by_kind." + k, int, "bad"];
+      });
+    }
+    function tone(path, bad) { return get(S, path) > 0 ? bad : ""; }
+    if (S) {
+      // summary.json since the job/run split: the job (every row in the
+      // directory) at the top, this run under `this_run`; older files have
+      // the run's figures at the top.
+      var R = S.this_run ? "this_run." : "";
+      if (R) {
+        show(group("The job: every row in this directory"), [
+          ["rows", "total", int], ["succeeded", "succeeded", int, "ok"],
+          ["failed", "failed", int, tone("failed", "bad")], ["unfinished", "unfinished", int, tone("unfinished", "bad")]
+        ].concat(kinds(""), [
+          ["cost", "cost_usd", usd],
+          ["input tokens", "tokens.input", int], ["output tokens", "tokens.output", int], ["attempts", "attempts", int],
+          ["latency p50", "latency_ms.p50", ms], ["latency p95", "latency_ms.p95", ms], ["latency p99", "latency_ms.p99", ms]
+        ]));
+      }
+      show(group(R ? "This run" : null), [
+        ["rows", "total", int]].filter(function () { return !R; }).concat([
+        ["succeeded", R + "succeeded", int, "ok"], ["failed", R + "failed", int, tone(R + "failed", "bad")],
+        ["skipped (done before)", R + "skipped", int], ["unfinished", R + "unfinished", int, tone(R + "unfinished", "bad")]
+      ], kinds(R), [
+        ["cost", R + "cost_usd", usd],
+        ["input tokens", R + "tokens.input", int], ["output tokens", R + "tokens.output", int],
+        ["wall time", R + "elapsed_secs", secs], ["rows / min", R + "throughput.rows_per_min", int],
+        ["requests / min", R + "throughput.requests_per_min", int], ["tokens / min", R + "throughput.tokens_per_min", int],
+        ["throttled (requests)", R + "throttles.requests", int], ["throttled (tokens)", R + "throttles.tokens", int],
+        ["retries", R + "retries", int], ["attempts", R + "attempts", int],
+        ["latency p50", R + "latency_ms.p50", ms], ["latency p95", R + "latency_ms.p95", ms], ["latency p99", R + "latency_ms.p99", ms]
+      ]));
       if (S.cost_usd == null && D.overall.cost_usd != null) {
         var card = el("div", "fig");
         card.appendChild(el("span", "label", "cost (sum of rows)"));
         card.appendChild(el("span", "value", usd(D.overall.cost_usd)));
-        box.appendChild(card);
+        box.querySelector(".figures").appendChild(card);
       }
       var stopped = S.stopped_by ? "Stopped early by " + S.stopped_by + "; run the same command again to finish. " : "";
-      note.textContent = stopped + "Figures from summary.json: the last run into this directory" +
-        (S.skipped > 0 ? " (rows done by earlier runs count as skipped)." : ".");
+      note.textContent = stopped + "Figures from summary.json.";
     } else {
-      var o = D.overall;
+      var o = D.overall, g = group(null);
       [["rows", o.rows], ["succeeded", o.succeeded], ["failed", o.failed],
        ["input tokens", o.input_tokens], ["output tokens", o.output_tokens]].forEach(function (f) {
         var card = el("div", "fig");
         card.appendChild(el("span", "label", f[0]));
         card.appendChild(el("span", "value", int(f[1])));
-        box.appendChild(card);
+        g.appendChild(card);
       });
       note.textContent = "No summary.json in this directory (the run was killed before it ended): figures counted from the rows.";
     }

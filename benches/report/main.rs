@@ -24,7 +24,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bedrock_batch::output::summary::{Latency, Summary, Throttles, Throughput, Tokens};
+use bedrock_batch::output::summary::{Latency, Run, Summary, Throttles, Throughput, Tokens};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bedrock-batch");
@@ -208,38 +208,50 @@ fn write_job(dir: &Path, rows: usize, answer_chars: usize) {
     }
     results.flush().unwrap();
     failures.flush().unwrap();
+    let failed_by_kind: std::collections::BTreeMap<String, u64> = [
+        ("throttled".to_string(), bad / 2),
+        ("validation".to_string(), bad - bad / 2),
+    ]
+    .into();
+    let tokens = Tokens {
+        input: tin,
+        output: tout,
+    };
+    let latency_ms = Latency {
+        p50: 1500,
+        p95: 2580,
+        p99: 2676,
+        max: 2699,
+    };
     let summary = Summary {
         total: rows as u64,
         succeeded: ok,
         failed: bad,
-        failed_by_kind: [
-            ("throttled".to_string(), bad / 2),
-            ("validation".to_string(), bad - bad / 2),
-        ]
-        .into(),
-        tokens: Tokens {
-            input: tin,
-            output: tout,
-        },
-        elapsed_secs: 3600.0,
-        throughput: Throughput {
-            rows_per_min: rows as f64 / 60.0,
-            requests_per_min: rows as f64 / 60.0,
-            tokens_per_min: (tin + tout) as f64 / 60.0,
-        },
-        latency_ms: Latency {
-            p50: 1500,
-            p95: 2580,
-            p99: 2676,
-            max: 2699,
-        },
-        throttles: Throttles {
-            requests: rows as u64 / 97,
-            tokens: 0,
-        },
+        failed_by_kind: failed_by_kind.clone(),
+        tokens: tokens.clone(),
         attempts: ok + bad * 8,
-        retries: bad * 7,
+        latency_ms: latency_ms.clone(),
         output_dir: dir.to_path_buf(),
+        this_run: Run {
+            succeeded: ok,
+            failed: bad,
+            failed_by_kind,
+            tokens,
+            elapsed_secs: 3600.0,
+            throughput: Throughput {
+                rows_per_min: rows as f64 / 60.0,
+                requests_per_min: rows as f64 / 60.0,
+                tokens_per_min: (tin + tout) as f64 / 60.0,
+            },
+            latency_ms,
+            throttles: Throttles {
+                requests: rows as u64 / 97,
+                tokens: 0,
+            },
+            retries: bad * 7,
+            attempts: ok + bad * 8,
+            ..Run::default()
+        },
         ..Summary::default()
     };
     std::fs::write(

@@ -16,7 +16,7 @@ use crate::config::{FileConfig, Settings};
 use crate::error::{EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, EXIT_TERMINATED};
 use crate::input::inventory;
 use crate::input::reader::Item;
-use crate::input::rows::Rows;
+use crate::input::rows::{RowSpec, Rows};
 use crate::output::summary::Summary;
 use crate::shutdown::{Shutdown, StopReason};
 
@@ -165,7 +165,12 @@ fn row_models(config: &std::path::Path) -> anyhow::Result<BTreeSet<String>> {
     // `resolve` finds the inputs exactly as `run` would (relative to the file).
     let settings = Settings::resolve(&run, false)?;
     let mut models = BTreeSet::new();
-    for row in Rows::new(inventory::spec(&settings, None), None) {
+    // Only the `model` column matters here, not whether rows have prompts.
+    let spec = RowSpec {
+        prompt_column: None,
+        ..inventory::spec(&settings, None)
+    };
+    for row in Rows::new(spec, None) {
         if let Item::Record(r) = row?.item {
             if let Some(m) = r.fields.get("model").and_then(|v| v.as_str()) {
                 if !m.trim().is_empty() {

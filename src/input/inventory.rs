@@ -27,6 +27,9 @@ pub(crate) fn spec<'a>(settings: &'a Settings, template: Option<&'a Template>) -
         id_column: &settings.id_column,
         max_row_bytes: settings.max_row_bytes,
         template,
+        prompt_column: template
+            .is_none()
+            .then_some(settings.prompt_column.as_str()),
     }
 }
 
@@ -48,14 +51,57 @@ pub(crate) fn take(settings: &Settings, template: Option<&Template>) -> anyhow::
             *repeated.entry(w[0]).or_insert(1) += 1;
         }
     }
-    drop(hashes);
     if !repeated.is_empty() && !settings.allow_duplicate_ids {
         return Err(duplicates_error(spec, &repeated)?);
     }
+    if !repeated.is_empty() {
+        refuse_suffix_collisions(spec, &repeated, &hashes)?;
+    }
+    drop(hashes);
     Ok(Inventory {
         rows: count,
         repeated,
     })
+}
+
+/// With --allow-duplicate-ids, the second `a` becomes `a#2`: a literal id
+/// `a#2` elsewhere in the inputs would then be two rows under one id, and
+/// resume could not tell them apart. Refused, naming both. `sorted` holds
+/// the hash of every id of the inputs.
+fn refuse_suffix_collisions(
+    spec: RowSpec,
+    repeated: &Repeated,
+    sorted: &[u128],
+) -> anyhow::Result<()> {
+    // The suffixed ids the run would make, each with the id and ordinal it stands for.
+    let mut made: std::collections::HashMap<u128, (String, u32)> = Default::default();
+    let mut named = std::collections::HashSet::new();
+    for row in Rows::new(spec, None) {
+        let row = row?;
+        let h = id_hash(&row.id);
+        if let Some(&count) = repeated.get(&h) {
+            if named.insert(h) {
+                for n in 2..=count {
+                    made.insert(id_hash(&format!("{}#{n}", row.id)), (row.id.clone(), n));
+                }
+            }
+        }
+    }
+    let clash = made
+        .iter()
+        .find(|(h, _)| sorted.binary_search(h).is_ok())
+        .map(|(h, v)| (*h, v.clone()));
+    let Some((h, (id, n))) = clash else {
+        return Ok(());
+    };
+    let at = Rows::new(spec, None)
+        .filter_map(Result::ok)
+        .find(|r| id_hash(&r.id) == h)
+        .map(|r| r.source().to_string())
+        .unwrap_or_default();
+    anyhow::bail!(
+        "{at}: the id `{id}#{n}` is also what --allow-duplicate-ids names row {n} of the repeated id `{id}`; rename one of them so every row keeps its own id"
+    )
 }
 
 /// Second pass: names the repeated ids and their lines.

@@ -370,13 +370,9 @@ fn as_f32(v: &Value) -> Option<f32> {
     }
 }
 
+/// A cell's value as quoted in a message.
 fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() > 40 {
-        format!("{}…", &s[..s.floor_char_boundary(40)])
-    } else {
-        s
-    }
+    crate::error::clip(&v.to_string(), 40)
 }
 
 #[cfg(test)]
@@ -413,6 +409,7 @@ mod tests {
             max_row_bytes: 1000,
             resume: ResumeMode::Continue,
             allow_duplicate_ids: false,
+            include_prompt: false,
             progress_bar: false,
         }
     }

@@ -48,6 +48,10 @@ pub(crate) struct RowSpec<'a> {
     pub(crate) max_row_bytes: usize,
     /// Checked against each file's columns before its first row is used.
     pub(crate) template: Option<&'a Template>,
+    /// The column every row's prompt comes from, when there is no template:
+    /// a file without it (and, for JSONL, without `messages` or a native
+    /// `body`) is a setup error, not one failure per row.
+    pub(crate) prompt_column: Option<&'a str>,
 }
 
 /// Ids that occur more than once, by hash (from the inventory): their second
@@ -69,6 +73,8 @@ pub(crate) struct Rows<'a> {
     /// Files that held no row, for a warning.
     empty: Vec<String>,
     failed: bool,
+    /// Each input's name in stand-in ids (see [`stand_in_names`]).
+    names: Vec<String>,
 }
 
 impl<'a> Rows<'a> {
@@ -85,6 +91,7 @@ impl<'a> Rows<'a> {
             seen: HashMap::new(),
             empty: Vec::new(),
             failed: false,
+            names: stand_in_names(spec.inputs),
         }
     }
 
@@ -106,10 +113,8 @@ impl<'a> Rows<'a> {
         let reader = RowReader::open(path, self.spec.max_row_bytes)?;
         self.columns_checked = false;
         self.rows_in_file = 0;
-        if let (Some(t), Some(headers)) = (self.spec.template, reader.headers()) {
-            if let Some(col) = t.missing_column(headers) {
-                return Err(missing_template_column(reader.name(), 1, col));
-            }
+        if let Some(headers) = reader.headers() {
+            check_columns(&self.spec, reader.name(), 1, headers, false)?;
             self.columns_checked = true;
         }
         self.reader = Some(reader);
@@ -130,13 +135,9 @@ impl<'a> Rows<'a> {
             };
             self.rows_in_file += 1;
             // JSONL has no header: the first good row stands for the file's columns.
-            if let (Some(t), false, Item::Record(r)) =
-                (self.spec.template, self.columns_checked, &item)
-            {
+            if let (false, Item::Record(r)) = (self.columns_checked, &item) {
                 let cols: Vec<String> = r.fields.keys().cloned().collect();
-                if let Some(col) = t.missing_column(&cols) {
-                    return Err(missing_template_column(reader.name(), r.source.line, col));
-                }
+                check_columns(&self.spec, reader.name(), r.source.line, &cols, true)?;
                 self.columns_checked = true;
             }
             return Ok(Some(self.identify(item)));
@@ -145,13 +146,15 @@ impl<'a> Rows<'a> {
 
     /// The row's final id: its own, or its stand-in, suffixed when repeated.
     fn identify(&mut self, item: Item) -> Row {
+        let file = &self.names[self.next_input - 1];
+        let stand_in = |source: &Source| format!("{file}:{}", source.line);
         let (named, item) = match item {
-            Item::Record(r) => match id_of(&r.fields, self.spec.id_column, &r.source) {
+            Item::Record(r) => match id_of(&r.fields, self.spec.id_column, &stand_in(&r.source)) {
                 Ok(id) => (id, Item::Record(r)),
                 Err(message) => {
                     let Record { source, fields } = r;
                     (
-                        stand_in_id(&source),
+                        stand_in(&source),
                         Item::Bad(Bad {
                             source,
                             fields,
@@ -163,8 +166,8 @@ impl<'a> Rows<'a> {
             // A bad row keeps whatever id could be salvaged, so a repeated id
             // is suffixed the same way whichever of its rows are bad.
             Item::Bad(b) => (
-                id_of(&b.fields, self.spec.id_column, &b.source)
-                    .unwrap_or_else(|_| stand_in_id(&b.source)),
+                id_of(&b.fields, self.spec.id_column, &stand_in(&b.source))
+                    .unwrap_or_else(|_| stand_in(&b.source)),
                 Item::Bad(b),
             ),
         };
@@ -202,7 +205,7 @@ impl Iterator for Rows<'_> {
 
 /// The row's id from `column`, or why it has none (with the stand-in it is
 /// recorded under, so that resume counts it as done like any other row).
-fn id_of(fields: &Map<String, Value>, column: &str, source: &Source) -> Result<String, String> {
+fn id_of(fields: &Map<String, Value>, column: &str, stand_in: &str) -> Result<String, String> {
     match fields.get(column) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
         Some(Value::Number(n)) => Ok(n.to_string()),
@@ -214,12 +217,40 @@ fn id_of(fields: &Map<String, Value>, column: &str, source: &Source) -> Result<S
             json_type(other)
         )),
     }
-    .map_err(|m| m + &format!("; recorded as `{}`", stand_in_id(source)))
+    .map_err(|m| m + &format!("; recorded as `{stand_in}`"))
 }
 
-/// The id a row without a usable id is recorded under.
-pub(crate) fn stand_in_id(source: &Source) -> String {
-    format!("{}:{}", source.file, source.line)
+/// How each input is named in the stand-in ids (`NAME:LINE`) of rows without
+/// a usable id: its file name, or as many trailing path components as it
+/// takes to tell inputs with the same file name apart (`a/p.csv`, `b/p.csv`).
+/// Never the path as typed, which changes with the working directory: a
+/// resume from elsewhere must find those rows done.
+fn stand_in_names(inputs: &[PathBuf]) -> Vec<String> {
+    let parts: Vec<Vec<String>> = inputs
+        .iter()
+        .map(|p| {
+            let full = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            full.components()
+                .rev()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect()
+        })
+        .collect();
+    let deepest = parts.iter().map(Vec::len).max().unwrap_or(1).max(1);
+    let name = |p: &Vec<String>, k: usize| {
+        let mut tail: Vec<&str> = p.iter().take(k).map(String::as_str).collect();
+        tail.reverse();
+        tail.join("/")
+    };
+    for k in 1..=deepest {
+        let names: Vec<String> = parts.iter().map(|p| name(p, k)).collect();
+        let mut seen = std::collections::HashSet::new();
+        if names.iter().all(|n| seen.insert(n)) {
+            return names;
+        }
+    }
+    // The same file given twice: the full paths, as unique as they get.
+    parts.iter().map(|p| name(p, deepest)).collect()
 }
 
 /// 128 bits of the id's SHA-256: how ids are compared in bulk (duplicates,
@@ -235,10 +266,34 @@ pub(crate) fn id_hash(id: &str) -> u128 {
     )
 }
 
-fn missing_template_column(file: &str, line: u64, col: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{file}: line {line}: the template uses column `{col}`, which the file does not have"
-    )
+/// A file's columns (a CSV header, or a JSONL file's first good row) have
+/// what every row needs: the template's columns, or the prompt column.
+fn check_columns(
+    spec: &RowSpec,
+    file: &str,
+    line: u64,
+    columns: &[String],
+    jsonl: bool,
+) -> anyhow::Result<()> {
+    if let Some(t) = spec.template {
+        if let Some(col) = t.missing_column(columns) {
+            anyhow::bail!(
+                "{file}: line {line}: the template uses column `{col}`, which the file does not have"
+            );
+        }
+    }
+    if let Some(prompt) = spec.prompt_column {
+        let has = |c: &str| columns.iter().any(|h| h == c);
+        let other_ways = jsonl && (has("messages") || has("body"));
+        if !has(prompt) && !other_ways {
+            anyhow::bail!(
+                "{file}: line {line}: no `{prompt}` column for the prompt (the {} has: {}); name the prompt's column with prompt_column (--prompt-column) or write a template",
+                if jsonl { "first row" } else { "file" },
+                columns.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -251,6 +306,7 @@ mod tests {
             id_column: "id",
             max_row_bytes: 1 << 20,
             template: None,
+            prompt_column: None,
         }
     }
 
@@ -267,10 +323,9 @@ mod tests {
         std::fs::write(&b, "{\"id\":\"x\",\"prompt\":\"p4\"}\nnot json\n").unwrap();
         let inputs = [a.clone(), b.clone()];
 
-        // The inventory's pass: ids as written.
+        // The inventory's pass: ids as written; stand-ins by file name.
         let first = ids(Rows::new(spec(&inputs), None));
-        let a_name = a.display().to_string();
-        let b_name = b.display().to_string();
+        let (a_name, b_name) = ("a.csv", "b.jsonl");
         assert_eq!(
             first,
             [
@@ -311,9 +366,28 @@ mod tests {
         };
         assert_eq!(
             bad.message,
-            format!("missing id (column `id`); recorded as `{}:2`", a.display())
+            "missing id (column `id`); recorded as `a.csv:2`"
         );
-        assert_eq!(row.id, format!("{}:2", a.display()));
+        assert_eq!(row.id, "a.csv:2");
+    }
+
+    #[test]
+    fn stand_in_names_do_not_depend_on_how_the_path_was_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["x", "y"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+            std::fs::write(dir.path().join(sub).join("p.csv"), "id\n").unwrap();
+        }
+        std::fs::write(dir.path().join("q.csv"), "id\n").unwrap();
+        let d = dir.path();
+        assert_eq!(
+            stand_in_names(&[d.join("x/p.csv"), d.join("q.csv")]),
+            ["p.csv", "q.csv"]
+        );
+        assert_eq!(
+            stand_in_names(&[d.join("x/p.csv"), d.join("y/../y/p.csv")]),
+            ["x/p.csv", "y/p.csv"]
+        );
     }
 
     #[test]
@@ -342,6 +416,39 @@ mod tests {
         );
         assert!(rows.next().is_none(), "a setup error ends the stream");
         assert_eq!(rows.empty_files(), [a.display().to_string()]);
+    }
+
+    #[test]
+    fn a_file_without_the_prompt_column_is_refused_naming_its_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.csv");
+        std::fs::write(&a, "id,question,expected\n1,why?,because\n").unwrap();
+        let b = dir.path().join("b.jsonl");
+        std::fs::write(&b, "\n{\"id\":1,\"question\":\"?\"}\n").unwrap();
+        let c = dir.path().join("c.jsonl");
+        std::fs::write(&c, "{\"id\":1,\"messages\":[]}\n{\"id\":2}\n").unwrap();
+        let check = |path: &PathBuf| {
+            let inputs = [path.clone()];
+            let spec = RowSpec {
+                prompt_column: Some("prompt"),
+                ..spec(&inputs)
+            };
+            Rows::new(spec, None)
+                .collect::<anyhow::Result<Vec<Row>>>()
+                .map(|rows| rows.len())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            check(&a).unwrap_err(),
+            format!("{}: line 1: no `prompt` column for the prompt (the file has: id, question, expected); name the prompt's column with prompt_column (--prompt-column) or write a template", a.display())
+        );
+        assert_eq!(
+            check(&b).unwrap_err(),
+            format!("{}: line 2: no `prompt` column for the prompt (the first row has: id, question); name the prompt's column with prompt_column (--prompt-column) or write a template", b.display())
+        );
+        // Multi-turn rows need no prompt column; a later row without either
+        // is that row's own failure.
+        assert_eq!(check(&c), Ok(2));
     }
 
     #[test]

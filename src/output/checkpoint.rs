@@ -15,7 +15,10 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
+use hdrhistogram::Histogram;
 use serde::Deserialize;
 
 use crate::config::ResumeMode;
@@ -23,6 +26,7 @@ use crate::input::rows::id_hash;
 use crate::output::fs::write_atomic;
 use crate::output::manifest::{self, Manifest};
 use crate::output::sink::{FAILURES, RESULTS};
+use crate::output::summary::{Latency, Tokens};
 
 pub const SUMMARY: &str = "summary.json";
 
@@ -53,8 +57,57 @@ impl IdSet {
 #[derive(Debug, Default)]
 pub struct Checkpoint {
     pub done: IdSet,
+    /// What the files held before this run, for the job's summary.
+    pub earlier: Earlier,
     /// Things a person should know (torn lines cut, files moved aside).
     pub notes: Vec<String>,
+}
+
+/// The rows earlier runs wrote, counted in the same pass that collects
+/// their ids, so the job's summary costs no second read of the files.
+#[derive(Debug)]
+pub struct Earlier {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub failed_by_kind: BTreeMap<String, u64>,
+    pub tokens: Tokens,
+    pub attempts: u64,
+    pub latency: Histogram<u64>,
+}
+
+impl Default for Earlier {
+    fn default() -> Earlier {
+        Earlier {
+            succeeded: 0,
+            failed: 0,
+            failed_by_kind: BTreeMap::new(),
+            tokens: Tokens::default(),
+            attempts: 0,
+            latency: Latency::histogram(),
+        }
+    }
+}
+
+impl Earlier {
+    fn count(&mut self, rec: &Line) {
+        self.attempts += u64::from(rec.attempts.unwrap_or(0));
+        match &rec.error {
+            Some(e) => {
+                self.failed += 1;
+                *self.failed_by_kind.entry(e.kind.clone()).or_default() += 1;
+            }
+            None => {
+                self.succeeded += 1;
+                if let Some(u) = &rec.usage {
+                    self.tokens.input += u.input_tokens;
+                    self.tokens.output += u.output_tokens;
+                }
+                if let Some(ms) = rec.latency_ms {
+                    self.latency.saturating_record(ms.max(1));
+                }
+            }
+        }
+    }
 }
 
 /// Prepares `dir` for a run of `job`. Errors are setup errors: nothing has been sent.
@@ -120,7 +173,10 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
         ));
     }
     for name in [RESULTS, FAILURES] {
-        collect_ids(&dir.join(name), &mut hashes)?;
+        for_each_record(&dir.join(name), |_, rec| {
+            hashes.push(id_hash(&rec.id));
+            cp.earlier.count(&rec);
+        })?;
     }
     cp.done = IdSet::from_hashes(hashes);
     Ok(cp)
@@ -146,11 +202,26 @@ fn claim_aside_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     unreachable!("u32 names run out only after 4 billion directories")
 }
 
+/// The parts of a results or failures line that resume reads.
 #[derive(Deserialize)]
 struct Line {
     id: String,
     #[serde(default)]
     error: Option<LineError>,
+    #[serde(default)]
+    usage: Option<LineUsage>,
+    #[serde(default)]
+    latency_ms: Option<u64>,
+    #[serde(default)]
+    attempts: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct LineUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
 }
 
 #[derive(Deserialize)]
@@ -223,10 +294,6 @@ fn for_each_record(path: &Path, mut each: impl FnMut(&str, Line)) -> anyhow::Res
         each(&line, rec);
     }
     Ok(())
-}
-
-fn collect_ids(path: &Path, into: &mut Vec<u128>) -> anyhow::Result<()> {
-    for_each_record(path, |_, rec| into.push(id_hash(&rec.id)))
 }
 
 /// Removes the failures to retry (all, or those of `kinds`) from the file,

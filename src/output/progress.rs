@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::output::summary::Summary;
+use crate::output::summary::Run;
 
 /// The bar that log lines must step around. Global because the tracing
 /// subscriber is global; it holds nothing but a handle to the drawn bar.
@@ -51,7 +51,7 @@ impl Progress {
     }
 
     /// Shows the counts so far; `allowed_rpm` is the limiter's current pace, if it has one.
-    pub(crate) fn update(&mut self, s: &Summary, allowed_rpm: Option<f64>) {
+    pub(crate) fn update(&mut self, s: &Run, allowed_rpm: Option<f64>) {
         let rate = allowed_rpm
             .map(|r| format!(" | allowed {r:.0} rpm"))
             .unwrap_or_default();

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
@@ -21,7 +20,7 @@ use crate::bedrock::invoker::Throttle;
 use crate::outcome::Outcome;
 use crate::output::fs::{open_append, write_line};
 use crate::output::progress::Progress;
-use crate::output::summary::{Latency, Summary};
+use crate::output::summary::{Latency, Run};
 use crate::pipeline::limiter::Limiter;
 use crate::shutdown::{Shutdown, StopReason};
 
@@ -85,11 +84,9 @@ pub(crate) async fn run(
     mut progress: Progress,
     limiter: Arc<Limiter>,
     shutdown: Shutdown,
-) -> anyhow::Result<Summary> {
-    let mut summary = Summary::default();
-    // 1 ms to 1 hour, 3 significant digits.
-    let mut latency =
-        Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).context("latency histogram bounds")?;
+) -> anyhow::Result<(Run, Histogram<u64>)> {
+    let mut summary = Run::default();
+    let mut latency = Latency::histogram();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -112,15 +109,8 @@ pub(crate) async fn run(
     progress.finish();
     out.results.sync_all().ok();
     out.failures.sync_all().ok();
-    if !latency.is_empty() {
-        summary.latency_ms = Latency {
-            p50: latency.value_at_quantile(0.50),
-            p95: latency.value_at_quantile(0.95),
-            p99: latency.value_at_quantile(0.99),
-            max: latency.max(),
-        };
-    }
-    Ok(summary)
+    summary.latency_ms = Latency::of(&latency);
+    Ok((summary, latency))
 }
 
 /// One event: its line written (the permit released only after), its counts
@@ -129,7 +119,7 @@ pub(crate) async fn run(
 fn record(
     event: Event,
     out: &mut Output,
-    s: &mut Summary,
+    s: &mut Run,
     latency: &mut Histogram<u64>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {

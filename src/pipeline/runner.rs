@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -34,12 +35,12 @@ use crate::input::reader::Item;
 use crate::input::rows::{Repeated, Rows};
 use crate::input::template::Template;
 use crate::outcome::{ErrorInfo, ErrorKind, Failure, Outcome, Success, Times, Usage};
-use crate::output::checkpoint::{self, IdSet};
+use crate::output::checkpoint::{self, Earlier, IdSet};
 use crate::output::fs::write_atomic;
 use crate::output::manifest::Manifest;
 use crate::output::progress::Progress;
 use crate::output::sink::{self, Event, Output};
-use crate::output::summary::{Summary, Throughput};
+use crate::output::summary::{Latency, Run, Summary, Throughput, Tokens};
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::breaker::{Breaker, Trip};
 use crate::pipeline::limiter::{Limiter, Ticket};
@@ -106,6 +107,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
         client,
         credentials: prepared.session.credentials,
         breaker: Breaker::new(),
+        include_prompt: settings.include_prompt,
         api: settings.api,
         limiter,
         events: events.clone(),
@@ -134,7 +136,14 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     // writer's channel closes and it returns its counts, or the write error
     // that stopped the run.
     let counts = writer.await.context("the writer task panicked")??;
-    let summary = finish(counts, &settings, rows, started, &shutdown)?;
+    let summary = finish(
+        counts,
+        prepared.earlier,
+        &settings,
+        rows,
+        started,
+        &shutdown,
+    )?;
     if let Some(trip) = tripped {
         return Err(stopped_by_breaker(
             &trip,
@@ -171,6 +180,7 @@ struct Prepared {
     template: Option<Arc<Template>>,
     inventory: Inventory,
     done: IdSet,
+    earlier: Earlier,
     session: auth::Session,
 }
 
@@ -219,6 +229,7 @@ async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
         template,
         inventory,
         done: checkpoint.done,
+        earlier: checkpoint.earlier,
         session,
     })
 }
@@ -240,10 +251,12 @@ fn warn_about_token_budget(s: &Settings) {
     }
 }
 
-/// The counts the writer kept, completed with what only the run knows, and
-/// written to `summary.json`.
+/// The job's summary: what earlier runs left in the files plus what this
+/// run wrote, completed with what only the run knows, and written to
+/// `summary.json`.
 fn finish(
-    mut summary: Summary,
+    (mut run, latency): (Run, Histogram<u64>),
+    mut earlier: Earlier,
     settings: &Settings,
     rows: u64,
     started: Instant,
@@ -251,17 +264,40 @@ fn finish(
 ) -> anyhow::Result<Summary> {
     let elapsed = started.elapsed().as_secs_f64();
     let minutes = (elapsed / 60.0).max(1e-9);
-    let finished = summary.succeeded + summary.failed + summary.skipped;
-    summary.total = rows;
-    summary.unfinished = rows.saturating_sub(finished);
-    summary.elapsed_secs = elapsed;
-    summary.throughput = Throughput {
-        rows_per_min: (summary.succeeded + summary.failed) as f64 / minutes,
-        requests_per_min: summary.attempts as f64 / minutes,
-        tokens_per_min: (summary.tokens.input + summary.tokens.output) as f64 / minutes,
+    run.unfinished = rows.saturating_sub(run.succeeded + run.failed + run.skipped);
+    run.elapsed_secs = elapsed;
+    run.throughput = Throughput {
+        rows_per_min: (run.succeeded + run.failed) as f64 / minutes,
+        requests_per_min: run.attempts as f64 / minutes,
+        tokens_per_min: (run.tokens.input + run.tokens.output) as f64 / minutes,
     };
-    summary.stopped_by = shutdown.reason().map(|r| r.as_str().to_string());
-    summary.output_dir = settings.output_dir.clone();
+    // The histogram's bounds are the same on both sides: cannot fail.
+    earlier
+        .latency
+        .add(&latency)
+        .expect("same histogram bounds");
+    let mut failed_by_kind = earlier.failed_by_kind;
+    for (kind, n) in &run.failed_by_kind {
+        *failed_by_kind.entry(kind.clone()).or_default() += n;
+    }
+    let succeeded = earlier.succeeded + run.succeeded;
+    let failed = earlier.failed + run.failed;
+    let summary = Summary {
+        total: rows,
+        succeeded,
+        failed,
+        unfinished: rows.saturating_sub(succeeded + failed),
+        failed_by_kind,
+        tokens: Tokens {
+            input: earlier.tokens.input + run.tokens.input,
+            output: earlier.tokens.output + run.tokens.output,
+        },
+        attempts: earlier.attempts + run.attempts,
+        latency_ms: Latency::of(&earlier.latency),
+        stopped_by: shutdown.reason().map(|r| r.as_str().to_string()),
+        output_dir: settings.output_dir.clone(),
+        this_run: run,
+    };
     write_atomic(
         &settings.output_dir.join(checkpoint::SUMMARY),
         &serde_json::to_vec_pretty(&summary)?,
@@ -461,6 +497,7 @@ struct Caller {
     credentials: auth::CredentialCache,
     /// Watches every attempt for a job that cannot succeed.
     breaker: Breaker,
+    include_prompt: bool,
     api: Api,
     limiter: Arc<Limiter>,
     events: mpsc::Sender<Event>,
@@ -510,7 +547,14 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: 
                     input_bytes,
                 );
                 let times = Times::since(started_at, throttles);
-                let success = succeeded(job, answer, latency_ms, attempt, times);
+                let success = succeeded(
+                    job,
+                    answer,
+                    latency_ms,
+                    attempt,
+                    caller.include_prompt,
+                    times,
+                );
                 caller.finish(Outcome::Succeeded(success), permit).await;
                 return;
             }
@@ -582,7 +626,20 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: 
 }
 
 /// The results line of a row answered on its `attempt`-th call.
-fn succeeded(job: Job, answer: Answer, latency_ms: u64, attempt: u32, times: Times) -> Success {
+fn succeeded(
+    job: Job,
+    answer: Answer,
+    latency_ms: u64,
+    attempt: u32,
+    include_prompt: bool,
+    times: Times,
+) -> Success {
+    let prompt = include_prompt.then(|| match (job.request.messages.as_slice(), &job.body) {
+        ([one], _) => serde_json::Value::String(one.text.clone()),
+        // A verbatim native body is the prompt as sent.
+        ([], Some(invoke)) => invoke.body.clone(),
+        (turns, _) => serde_json::to_value(turns).unwrap_or_default(),
+    });
     Success {
         id: job.id,
         model: job.request.model,
@@ -596,6 +653,7 @@ fn succeeded(job: Job, answer: Answer, latency_ms: u64, attempt: u32, times: Tim
         attempts: attempt,
         source: job.source,
         meta: job.meta,
+        prompt,
         times,
     }
 }

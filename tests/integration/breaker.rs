@@ -57,6 +57,10 @@ async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_r
         "{err}"
     );
     assert!(err.contains("`bedrock-batch policy`"), "{err}");
+    assert!(
+        err.contains("arn:aws:bedrock:ap-northeast-2::foundation-model/"),
+        "names the resource: {err}"
+    );
     assert_eq!(
         err.lines().filter(|l| l.starts_with("error:")).count(),
         1,

@@ -582,3 +582,92 @@ async fn a_write_failure_stops_sending_at_once() {
         show(&out)
     );
 }
+
+/// `--include-prompt` writes each row's prompt as sent into its results line:
+/// the rendered template for one turn, the turns of a conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn include_prompt_writes_the_prompt_as_sent() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let ws = Workspace::new(&emu.url());
+    ws.write("q.csv", "id,question\nq1,why is the sky blue\n");
+    let out = ws.run(&[
+        "--model",
+        MODEL,
+        "--input",
+        "q.csv",
+        "--template",
+        "Answer briefly: {{ question }}?",
+        "--include-prompt",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let r = &ws.results()[0];
+    assert_eq!(r["prompt"], "Answer briefly: why is the sky blue?");
+    assert_eq!(r["output"], answer("Answer briefly: why is the sky blue?"));
+
+    let ws = Workspace::new(&emu.url());
+    ws.write(
+        "c.jsonl",
+        "{\"id\":\"c1\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"hello\"},{\"role\":\"user\",\"content\":\"bye\"}]}\n",
+    );
+    let out = ws.run(&["--model", MODEL, "--input", "c.jsonl", "--include-prompt"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        ws.results()[0]["prompt"],
+        json!([{"role": "user", "text": "hi"}, {"role": "assistant", "text": "hello"}, {"role": "user", "text": "bye"}])
+    );
+    // Without the flag, no prompt in the line.
+    let ws = Workspace::new(&emu.url());
+    ws.write("q.csv", "id,prompt\nq1,plain\n");
+    let out = ws.run(&["--model", MODEL, "--input", "q.csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(ws.results()[0].get("prompt").is_none());
+}
+
+/// A file whose header lacks the prompt column (and no template) is refused
+/// before anything is sent, naming the columns it does have; the flags that
+/// name the columns make the same file run with no config file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_without_the_prompt_column_is_refused_before_any_call() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let ws = Workspace::new(&emu.url());
+    ws.write(
+        "q.csv",
+        "key,question,expected\nk1,why,because\nk2,how,so\n",
+    );
+    let out = ws.run(&["--model", MODEL, "--input", "q.csv"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("q.csv: line 1: no `prompt` column for the prompt (the file has: key, question, expected)"),
+        "{stderr}"
+    );
+    assert_eq!(emu.stats().requests, 0);
+
+    let out = ws.run(&[
+        "--model",
+        MODEL,
+        "--input",
+        "q.csv",
+        "--id-column",
+        "key",
+        "--prompt-column",
+        "question",
+        "--system",
+        "Be brief.",
+        "--temperature",
+        "0.2",
+        "--top-p",
+        "0.9",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let ids: BTreeSet<String> = ws
+        .results()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, BTreeSet::from(["k1".to_string(), "k2".to_string()]));
+    assert_eq!(
+        ws.results()[0]["meta"],
+        json!({"expected": if ws.results()[0]["id"] == "k1" { "because" } else { "so" }})
+    );
+}
