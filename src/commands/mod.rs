@@ -45,7 +45,7 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
                 .await
                 .inspect_err(|_| crate::report::after_error(&dir, since))?;
             out(&summary.render())?;
-            out(&crate::report::after_run(&summary.output_dir))?;
+            out(&crate::report::after_run(&summary))?;
             Ok(exit_code(&summary, shutdown.reason()))
         }
         Command::Demo(args) => {
@@ -62,7 +62,7 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
             )
             .await?;
             out(&summary.render())?;
-            out(&crate::report::after_run(&summary.output_dir))?;
+            out(&crate::report::after_run(&summary))?;
             Ok(exit_code(&summary, shutdown.reason()))
         }
         Command::Whoami(args) => {

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::output::summary::Summary;
 use crate::report::rows::RunData;
 
 /// The report's file name in the output directory.
@@ -57,7 +58,26 @@ pub fn after_error(dir: &Path, since: std::time::SystemTime) {
 /// The lines that end `run`: the per-model table and the report's path.
 /// Called after every run, a stopped one included; a report that cannot be
 /// written becomes a warning line, not an error.
-pub fn after_run(dir: &Path) -> String {
+///
+/// A run that wrote no row (a finished job run again, say from cron) leaves
+/// the directory's rows as they were, so it does not read them all back: a
+/// no-op resume of a million rows stays a matter of seconds.
+pub fn after_run(summary: &Summary) -> String {
+    let dir = &summary.output_dir;
+    if summary.this_run.succeeded + summary.this_run.failed == 0 {
+        let path = dir.join(FILE);
+        return if path.exists() {
+            format!(
+                "report:   {} (unchanged: this run wrote no row)\n",
+                path.display()
+            )
+        } else {
+            format!(
+                "report:   not written (this run wrote no row); `bedrock-batch report {}` writes it\n",
+                dir.display()
+            )
+        };
+    }
     match write(dir, None) {
         Ok((path, data)) => closing_lines(&path, &data),
         Err(e) => format!("report: not written: {e:#}\n"),

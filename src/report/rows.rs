@@ -273,9 +273,10 @@ pub fn by_id(rows: &[Row]) -> Vec<(&str, Vec<&Row>)> {
         groups.entry(&r.id).or_default().push(r);
     }
     let mut out: Vec<(&str, Vec<&Row>)> = groups.into_iter().collect();
-    out.sort_by(|a, b| {
-        let key = |g: &Vec<&Row>| g.iter().map(|r| (r.file.clone(), r.line)).min();
-        key(&a.1).cmp(&key(&b.1)).then(a.0.cmp(b.0))
+    // Each group's first place in the inputs, computed once per group.
+    out.sort_by_cached_key(|(id, g)| {
+        let first = g.iter().map(|r| (r.file.as_str(), r.line)).min();
+        (first.map(|(f, l)| (f.to_string(), l)), id.to_string())
     });
     out
 }

@@ -283,6 +283,18 @@ async fn report_command_writes_where_asked_and_compare_flags_regressions() {
     let o = ws.run(&["--model", MODEL, "--input", "worse.csv", "--output-dir", a]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
 
+    // Run again: every row is done, nothing is read back or rewritten.
+    let o = ws.run(&["--model", MODEL, "--input", "good.csv", "--output-dir", b]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "report:   {} (unchanged: this run wrote no row)",
+            before.join("report.html").display()
+        )),
+        "{stdout}"
+    );
+
     let elsewhere = ws.path("elsewhere/r.html");
     std::fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
     let o = ws
