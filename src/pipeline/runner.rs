@@ -75,6 +75,9 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
             .await
             .context("input scan panicked")??
     };
+    // Held until the run returns: a second run into this directory is
+    // refused before it reads the done set or sends anything.
+    let _lock = crate::output::lock::acquire(&settings.output_dir)?;
     let checkpoint = checkpoint::prepare(
         &settings.output_dir,
         &settings.resume,

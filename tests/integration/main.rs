@@ -22,3 +22,5 @@ mod resume;
 mod shutdown;
 // Throughput control against small quotas: no lost rows, bounded 429s, counts that add up.
 mod throughput;
+// One run per output directory: a second run is refused while the first holds the lock.
+mod lock;
