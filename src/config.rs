@@ -24,6 +24,20 @@ pub enum Api {
     Invoke,
 }
 
+/// What a resume does with a row answered before whose request has changed
+/// since (an edited prompt under the same id): see `output/changed.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnChanged {
+    /// Stop before sending anything, naming the changed rows.
+    #[default]
+    Refuse,
+    /// Send the new request; the old line moves to superseded.jsonl.
+    Resend,
+    /// Keep the old answer (the pre-fingerprint behaviour), with a warning.
+    Keep,
+}
+
 /// The file as written. Every field is optional: a missing key falls back to a
 /// flag or a default. Unknown keys are an error, so a typo is not ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -54,6 +68,7 @@ pub struct FileConfig {
     pub row_deadline_secs: Option<u64>,
     pub grace_period_secs: Option<u64>,
     pub max_row_bytes: Option<usize>,
+    pub on_changed: Option<OnChanged>,
 }
 
 /// A validated job. Built only by [`Settings::resolve`].
@@ -83,6 +98,7 @@ pub struct Settings {
     pub grace_period: Duration,
     pub max_row_bytes: usize,
     pub resume: ResumeMode,
+    pub on_changed: OnChanged,
     pub allow_duplicate_ids: bool,
     /// Draw a progress bar even when stderr is not a terminal? Never: set by
     /// `resolve` from the terminal check so tests and cron get plain lines.
@@ -355,6 +371,7 @@ impl Settings {
             grace_period,
             max_row_bytes,
             resume,
+            on_changed: args.on_changed.or(file.on_changed).unwrap_or_default(),
             allow_duplicate_ids: args.allow_duplicate_ids,
             progress_bar: stderr_is_terminal && !args.no_progress,
         })

@@ -100,6 +100,10 @@ pub struct Success {
     pub source: Source,
     /// Every input column that is not the id, the prompt or a request parameter.
     pub meta: Map<String, Value>,
+    /// Of the request sent (`input/fingerprint.rs`), so a resume can tell an
+    /// edited row. Absent in lines written before fingerprints existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +124,9 @@ pub struct Failure {
     pub attempts: u32,
     pub source: Source,
     pub meta: Map<String, Value>,
+    /// Of the request sent; absent for input errors, which send nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// The end of one row.

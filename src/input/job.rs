@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::bedrock::native;
 use crate::bedrock::request::{Message, Request, Role};
 use crate::config::{Api, Settings};
+use crate::input::fingerprint;
 use crate::input::reader::{json_type, Bad, Record};
 use crate::input::template::Template;
 use crate::outcome::{ErrorInfo, ErrorKind, Failure, Source};
@@ -25,6 +26,9 @@ pub struct Job {
     /// verbatim, or the model's native body built from `request`.
     pub body: Option<Invoke>,
     pub meta: Map<String, Value>,
+    /// Of the request as sent (`fingerprint.rs`): written with the outcome so
+    /// a resume can tell the row was edited since.
+    pub fingerprint: String,
 }
 
 /// What InvokeModel sends for a row, and how to read the answer.
@@ -271,12 +275,14 @@ impl<'a> Builder<'a> {
         if self.template.is_none() {
             fields.remove(&s.prompt_column);
         }
+        let fingerprint = fingerprint::of(s.api, &request, body.as_ref().map(|b| &b.body));
         Ok(Job {
             id,
             source,
             request,
             body,
             meta: meta_of(fields, s),
+            fingerprint,
         })
     }
 }
@@ -304,6 +310,7 @@ fn input_failure(
         attempts: 0,
         source,
         meta,
+        fingerprint: None,
     }
 }
 
@@ -440,6 +447,7 @@ mod tests {
             grace_period: Duration::from_secs(1),
             max_row_bytes: 1000,
             resume: ResumeMode::Continue,
+            on_changed: crate::config::OnChanged::Refuse,
             allow_duplicate_ids: false,
             progress_bar: false,
         }

@@ -3,6 +3,7 @@
 //! `reader` knows file formats (`scanner` reads CSV records in bounded memory), `template` renders prompts, `job` knows what
 //! each column means, `inventory` is the pass before anything is sent.
 
+pub mod fingerprint;
 pub mod inventory;
 pub mod job;
 pub mod reader;

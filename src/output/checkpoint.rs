@@ -7,9 +7,11 @@
 //! `failures.jsonl` for `--retry-failures` (rewritten atomically: temp file +
 //! rename), and collect the ids already done so the runner skips them.
 //!
-//! Done ids are kept as 128-bit hashes in a sorted vector: 16 bytes a row, so
-//! a million-row resume costs 16 MB, and a false match would need a 2^-128
-//! coincidence.
+//! Done ids are kept as 128-bit hashes in a sorted vector, each with the
+//! fingerprint of the request that answered it (`input/fingerprint.rs`): 24
+//! bytes a row, so a million-row resume costs 24 MB, and a false match would
+//! need a 2^-128 coincidence. `superseded.jsonl` holds the earlier lines of
+//! rows sent again because their request changed (`changed.rs`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs::File;
@@ -27,20 +29,92 @@ use crate::output::sink::{FAILURES, RESULTS};
 
 pub const SUMMARY: &str = "summary.json";
 
-/// A set of ids, by 128-bit hash.
+pub const SUPERSEDED: &str = "superseded.jsonl";
+
+/// A set of ids, by 128-bit hash, each with what its line recorded of the
+/// request (see [`Recorded`]).
 #[derive(Debug, Default, Clone)]
 pub struct IdSet {
     sorted: Vec<u128>,
+    /// `recorded[i]` belongs to `sorted[i]`, in [`Recorded::code`] form.
+    recorded: Vec<u64>,
+}
+
+/// What a done line says about the request that ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Written before fingerprints existed: whether it changed is unknown.
+    Unknown,
+    /// An input error: nothing was sent.
+    NotSent,
+    /// The fingerprint of the request sent, as 64 bits.
+    Sent(u64),
+}
+
+impl Recorded {
+    /// Parses a line's `fingerprint` (16 hex digits) and error kind.
+    pub fn of_line(fingerprint: Option<&str>, input_error: bool) -> Recorded {
+        match fingerprint.and_then(|f| u64::from_str_radix(f, 16).ok()) {
+            Some(fp) => Recorded::Sent(fp),
+            None if input_error => Recorded::NotSent,
+            None => Recorded::Unknown,
+        }
+    }
+
+    /// 0 and 1 stand for Unknown and NotSent; a fingerprint that is 0 or 1
+    /// (a 2^-63 chance) is stored as 2, which can only hide an edit to that row.
+    fn code(self) -> u64 {
+        match self {
+            Recorded::Unknown => 0,
+            Recorded::NotSent => 1,
+            Recorded::Sent(fp) => fp.max(2),
+        }
+    }
+
+    fn from_code(code: u64) -> Recorded {
+        match code {
+            0 => Recorded::Unknown,
+            1 => Recorded::NotSent,
+            fp => Recorded::Sent(fp),
+        }
+    }
+
+    /// Compares with a fingerprint as [`Recorded::code`] stores it.
+    pub fn same_as(self, now: Recorded) -> bool {
+        self.code() == now.code()
+    }
 }
 
 impl IdSet {
-    pub fn from_hashes(mut v: Vec<u128>) -> IdSet {
-        v.sort_unstable();
-        v.dedup();
-        IdSet { sorted: v }
+    pub fn from_hashes(v: Vec<u128>) -> IdSet {
+        IdSet::from_records(v.into_iter().map(|h| (h, Recorded::Unknown)).collect())
+    }
+    /// The first line of an id wins; there is only one unless the files were edited.
+    pub fn from_records(mut v: Vec<(u128, Recorded)>) -> IdSet {
+        v.sort_by_key(|&(h, _)| h);
+        v.dedup_by_key(|&mut (h, _)| h);
+        IdSet {
+            sorted: v.iter().map(|&(h, _)| h).collect(),
+            recorded: v.iter().map(|&(_, r)| r.code()).collect(),
+        }
     }
     pub fn contains(&self, id: &str) -> bool {
         self.sorted.binary_search(&id_hash(id)).is_ok()
+    }
+    /// What the done line of `id` recorded, `None` when `id` is not done.
+    pub fn recorded(&self, id: &str) -> Option<Recorded> {
+        let i = self.sorted.binary_search(&id_hash(id)).ok()?;
+        Some(Recorded::from_code(self.recorded[i]))
+    }
+    /// Without the ids whose hashes are in `gone` (sorted).
+    pub fn without(self, gone: &[u128]) -> IdSet {
+        let (sorted, recorded) = self
+            .sorted
+            .into_iter()
+            .zip(self.recorded)
+            .filter(|(h, _)| gone.binary_search(h).is_err())
+            .unzip();
+        IdSet { sorted, recorded }
     }
     pub fn len(&self) -> usize {
         self.sorted.len()
@@ -76,7 +150,7 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> Result<Checkpoi
 fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<Checkpoint> {
     let mut cp = Checkpoint::default();
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let names = [RESULTS, FAILURES, SUMMARY, manifest::FILE];
+    let names = [RESULTS, FAILURES, SUPERSEDED, SUMMARY, manifest::FILE];
     let existing: Vec<&str> = names
         .iter()
         .copied()
@@ -114,7 +188,7 @@ fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Resul
     }
     write_atomic(&dir.join(manifest::FILE), &serde_json::to_vec_pretty(job)?)?;
 
-    let mut hashes = Vec::new();
+    let mut records = Vec::new();
     for name in [RESULTS, FAILURES] {
         let path = dir.join(name);
         if let Some(note) = repair_torn_tail(&path)? {
@@ -128,9 +202,9 @@ fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Resul
         ));
     }
     for name in [RESULTS, FAILURES] {
-        collect_ids(&dir.join(name), &mut hashes)?;
+        collect_ids(&dir.join(name), &mut records)?;
     }
-    cp.done = IdSet::from_hashes(hashes);
+    cp.done = IdSet::from_records(records);
     Ok(cp)
 }
 
@@ -159,6 +233,15 @@ struct Line {
     id: String,
     #[serde(default)]
     error: Option<LineError>,
+    #[serde(default)]
+    fingerprint: Option<String>,
+}
+
+impl Line {
+    fn recorded(&self) -> Recorded {
+        let input = self.error.as_ref().is_some_and(|e| e.kind == "input");
+        Recorded::of_line(self.fingerprint.as_deref(), input)
+    }
 }
 
 #[derive(Deserialize)]
@@ -233,8 +316,63 @@ fn for_each_record(path: &Path, mut each: impl FnMut(&str, Line)) -> anyhow::Res
     Ok(())
 }
 
-fn collect_ids(path: &Path, into: &mut Vec<u128>) -> anyhow::Result<()> {
-    for_each_record(path, |_, rec| into.push(id_hash(&rec.id)))
+fn collect_ids(path: &Path, into: &mut Vec<(u128, Recorded)>) -> anyhow::Result<()> {
+    for_each_record(path, |_, rec| into.push((id_hash(&rec.id), rec.recorded())))
+}
+
+/// Moves the lines of the ids in `gone` (sorted hashes) out of
+/// results.jsonl and failures.jsonl into superseded.jsonl, so each id has
+/// at most one current line. The moved lines are appended and synced first,
+/// then each file is replaced atomically, streaming, so a crash in between
+/// leaves a line in both places (moved again next time), never in neither.
+/// Returns how many lines moved.
+pub fn supersede(dir: &Path, gone: &[u128]) -> anyhow::Result<usize> {
+    let aside_path = dir.join(SUPERSEDED);
+    let mut aside = crate::output::sink::open_append(&aside_path)?;
+    let mut moved = 0;
+    for name in [RESULTS, FAILURES] {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut kept = std::io::BufWriter::new(
+            crate::output::sink::owner_only()
+                .write(true)
+                .truncate(true)
+                .open(&tmp)
+                .with_context(|| format!("{}: cannot write", tmp.display()))?,
+        );
+        let mut result = Ok(());
+        let mut here = 0;
+        for_each_record(&path, |line, rec| {
+            if result.is_err() {
+                return;
+            }
+            let out: &mut dyn Write = if gone.binary_search(&id_hash(&rec.id)).is_ok() {
+                here += 1;
+                &mut aside
+            } else {
+                &mut kept
+            };
+            result = out
+                .write_all(line.as_bytes())
+                .and_then(|()| out.write_all(b"\n"));
+        })?;
+        result.with_context(|| format!("{}: cannot write", tmp.display()))?;
+        aside
+            .sync_all()
+            .with_context(|| format!("{}: cannot write", aside_path.display()))?;
+        let kept = kept
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("{}: cannot write", tmp.display()))?;
+        kept.sync_all()?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("{}: cannot replace", path.display()))?;
+        moved += here;
+    }
+    Ok(moved)
 }
 
 /// Removes the failures to retry (all, or those of `kinds`) from the file,

@@ -1,6 +1,7 @@
 //! What a run leaves behind and shows: the single writer (`sink`), resume
-//! state (`checkpoint`, `manifest`), the one-run-per-directory `lock`, the summary and the progress display.
+//! state (`checkpoint`, `manifest`, `changed` for rows edited since they were answered), the one-run-per-directory `lock`, the summary and the progress display.
 
+pub mod changed;
 pub mod checkpoint;
 pub mod lock;
 pub mod manifest;

@@ -86,6 +86,17 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     for note in &checkpoint.notes {
         tracing::warn!("{note}");
     }
+    // Rows edited since they were answered: refused, resent or kept, before
+    // anything is sent.
+    let (done, note) = crate::output::changed::settle(
+        &settings,
+        template.as_deref(),
+        &inventory,
+        checkpoint.done,
+    )?;
+    if let Some(note) = note {
+        tracing::warn!("{note}");
+    }
 
     let session = auth::connect(&AuthSettings {
         region: settings.region.clone(),
@@ -116,7 +127,6 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     let rows = inventory.rows;
     let reader = {
         let (s, t) = (settings.clone(), template.clone());
-        let done = checkpoint.done;
         std::thread::Builder::new()
             .name("reader".into())
             .spawn(move || read(&s, t.as_deref(), &done, &inventory, work_tx))
@@ -434,6 +444,7 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc
                     attempts: attempt,
                     source: job.source,
                     meta: job.meta,
+                    fingerprint: Some(job.fingerprint),
                 };
                 let _ = ctx
                     .events
@@ -481,6 +492,7 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc
                 attempts: attempt,
                 source: job.source,
                 meta: job.meta,
+                fingerprint: Some(job.fingerprint),
             };
             let _ = ctx
                 .events

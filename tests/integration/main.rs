@@ -24,3 +24,5 @@ mod shutdown;
 mod throughput;
 // One run per output directory: a second run is refused while the first holds the lock.
 mod lock;
+// A prompt edited under the same id: fingerprints, --on-changed refuse/keep/resend.
+mod changed;
