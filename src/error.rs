@@ -31,3 +31,18 @@ pub enum SetupError {
     #[error("{0}")]
     OutputDir(String),
 }
+
+/// An error and its sources on one line.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = err.to_string();
+    let mut src = err.source();
+    while let Some(e) = src {
+        let part = e.to_string();
+        if !s.contains(&part) {
+            s.push_str(": ");
+            s.push_str(&part);
+        }
+        src = e.source();
+    }
+    s.replace('\n', " ")
+}

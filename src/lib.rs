@@ -32,11 +32,12 @@ pub mod commands;
 pub mod config;
 pub mod emulator;
 pub mod error;
-pub mod input;
-pub mod outcome;
+pub(crate) mod input;
+pub(crate) mod outcome;
 pub mod output;
-pub mod pipeline;
+pub(crate) mod pipeline;
 pub mod shutdown;
+pub mod time;
 
 pub use config::Settings;
 pub use output::summary::Summary;

@@ -135,12 +135,3 @@ pub enum Outcome {
     Succeeded(Success),
     Failed(Failure),
 }
-
-impl Outcome {
-    pub fn id(&self) -> &str {
-        match self {
-            Outcome::Succeeded(s) => &s.id,
-            Outcome::Failed(f) => &f.id,
-        }
-    }
-}

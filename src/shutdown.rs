@@ -16,6 +16,9 @@ pub enum StopReason {
     Interrupt,
     /// SIGTERM (a scheduler's time limit, an instance being replaced).
     Terminate,
+    /// An output file could not be written: an answer paid for now would have
+    /// nowhere to go, so nothing more is sent.
+    WriteFailed,
 }
 
 impl StopReason {
@@ -23,6 +26,7 @@ impl StopReason {
         match self {
             StopReason::Interrupt => "sigint",
             StopReason::Terminate => "sigterm",
+            StopReason::WriteFailed => "write_failed",
         }
     }
 }

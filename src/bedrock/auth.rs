@@ -17,6 +17,8 @@
 //! retries: a credential refresh is not a row attempt.
 
 use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::identity::IdentityCache;
@@ -33,7 +35,8 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_credential_types::Credentials;
 
 use crate::config::RoleSettings;
-use crate::error::SetupError;
+use crate::error::error_chain;
+use crate::time::{rfc3339, unix_secs};
 
 /// What decides who we are and where we call.
 #[derive(Debug, Clone, Default)]
@@ -59,7 +62,7 @@ pub struct Session {
 /// The SDK configuration from the default chain (plus `--role-arn`), and for
 /// `--role-arn` the base provider, which remembers where it found its
 /// credentials.
-async fn load(auth: &AuthSettings) -> Result<(SdkConfig, Option<Arc<Base>>), SetupError> {
+async fn load(auth: &AuthSettings) -> anyhow::Result<(SdkConfig, Option<Arc<Base>>)> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(p) = &auth.profile {
         loader = loader.profile_name(p);
@@ -69,17 +72,16 @@ async fn load(auth: &AuthSettings) -> Result<(SdkConfig, Option<Arc<Base>>), Set
     }
     let base = loader.load().await;
     if base.region().is_none() {
-        return Err(SetupError::Credentials(
+        anyhow::bail!(
             "no region: set `region` in config.toml, pass --region, set AWS_REGION, or add `region` to the profile"
-                .into(),
-        ));
+        );
     }
     let Some(role) = &auth.role else {
         return Ok((base, None));
     };
     let chain = base
         .credentials_provider()
-        .ok_or_else(|| SetupError::Credentials("no credentials provider configured".into()))?;
+        .context("no credentials provider configured")?;
     let observed = Arc::new(Base {
         chain,
         source: Mutex::new(None),
@@ -108,15 +110,15 @@ async fn load(auth: &AuthSettings) -> Result<(SdkConfig, Option<Arc<Base>>), Set
 ///
 /// The returned config signs with a [`CredentialCache`] seeded with those
 /// same credentials, so checking costs no extra AssumeRole.
-pub async fn connect(auth: &AuthSettings) -> Result<Session, SetupError> {
+pub async fn connect(auth: &AuthSettings) -> anyhow::Result<Session> {
     let (sdk, base) = load(auth).await?;
     let provider = sdk
         .credentials_provider()
-        .ok_or_else(|| SetupError::Credentials("no credentials provider configured".into()))?;
+        .context("no credentials provider configured")?;
     let creds = provider
         .provide_credentials()
         .await
-        .map_err(|e| SetupError::Credentials(refusal(&e)))?;
+        .map_err(|e| anyhow::anyhow!(refusal(&e)))?;
     let profile = selected_profile(auth);
     let source = match base.as_ref().and_then(|b| b.described()) {
         Some(b) => format!("--role-arn AssumeRole on top of: {b}"),
@@ -468,32 +470,4 @@ fn describe_source(creds: &Credentials, profile: Option<&str>) -> String {
         Some(p) if base.starts_with("profile") => format!("{base}, profile `{p}`"),
         _ => base.to_string(),
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ`, as STS writes expiry times.
-pub fn rfc3339(t: SystemTime) -> String {
-    aws_smithy_types::DateTime::from(t)
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_default()
-}
-
-pub fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// An error and its sources on one line.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = err.to_string();
-    let mut src = err.source();
-    while let Some(e) = src {
-        let part = e.to_string();
-        if !s.contains(&part) {
-            s.push_str(": ");
-            s.push_str(&part);
-        }
-        src = e.source();
-    }
-    s.replace('\n', " ")
 }

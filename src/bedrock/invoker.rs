@@ -17,8 +17,8 @@ use aws_sdk_bedrockruntime::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::bedrock::native;
+use crate::bedrock::request::Api;
 use crate::bedrock::request::{Answer, Request, Role};
-use crate::config::Api;
 use crate::input::job::Job;
 use crate::outcome::ErrorKind;
 
@@ -170,7 +170,7 @@ fn is_credentials_failure(detail: &str) -> bool {
 /// The error and its sources on one line, capped: SDK errors never carry
 /// secrets in their messages, but they can be long.
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let s = crate::bedrock::auth::error_chain(err);
+    let s = crate::error::error_chain(err);
     if s.len() > 500 {
         format!("{}…", &s[..s.floor_char_boundary(500)])
     } else {

@@ -28,7 +28,6 @@ mod sigv4;
 mod stats;
 mod sts;
 
-use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
@@ -42,7 +41,6 @@ pub use credentials::{IssuedCredentials, Origin};
 pub use model::{answer, count_tokens, fnv1a};
 pub use stats::{RequestRecord, StatsSnapshot, Throttles};
 
-use crate::cli::EmulatorArgs;
 use server::Server;
 
 /// A running emulator. Dropping it stops serving (open connections are closed).
@@ -160,20 +158,4 @@ pub fn env_lines(url: &str) -> String {
          export AWS_SECRET_ACCESS_KEY={STATIC_SECRET_ACCESS_KEY}\n\
          unset AWS_SESSION_TOKEN AWS_PROFILE AWS_BEARER_TOKEN_BEDROCK\n"
     )
-}
-
-/// `bedrock-batch emulator`: serves until `shutdown` resolves, printing where and how to
-/// reach it first and the final counters last.
-pub async fn serve_cli(args: EmulatorArgs, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-    let emulator = Emulator::start(EmulatorConfig::from(&args)).await?;
-    let url = emulator.url();
-    println!("bedrock-batch emulator listening on {url}");
-    println!("# point an AWS SDK at it:");
-    print!("{}", env_lines(&url));
-    println!("# counters: curl {url}/__stats   records: curl {url}/__requests");
-    shutdown.await;
-    let stats = serde_json::to_string(&emulator.stats()).unwrap_or_default();
-    eprintln!("emulator stopped: {stats}");
-    emulator.shutdown().await;
-    Ok(())
 }

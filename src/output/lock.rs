@@ -19,34 +19,25 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
-
-use crate::error::SetupError;
+use std::path::Path;
 
 /// The lock file's name inside the output directory.
-pub const FILE: &str = ".bedrock-batch.lock";
+pub(crate) const FILE: &str = ".bedrock-batch.lock";
 
 /// The held lock. Dropping it (or the process ending) releases it.
 #[derive(Debug)]
-pub struct DirLock {
+pub(crate) struct DirLock {
     // Held open for its lock; closing the file releases it.
     _file: File,
-    path: PathBuf,
-}
-
-impl DirLock {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// Takes the lock on `dir` (created if missing), or says which process holds it.
-pub fn acquire(dir: &Path) -> Result<DirLock, SetupError> {
-    let fail = |what: String| SetupError::OutputDir(format!("{}: {what}", dir.display()));
+pub(crate) fn acquire(dir: &Path) -> anyhow::Result<DirLock> {
+    let fail = |what: String| anyhow::anyhow!("{}: {what}", dir.display());
     std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create: {e}")))?;
     let path = dir.join(FILE);
     // Not truncated on open: the holder's details must survive a refused open.
-    let mut file = crate::output::sink::owner_only()
+    let mut file = crate::output::fs::owner_only()
         .read(true)
         .write(true)
         .truncate(false)
@@ -74,7 +65,7 @@ pub fn acquire(dir: &Path) -> Result<DirLock, SetupError> {
         "pid {} on {}, started {}",
         std::process::id(),
         hostname(),
-        crate::bedrock::auth::rfc3339(std::time::SystemTime::now())
+        crate::time::rfc3339(std::time::SystemTime::now())
     );
     let write = |f: &mut File| -> std::io::Result<()> {
         f.set_len(0)?;
@@ -83,7 +74,7 @@ pub fn acquire(dir: &Path) -> Result<DirLock, SetupError> {
         f.write_all(b"\n")
     };
     write(&mut file).map_err(|e| fail(format!("cannot write {FILE}: {e}")))?;
-    Ok(DirLock { _file: file, path })
+    Ok(DirLock { _file: file })
 }
 
 fn hostname() -> String {
@@ -120,7 +111,7 @@ mod tests {
         assert!(err.contains(", started 20"), "{err}");
         assert!(!err.contains('\n'), "{err}");
         drop(held);
-        let again = acquire(&out).unwrap();
-        assert_eq!(again.path(), out.join(FILE));
+        acquire(&out).unwrap();
+        assert!(out.join(FILE).exists());
     }
 }

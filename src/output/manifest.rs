@@ -9,7 +9,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Api, Settings};
+use crate::bedrock::request::Api;
+use crate::config::Settings;
 
 pub const FILE: &str = "manifest.json";
 

@@ -5,11 +5,11 @@
 use std::process::{Command, Output};
 use std::time::{Duration, UNIX_EPOCH};
 
-use bedrock_batch::bedrock::auth::rfc3339;
 use bedrock_batch::commands::policy::{invoke_policy, trust_policy};
 use bedrock_batch::emulator::{
     Emulator, EmulatorConfig, IssuedCredentials, Origin, STATIC_ACCESS_KEY_ID,
 };
+use bedrock_batch::time::rfc3339;
 use serde_json::Value;
 
 use crate::cli_util::{show, Workspace, BIN, MODEL};
