@@ -12,3 +12,6 @@ pub mod reader;
 pub mod rows;
 mod scanner;
 pub mod template;
+
+#[cfg(test)]
+mod properties;

@@ -185,6 +185,15 @@ impl RowReader {
         &self.name
     }
 
+    /// Bytes held for reading, whatever the file holds (property tests).
+    #[cfg(test)]
+    pub(crate) fn held_bytes(&self) -> usize {
+        match &self.inner {
+            Inner::Csv { scanner, .. } => scanner.held_bytes(),
+            Inner::Jsonl { reader, buf, .. } => reader.capacity() + buf.capacity(),
+        }
+    }
+
     /// The next row, `None` at the end. An I/O error mid-file is fatal: the
     /// rows after it cannot be accounted for.
     pub fn next_item(&mut self) -> anyhow::Result<Option<Item>> {
