@@ -238,7 +238,11 @@ fn lines(bytes: &[u8]) -> Vec<&[u8]> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn csv_rows_match_the_reference_and_every_line_is_accounted_for(bytes in csv_file()) {

@@ -26,3 +26,5 @@ mod throughput;
 mod lock;
 // A prompt edited under the same id: fingerprints, --on-changed refuse/keep/resend.
 mod changed;
+// Properties of resume: random kills, torn lines and faults never lose or double a row.
+mod properties;
