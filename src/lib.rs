@@ -8,10 +8,13 @@
 //! config.rs (flags + config.toml → Settings)
 //!     │
 //! inventory.rs (open every input, count rows, find duplicate ids)   ── setup errors stop here,
-//! checkpoint.rs + manifest.rs (output dir: same job? done ids, torn tails)   before any spend
+//! lock.rs (one run per output dir: flock, held to the end)               before any spend
+//! checkpoint.rs + manifest.rs (output dir: same job? done ids, torn tails)
+//! changed.rs (done rows whose request fingerprint changed: refuse/resend/keep)
 //! auth.rs (SDK chain → credentials, region, Bedrock client without SDK retries)
 //!     │
-//! reader.rs → job.rs (+ template.rs)      rows → requests, bad rows → input failures
+//! reader.rs (+ scanner.rs: CSV in bounded memory) → rows.rs → job.rs (+ template.rs, fingerprint.rs)
+//!                                          rows → requests, bad rows → input failures
 //!     │  bounded channel
 //! runner.rs  [Semaphore permit] [limiter.rs: rpm, tpm, adaptive cut]
 //!     │  one task per row: invoker.rs (Converse / InvokeModel + native.rs),
