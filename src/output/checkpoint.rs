@@ -31,12 +31,19 @@ pub const SUMMARY: &str = "summary.json";
 pub const SUPERSEDED: &str = "superseded.jsonl";
 
 /// A set of ids, by 128-bit hash, each with what its line recorded of the
-/// request (see [`Recorded`]).
+/// request (see [`Recorded`]): one sorted vector of `[hash high, hash low,
+/// recorded code]`, 24 bytes an id with nothing built beside it.
 #[derive(Debug, Default, Clone)]
 pub struct IdSet {
-    sorted: Vec<u128>,
-    /// `recorded[i]` belongs to `sorted[i]`, in [`Recorded::code`] form.
-    recorded: Vec<u64>,
+    sorted: Vec<[u64; 3]>,
+}
+
+fn entry(hash: u128, recorded: Recorded) -> [u64; 3] {
+    [(hash >> 64) as u64, hash as u64, recorded.code()]
+}
+
+fn key(e: &[u64; 3]) -> (u64, u64) {
+    (e[0], e[1])
 }
 
 /// What a done line says about the request that ended it.
@@ -86,39 +93,39 @@ impl Recorded {
 
 impl IdSet {
     pub fn from_hashes(v: Vec<u128>) -> IdSet {
-        IdSet::from_records(v.into_iter().map(|h| (h, Recorded::Unknown)).collect())
+        IdSet::from_entries(v.into_iter().map(|h| entry(h, Recorded::Unknown)).collect())
     }
     /// The first line of an id wins; there is only one unless the files were edited.
-    pub(crate) fn from_records(mut v: Vec<(u128, Recorded)>) -> IdSet {
-        v.sort_by_key(|&(h, _)| h);
-        v.dedup_by_key(|&mut (h, _)| h);
-        IdSet {
-            sorted: v.iter().map(|&(h, _)| h).collect(),
-            recorded: v.iter().map(|&(_, r)| r.code()).collect(),
-        }
+    fn from_entries(mut v: Vec<[u64; 3]>) -> IdSet {
+        v.sort_by_key(key);
+        v.dedup_by_key(|e| key(e));
+        IdSet { sorted: v }
+    }
+    fn find(&self, id: &str) -> Option<&[u64; 3]> {
+        let h = id_hash(id);
+        let k = ((h >> 64) as u64, h as u64);
+        let i = self.sorted.binary_search_by_key(&k, key).ok()?;
+        Some(&self.sorted[i])
     }
     pub fn contains(&self, id: &str) -> bool {
-        self.sorted.binary_search(&id_hash(id)).is_ok()
+        self.find(id).is_some()
     }
     /// What the done line of `id` recorded, `None` when `id` is not done.
     pub(crate) fn recorded(&self, id: &str) -> Option<Recorded> {
-        let i = self.sorted.binary_search(&id_hash(id)).ok()?;
-        Some(Recorded::from_code(self.recorded[i]))
+        self.find(id).map(|e| Recorded::from_code(e[2]))
     }
-    /// Without the ids whose hashes are in `gone` (sorted).
     /// Whether any line recorded its request (fingerprint or input error):
     /// files written before fingerprints existed record none.
     pub(crate) fn any_recorded(&self) -> bool {
-        self.recorded.iter().any(|&c| c != 0)
+        self.sorted.iter().any(|e| e[2] != 0)
     }
-    pub(crate) fn without(self, gone: &[u128]) -> IdSet {
-        let (sorted, recorded) = self
-            .sorted
-            .into_iter()
-            .zip(self.recorded)
-            .filter(|(h, _)| gone.binary_search(h).is_err())
-            .unzip();
-        IdSet { sorted, recorded }
+    /// Without the ids whose hashes are in `gone` (sorted).
+    pub(crate) fn without(mut self, gone: &[u128]) -> IdSet {
+        self.sorted.retain(|e| {
+            let h = ((e[0] as u128) << 64) | e[1] as u128;
+            gone.binary_search(&h).is_err()
+        });
+        self
     }
     pub fn len(&self) -> usize {
         self.sorted.len()
@@ -194,7 +201,7 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
     for name in [RESULTS, FAILURES] {
         collect_ids(&dir.join(name), &mut records)?;
     }
-    cp.done = IdSet::from_records(records);
+    cp.done = IdSet::from_entries(records);
     Ok(cp)
 }
 
@@ -306,8 +313,10 @@ fn for_each_record(path: &Path, mut each: impl FnMut(&str, Line)) -> anyhow::Res
     Ok(())
 }
 
-fn collect_ids(path: &Path, into: &mut Vec<(u128, Recorded)>) -> anyhow::Result<()> {
-    for_each_record(path, |_, rec| into.push((id_hash(&rec.id), rec.recorded())))
+fn collect_ids(path: &Path, into: &mut Vec<[u64; 3]>) -> anyhow::Result<()> {
+    for_each_record(path, |_, rec| {
+        into.push(entry(id_hash(&rec.id), rec.recorded()))
+    })
 }
 
 /// Moves the lines of the ids in `gone` (sorted hashes) out of
