@@ -193,6 +193,10 @@ pub struct RunArgs {
     /// Send the rows in failures.jsonl again; optionally only these kinds (comma-separated).
     #[arg(long, value_name = "KINDS", num_args = 0..=1, default_missing_value = "all")]
     pub retry_failures: Option<String>,
+    /// A done row whose request changed since (an edited prompt): refuse
+    /// (default: exit 2 naming them), resend (old line to superseded.jsonl) or keep.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub on_changed: Option<crate::config::OnChanged>,
     /// Run even if ids repeat: a later duplicate gets a suffixed id (`ID#2`).
     #[arg(long)]
     pub allow_duplicate_ids: bool,

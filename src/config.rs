@@ -13,6 +13,20 @@ use serde::Deserialize;
 use crate::bedrock::request::Api;
 use crate::cli::RunArgs;
 
+/// What a resume does with a row answered before whose request has changed
+/// since (an edited prompt under the same id): see `output/changed.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnChanged {
+    /// Stop before sending anything, naming the changed rows.
+    #[default]
+    Refuse,
+    /// Send the new request; the old line moves to superseded.jsonl.
+    Resend,
+    /// Keep the old answer (the pre-fingerprint behaviour), with a warning.
+    Keep,
+}
+
 /// The file as written. Every field is optional: a missing key falls back to a
 /// flag or a default. Unknown keys are an error, so a typo is not ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +58,7 @@ pub struct FileConfig {
     pub grace_period_secs: Option<u64>,
     pub max_row_bytes: Option<usize>,
     pub include_prompt: Option<bool>,
+    pub on_changed: Option<OnChanged>,
 }
 
 /// A validated job. Built only by [`Settings::resolve`].
@@ -73,6 +88,7 @@ pub struct Settings {
     pub grace_period: Duration,
     pub max_row_bytes: usize,
     pub resume: ResumeMode,
+    pub on_changed: OnChanged,
     pub allow_duplicate_ids: bool,
     /// Write each row's rendered prompt (or messages) into its results line.
     pub include_prompt: bool,
@@ -387,6 +403,7 @@ impl Settings {
             )?,
             max_row_bytes: f.max_row_bytes.unwrap_or(DEFAULT_MAX_ROW_BYTES),
             resume: resume_mode(args)?,
+            on_changed: args.on_changed.or(f.on_changed).unwrap_or_default(),
             allow_duplicate_ids: args.allow_duplicate_ids,
             include_prompt: args.include_prompt || f.include_prompt.unwrap_or(false),
             progress_bar: stderr_is_terminal && !args.no_progress,

@@ -11,11 +11,14 @@
 //! config.rs (flags + config.toml → Settings)
 //!     │
 //! input/      inventory.rs (every input once: counts, duplicate ids)     ── setup errors stop here,
-//! output/     checkpoint.rs + manifest.rs (same job? done ids, torn tails)   before any spend
+//! output/     lock.rs (one run per output dir: flock, held to the end)      before any spend
+//!             checkpoint.rs + manifest.rs (same job? done ids, torn tails)
+//!             changed.rs (done rows whose request fingerprint changed: refuse/resend/keep)
 //! bedrock/    auth.rs (SDK chain → credentials, region, client without SDK retries)
 //!     │
-//! input/      rows.rs (one row stream: every row with its final id)
-//!             → job.rs (+ template.rs): rows → requests, bad rows → input failures
+//! input/      reader.rs (+ scanner.rs: CSV in bounded memory)
+//!             → rows.rs (one row stream: every row with its final id)
+//!             → job.rs (+ template.rs, fingerprint.rs): rows → requests, bad rows → input failures
 //!     │  bounded channel (reader thread)
 //! pipeline/   runner.rs: intake [Semaphore permit] [limiter.rs: rpm, tpm, adaptive]
 //!     │  one task per row: bedrock/invoker.rs (Converse / InvokeModel + native.rs),

@@ -106,6 +106,10 @@ pub struct Success {
     pub prompt: Option<Value>,
     #[serde(flatten)]
     pub times: Times,
+    /// Of the request sent (`input/fingerprint.rs`), so a resume can tell an
+    /// edited row. Absent in lines written before fingerprints existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +130,9 @@ pub struct Failure {
     pub attempts: u32,
     pub source: Source,
     pub meta: Map<String, Value>,
+    /// Of the request sent; absent for input errors, which send nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     #[serde(flatten)]
     pub times: Times,
 }

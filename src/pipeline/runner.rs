@@ -35,8 +35,10 @@ use crate::input::reader::Item;
 use crate::input::rows::{Repeated, Rows};
 use crate::input::template::Template;
 use crate::outcome::{ErrorInfo, ErrorKind, Failure, Outcome, Success, Times, Usage};
+use crate::output::changed;
 use crate::output::checkpoint::{self, Earlier, IdSet};
 use crate::output::fs::write_atomic;
+use crate::output::lock::{self, DirLock};
 use crate::output::manifest::Manifest;
 use crate::output::progress::Progress;
 use crate::output::sink::{self, Event, Output};
@@ -80,6 +82,8 @@ const EVENTS_AHEAD: usize = 1024;
 pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let prepared = prepare(settings).await?;
+    // Held until the run returns (see `output/lock.rs`).
+    let _lock = prepared.lock;
     let settings = prepared.settings.clone();
     let rows = prepared.inventory.rows;
 
@@ -182,6 +186,8 @@ struct Prepared {
     done: IdSet,
     earlier: Earlier,
     session: auth::Session,
+    /// This run's hold on the output directory.
+    lock: DirLock,
 }
 
 /// Reads every input once (counts, duplicate ids, template columns), gets
@@ -199,6 +205,9 @@ async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
             .await
             .context("input scan panicked")??
     };
+    // Before the directory is read: a second run into it is refused here,
+    // before it reads the done set or sends anything.
+    let lock = lock::acquire(&settings.output_dir)?;
     let checkpoint = checkpoint::prepare(
         &settings.output_dir,
         &settings.resume,
@@ -207,6 +216,19 @@ async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     for note in &checkpoint.notes {
         tracing::warn!("{note}");
     }
+    // Rows edited since they were answered: refused, resent or kept.
+    let done_before = checkpoint.done.len();
+    let (done, note) =
+        changed::settle(&settings, template.as_deref(), &inventory, checkpoint.done)?;
+    if let Some(note) = note {
+        tracing::warn!("{note}");
+    }
+    // Lines moved to superseded.jsonl no longer count for the job.
+    let earlier = if done.len() < done_before {
+        Earlier::read(&settings.output_dir)?
+    } else {
+        checkpoint.earlier
+    };
     let session = auth::connect(&AuthSettings {
         region: settings.region.clone(),
         profile: settings.profile.clone(),
@@ -228,9 +250,10 @@ async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
         settings,
         template,
         inventory,
-        done: checkpoint.done,
-        earlier: checkpoint.earlier,
+        done,
+        earlier,
         session,
+        lock,
     })
 }
 
@@ -655,6 +678,7 @@ fn succeeded(
         meta: job.meta,
         prompt,
         times,
+        fingerprint: Some(job.fingerprint),
     }
 }
 
@@ -672,5 +696,6 @@ fn failed(job: Job, error: Classified, attempts: u32, times: Times) -> Failure {
         source: job.source,
         meta: job.meta,
         times,
+        fingerprint: Some(job.fingerprint),
     }
 }

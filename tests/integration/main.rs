@@ -28,3 +28,9 @@ mod throughput;
 mod browser;
 // The HTML report in a real browser, `report -o`, `report --compare`, and run's closing table.
 mod report;
+// One run per output directory: a second run is refused while the first holds the lock.
+mod lock;
+// A prompt edited under the same id: fingerprints, --on-changed refuse/keep/resend.
+mod changed;
+// Properties of resume: random kills, torn lines and faults never lose or double a row.
+mod properties;
