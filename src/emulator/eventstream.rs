@@ -40,6 +40,26 @@ impl EventStream {
         write_message_to(&msg, &mut self.buf).expect("event frame within size limits");
     }
 
+    /// Appends an `exception` frame (`:exception-type` = `exception_type`), which the SDK
+    /// hands back as an error from `recv()` once the frames before it are read.
+    pub fn exception(&mut self, exception_type: &'static str, payload: &[u8]) {
+        let msg = Message::new(Bytes::copy_from_slice(payload))
+            .add_header(Header::new(
+                ":exception-type",
+                HeaderValue::String(exception_type.into()),
+            ))
+            .add_header(Header::new(
+                ":content-type",
+                HeaderValue::String("application/json".into()),
+            ))
+            .add_header(Header::new(
+                ":message-type",
+                HeaderValue::String("exception".into()),
+            ));
+        // Exception names are fixed and payloads small (see `event`).
+        write_message_to(&msg, &mut self.buf).expect("exception frame within size limits");
+    }
+
     /// Appends an event whose payload is `obj` plus the random `"p"` padding key.
     pub fn padded_event(&mut self, event_type: &'static str, mut obj: Map<String, Value>) {
         let len = fastrand::usize(1..PADDING.len());

@@ -408,6 +408,7 @@ mod tests {
             resume: ResumeMode::Continue,
             allow_duplicate_ids: false,
             include_prompt: false,
+            stream: false,
             progress_bar: false,
         }
     }

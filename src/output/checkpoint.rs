@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use hdrhistogram::Histogram;
 use serde::Deserialize;
 
 use crate::config::ResumeMode;
@@ -26,7 +25,7 @@ use crate::input::rows::id_hash;
 use crate::output::fs::write_atomic;
 use crate::output::manifest::{self, Manifest};
 use crate::output::sink::{FAILURES, RESULTS};
-use crate::output::summary::{Latency, Tokens};
+use crate::output::summary::{Timings, Tokens};
 
 pub const SUMMARY: &str = "summary.json";
 
@@ -72,7 +71,7 @@ pub struct Earlier {
     pub failed_by_kind: BTreeMap<String, u64>,
     pub tokens: Tokens,
     pub attempts: u64,
-    pub latency: Histogram<u64>,
+    pub(crate) timings: Timings,
 }
 
 impl Default for Earlier {
@@ -83,7 +82,7 @@ impl Default for Earlier {
             failed_by_kind: BTreeMap::new(),
             tokens: Tokens::default(),
             attempts: 0,
-            latency: Latency::histogram(),
+            timings: Timings::default(),
         }
     }
 }
@@ -103,7 +102,8 @@ impl Earlier {
                     self.tokens.output += u.output_tokens;
                 }
                 if let Some(ms) = rec.latency_ms {
-                    self.latency.saturating_record(ms.max(1));
+                    self.timings
+                        .record(ms, rec.ttft_ms, rec.output_tokens_per_sec);
                 }
             }
         }
@@ -212,6 +212,10 @@ struct Line {
     usage: Option<LineUsage>,
     #[serde(default)]
     latency_ms: Option<u64>,
+    #[serde(default)]
+    ttft_ms: Option<u64>,
+    #[serde(default)]
+    output_tokens_per_sec: Option<f64>,
     #[serde(default)]
     attempts: Option<u32>,
 }

@@ -24,3 +24,5 @@ mod shutdown;
 mod breaker;
 // Throughput control against small quotas: no lost rows, bounded 429s, counts that add up.
 mod throughput;
+// `stream = true`: time to first token, in-stream exceptions judged like HTTP ones, cut streams retried whole.
+mod stream;
