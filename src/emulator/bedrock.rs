@@ -154,10 +154,12 @@ pub async fn handle(
     };
     // One count per request, shared by both kinds of `*N` marker.
     let counted = |e: Option<Option<u32>>| e.is_some_and(|n| n.is_some());
-    let attempt = (counted(markers.error.map(|e| e.1))
-        || counted(markers.stream_error.map(|e| e.1)))
-    .then(|| server.attempt_of(&conv.prompt))
-    .unwrap_or(1);
+    let attempt =
+        if counted(markers.error.map(|e| e.1)) || counted(markers.stream_error.map(|e| e.1)) {
+            server.attempt_of(&conv.prompt)
+        } else {
+            1
+        };
     if let Some((forced, times)) = markers.error {
         if times.is_none_or(|n| attempt <= n) {
             server.stats.forced.fetch_add(1, Relaxed);

@@ -64,7 +64,7 @@ pub struct Checkpoint {
 
 /// The rows earlier runs wrote, counted in the same pass that collects
 /// their ids, so the job's summary costs no second read of the files.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Earlier {
     pub succeeded: u64,
     pub failed: u64,
@@ -72,19 +72,6 @@ pub struct Earlier {
     pub tokens: Tokens,
     pub attempts: u64,
     pub(crate) timings: Timings,
-}
-
-impl Default for Earlier {
-    fn default() -> Earlier {
-        Earlier {
-            succeeded: 0,
-            failed: 0,
-            failed_by_kind: BTreeMap::new(),
-            tokens: Tokens::default(),
-            attempts: 0,
-            timings: Timings::default(),
-        }
-    }
 }
 
 impl Earlier {
