@@ -37,6 +37,38 @@ pub enum Command {
     Policy(PolicyArgs),
     /// Serve a local Bedrock Runtime + STS + IMDSv2 emulator on 127.0.0.1.
     Emulator(EmulatorArgs),
+    /// Write an output directory's HTML report (or compare two runs with --compare).
+    Report(ReportArgs),
+}
+
+/// Flags of `bedrock-batch report`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ReportArgs {
+    /// The run's output directory (its `output_dir`).
+    #[arg(
+        value_name = "OUTPUT_DIR",
+        required_unless_present = "compare",
+        conflicts_with = "compare"
+    )]
+    pub dir: Option<PathBuf>,
+    /// Where to write the HTML report [default: OUTPUT_DIR/report.html, or
+    /// AFTER_DIR/compare.html with --compare].
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Compare two runs of the same inputs and print what changed.
+    #[arg(long, num_args = 2, value_names = ["BEFORE_DIR", "AFTER_DIR"])]
+    pub compare: Option<Vec<PathBuf>>,
+    /// With --compare: exit 4 when a success or scorer pass rate dropped by more than --threshold.
+    #[arg(long, requires = "compare")]
+    pub fail_on_regression: bool,
+    /// Percentage points a rate may drop before it counts as a regression.
+    #[arg(
+        long,
+        value_name = "POINTS",
+        default_value_t = 1.0,
+        requires = "compare"
+    )]
+    pub threshold: f64,
 }
 
 /// Flags of `bedrock-batch emulator`.

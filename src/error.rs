@@ -17,6 +17,9 @@ pub const EXIT_FAILED_ROWS: u8 = 1;
 /// Nothing was sent: the configuration, the input, the credentials or the
 /// output directory is wrong. The message says what and where.
 pub const EXIT_SETUP: u8 = 2;
+/// `report --compare --fail-on-regression`: a success or pass rate dropped
+/// by more than the threshold.
+pub const EXIT_REGRESSION: u8 = 4;
 /// Stopped by SIGINT (Ctrl-C); finished rows are written, the rest are sent on resume.
 pub const EXIT_INTERRUPTED: u8 = 130;
 /// Stopped by SIGTERM; as for SIGINT.

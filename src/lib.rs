@@ -23,11 +23,14 @@
 //!     ▼  mpsc<Event>
 //! output/     sink.rs (the single writer: results.jsonl, failures.jsonl, progress.rs,
 //!             the counts) → summary.rs (summary.json + the lines a person reads)
+//!     │
+//! report/     the output directory read back: report.html and the per-model
+//!             table after every run; `report OUTPUT_DIR` and `--compare` too
 //! ```
 //!
 //! Around it: `shutdown.rs` is passed in (the first signal stops intake, the
 //! second aborts); `commands/` turns each subcommand into an exit code (`run`,
-//! `demo`, `whoami`, `policy`, `emulator`); `emulator/` is a wing of its own, a
+//! `demo`, `whoami`, `policy`, `emulator`, `report`); `emulator/` is a wing of its own, a
 //! local Bedrock Runtime + STS + IMDSv2 that the tests, the benchmarks and
 //! `demo` talk to through the real SDK. `error.rs` says how errors are told.
 
@@ -41,6 +44,7 @@ pub(crate) mod input;
 pub(crate) mod outcome;
 pub mod output;
 pub(crate) mod pipeline;
+pub(crate) mod report;
 pub mod shutdown;
 pub mod time;
 

@@ -3,6 +3,7 @@
 pub(crate) mod demo;
 mod emulator;
 pub mod policy;
+pub(crate) mod report;
 pub(crate) mod whoami;
 
 use std::collections::BTreeSet;
@@ -39,8 +40,12 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
             let settings = Settings::resolve(&args, std::io::stderr().is_terminal())?;
             let shutdown = Shutdown::new();
             shutdown.listen_for_signals()?;
-            let summary = crate::run(settings, shutdown.clone()).await?;
+            let (dir, since) = (settings.output_dir.clone(), std::time::SystemTime::now());
+            let summary = crate::run(settings, shutdown.clone())
+                .await
+                .inspect_err(|_| crate::report::after_error(&dir, since))?;
             out(&summary.render())?;
+            out(&crate::report::after_run(&summary.output_dir))?;
             Ok(exit_code(&summary, shutdown.reason()))
         }
         Command::Demo(args) => {
@@ -57,6 +62,7 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
             )
             .await?;
             out(&summary.render())?;
+            out(&crate::report::after_run(&summary.output_dir))?;
             Ok(exit_code(&summary, shutdown.reason()))
         }
         Command::Whoami(args) => {
@@ -74,6 +80,11 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
                 serde_json::to_string_pretty(&policy(&args)?)?
             ))?;
             Ok(EXIT_OK)
+        }
+        Command::Report(args) => {
+            let (text, code) = crate::commands::report::run(&args)?;
+            out(&text)?;
+            Ok(code)
         }
         Command::Emulator(args) => {
             emulator::run(&args, async {

@@ -14,7 +14,7 @@ use crate::bedrock::request::{Message, Request, Role};
 use crate::config::Settings;
 use crate::input::reader::{json_type, Bad, Record};
 use crate::input::template::Template;
-use crate::outcome::{ErrorInfo, ErrorKind, Failure, Source};
+use crate::outcome::{ErrorInfo, ErrorKind, Failure, Source, Times};
 
 /// A row ready to send.
 #[derive(Debug, Clone)]
@@ -274,6 +274,8 @@ fn input_failure(
         attempts: 0,
         source,
         meta,
+        // Never sent: it starts and ends when it is read.
+        times: Times::since(std::time::SystemTime::now(), 0),
     }
 }
 

@@ -33,7 +33,7 @@ use crate::input::job::{Columns, Job};
 use crate::input::reader::Item;
 use crate::input::rows::{Repeated, Rows};
 use crate::input::template::Template;
-use crate::outcome::{ErrorInfo, ErrorKind, Failure, Outcome, Success, Usage};
+use crate::outcome::{ErrorInfo, ErrorKind, Failure, Outcome, Success, Times, Usage};
 use crate::output::checkpoint::{self, Earlier, IdSet};
 use crate::output::fs::write_atomic;
 use crate::output::manifest::Manifest;
@@ -222,6 +222,7 @@ async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
             .map(|r| r.to_string())
             .unwrap_or_default()
     );
+    crate::report::context::record(&settings, &session).await;
     warn_about_token_budget(&settings);
     Ok(Prepared {
         settings,
@@ -528,6 +529,7 @@ impl Caller {
 /// permit goes to the writer with the outcome (see [`Event::Done`]).
 async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: Arc<Caller>) {
     let started = Instant::now();
+    let (started_at, mut throttles) = (std::time::SystemTime::now(), 0u32);
     let input_bytes = job.request.input_chars();
     let mut ticket = first;
     let mut attempt = 1u32;
@@ -544,7 +546,15 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: 
                     answer.output_tokens,
                     input_bytes,
                 );
-                let success = succeeded(job, answer, latency_ms, attempt, caller.include_prompt);
+                let times = Times::since(started_at, throttles);
+                let success = succeeded(
+                    job,
+                    answer,
+                    latency_ms,
+                    attempt,
+                    caller.include_prompt,
+                    times,
+                );
                 caller.finish(Outcome::Succeeded(success), permit).await;
                 return;
             }
@@ -565,6 +575,7 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: 
         }
         match error.throttle {
             Some(quota) => {
+                throttles += 1;
                 caller.limiter.throttled(ticket, quota);
             }
             None => caller.limiter.release(ticket),
@@ -585,7 +596,15 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: 
         }
         let Some(wait) = wait else {
             caller
-                .finish(Outcome::Failed(failed(job, error, attempt)), permit)
+                .finish(
+                    Outcome::Failed(failed(
+                        job,
+                        error,
+                        attempt,
+                        Times::since(started_at, throttles),
+                    )),
+                    permit,
+                )
                 .await;
             return;
         };
@@ -613,6 +632,7 @@ fn succeeded(
     latency_ms: u64,
     attempt: u32,
     include_prompt: bool,
+    times: Times,
 ) -> Success {
     let prompt = include_prompt.then(|| match (job.request.messages.as_slice(), &job.body) {
         ([one], _) => serde_json::Value::String(one.text.clone()),
@@ -638,6 +658,7 @@ fn succeeded(
         source: job.source,
         meta: job.meta,
         prompt,
+        times,
     }
 }
 
@@ -647,7 +668,7 @@ fn per_second(tokens: u64, ms: u64) -> f64 {
 }
 
 /// The failures line of a row whose last attempt failed with `error`.
-fn failed(job: Job, error: Classified, attempts: u32) -> Failure {
+fn failed(job: Job, error: Classified, attempts: u32, times: Times) -> Failure {
     Failure {
         id: job.id,
         model: job.request.model,
@@ -659,5 +680,6 @@ fn failed(job: Job, error: Classified, attempts: u32) -> Failure {
         attempts,
         source: job.source,
         meta: job.meta,
+        times,
     }
 }

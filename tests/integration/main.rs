@@ -24,5 +24,9 @@ mod shutdown;
 mod breaker;
 // Throughput control against small quotas: no lost rows, bounded 429s, counts that add up.
 mod throughput;
+// Headless Chromium over the DevTools protocol, for tests that look at a page.
+mod browser;
+// The HTML report in a real browser, `report -o`, `report --compare`, and run's closing table.
+mod report;
 // `stream = true`: time to first token, in-stream exceptions judged like HTTP ones, cut streams retried whole.
 mod stream;

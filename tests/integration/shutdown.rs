@@ -118,6 +118,10 @@ async fn first_signal_lets_calls_in_flight_finish(sig: libc::c_int, code: i32, n
     assert_eq!(paid, written as u64);
     let stdout = std::fs::read_to_string(ws.path("first.stdout")).unwrap();
     assert!(stdout.contains(&format!("stopped by {name}")), "{stdout}");
+    // The report is written on a stop too, and says why the run stopped.
+    let report = std::fs::read_to_string(ws.out().join("report.html")).expect("report.html");
+    assert!(report.contains(&format!("\"stopped_by\":\"{name}\"")));
+    assert!(stdout.contains("report:   "), "{stdout}");
 
     let mut child = spawn(&ws, "resume", &args);
     let status = child.wait().await.unwrap();
