@@ -203,6 +203,9 @@ pub struct RunArgs {
     /// Write each row's rendered prompt (or messages) into its results line.
     #[arg(long)]
     pub include_prompt: bool,
+    /// Send through ConverseStream; results gain `ttft_ms` and `output_tokens_per_sec`.
+    #[arg(long)]
+    pub stream: bool,
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     pub no_progress: bool,

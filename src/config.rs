@@ -59,6 +59,7 @@ pub struct FileConfig {
     pub max_row_bytes: Option<usize>,
     pub include_prompt: Option<bool>,
     pub on_changed: Option<OnChanged>,
+    pub stream: Option<bool>,
 }
 
 /// A validated job. Built only by [`Settings::resolve`].
@@ -92,6 +93,8 @@ pub struct Settings {
     pub allow_duplicate_ids: bool,
     /// Write each row's rendered prompt (or messages) into its results line.
     pub include_prompt: bool,
+    /// Send through ConverseStream and record time to first token (api = converse only).
+    pub stream: bool,
     /// Draw a progress bar even when stderr is not a terminal? Never: set by
     /// `resolve` from the terminal check so tests and cron get plain lines.
     pub progress_bar: bool,
@@ -341,12 +344,23 @@ impl Settings {
                 session_name: args.session_name.clone().or(f.session_name.clone()),
             });
 
+        let api = args.api.or(f.api).unwrap_or(Api::Converse);
+        let stream = args.stream || f.stream.unwrap_or(false);
+        if stream && api == Api::Invoke {
+            let place = l
+                .path
+                .map_or("flags".to_string(), |p| p.display().to_string());
+            anyhow::bail!(
+                "{place}: `stream = true` (--stream) needs `api = \"converse\"`; streaming is not implemented for `api = \"invoke\"`"
+            );
+        }
+
         Ok(Settings {
             region: args.region.clone().or(f.region.clone()),
             profile: args.profile.clone().or(f.profile.clone()),
             role,
             model,
-            api: args.api.or(f.api).unwrap_or(Api::Converse),
+            api,
             inputs,
             output_dir,
             id_column: args
@@ -406,6 +420,7 @@ impl Settings {
             on_changed: args.on_changed.or(f.on_changed).unwrap_or_default(),
             allow_duplicate_ids: args.allow_duplicate_ids,
             include_prompt: args.include_prompt || f.include_prompt.unwrap_or(false),
+            stream,
             progress_bar: stderr_is_terminal && !args.no_progress,
         })
     }
@@ -461,6 +476,35 @@ mod tests {
         let s = Settings::resolve(&args, false).unwrap();
         assert!(s.inputs.iter().all(|p| p.exists()), "{:?}", s.inputs);
         assert_eq!(s.api, Api::Converse);
+    }
+
+    #[test]
+    fn stream_needs_converse() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("job.toml");
+        let base = "model = \"m\"\ninputs = [\"in.csv\"]\noutput_dir = \"out\"\n";
+        std::fs::write(&cfg, format!("{base}stream = true\napi = \"invoke\"\n")).unwrap();
+        let err = Settings::resolve(&run_args(&["--config", cfg.to_str().unwrap()]), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(cfg.to_str().unwrap()), "{err}");
+        assert!(
+            err.contains("`stream = true`") && err.contains("`api = \"invoke\"`"),
+            "{err}"
+        );
+        // The flag alone turns it on; converse is the default api.
+        std::fs::write(&cfg, base).unwrap();
+        let s = Settings::resolve(
+            &run_args(&["--config", cfg.to_str().unwrap(), "--stream"]),
+            false,
+        )
+        .unwrap();
+        assert!(s.stream);
+        assert!(
+            !Settings::resolve(&run_args(&["--config", cfg.to_str().unwrap()]), false)
+                .unwrap()
+                .stream
+        );
     }
 
     #[test]

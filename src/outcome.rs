@@ -96,6 +96,13 @@ pub struct Success {
     pub usage: Usage,
     /// Wall time of the attempt that succeeded.
     pub latency_ms: u64,
+    /// With `stream`: milliseconds from sending to the first content delta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<u64>,
+    /// With `stream`: output tokens over the attempt's whole wall time
+    /// (`latency_ms`), in tokens per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_per_sec: Option<f64>,
     pub attempts: u32,
     pub source: Source,
     /// Every input column that is not the id, the prompt or a request parameter.

@@ -9,6 +9,7 @@
 
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::primitives::Blob;
+use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, ConverseOutput, InferenceConfiguration, Message,
     SystemContentBlock,
@@ -20,6 +21,7 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::event_stream::RawMessage;
 use std::sync::{Arc, Mutex};
 
 use crate::bedrock::native;
@@ -61,7 +63,12 @@ impl Classified {
         matches!(self.code.as_str(), "ExpiredTokenException" | "ExpiredToken")
     }
 
-    fn new(kind: ErrorKind, code: &str, message: String, disposition: Disposition) -> Classified {
+    pub(crate) fn new(
+        kind: ErrorKind,
+        code: &str,
+        message: String,
+        disposition: Disposition,
+    ) -> Classified {
         Classified {
             kind,
             code: code.to_string(),
@@ -118,54 +125,99 @@ where
             Fail,
         ),
         SdkError::ServiceError(_) => {
-            let code = err.code().unwrap_or("Unknown").to_string();
-            let message = err.message().unwrap_or("").to_string();
             let status = err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
-            let (kind, disposition) = match code.as_str() {
-                "ThrottlingException" | "TooManyRequestsException" => (ErrorKind::Throttled, Retry),
-                "ServiceUnavailableException" | "InternalServerException" => {
-                    (ErrorKind::Server, Retry)
-                }
-                "ModelNotReadyException" => (ErrorKind::Model, Retry),
-                "ModelTimeoutException" => (ErrorKind::Timeout, Retry),
-                "ExpiredTokenException" | "ExpiredToken" | "RequestExpired" => {
-                    (ErrorKind::Credentials, Retry)
-                }
-                "ValidationException" => (ErrorKind::Validation, Fail),
-                "AccessDeniedException" => (ErrorKind::AccessDenied, Fail),
-                "ResourceNotFoundException" => (ErrorKind::NotFound, Fail),
-                "ServiceQuotaExceededException" => (ErrorKind::Quota, Fail),
-                "ModelErrorException" | "ModelStreamErrorException" => (ErrorKind::Model, Fail),
-                "UnrecognizedClientException"
-                | "InvalidSignatureException"
-                | "IncompleteSignature" => (ErrorKind::Credentials, Fail),
-                _ => match status {
-                    429 => (ErrorKind::Throttled, Retry),
-                    408 => (ErrorKind::Timeout, Retry),
-                    500 | 502 | 503 | 504 => (ErrorKind::Server, Retry),
-                    s if s >= 500 => (ErrorKind::Server, Fail),
-                    _ => (ErrorKind::Validation, Fail),
-                },
-            };
-            let mut c = Classified::new(kind, &code, message, disposition);
-            if kind == ErrorKind::Throttled {
-                c.throttle = Some(if c.message.to_ascii_lowercase().contains("token") {
-                    Throttle::Tokens
-                } else {
-                    Throttle::Requests
-                });
-            }
-            if kind == ErrorKind::AccessDenied {
-                c.message.push_str(
-                    " (hint: `bedrock-batch policy` prints the policy this job needs; a cross-region \
-                     profile needs the model in every destination region)",
-                );
-            }
-            c
+            service_error(
+                err.code().unwrap_or("Unknown"),
+                err.message().unwrap_or(""),
+                status,
+            )
         }
         // `SdkError` is non-exhaustive.
         _ => Classified::new(ErrorKind::Network, "Unknown", chain(err), Retry),
     }
+}
+
+/// Sorts an error read from inside a ConverseStream's event stream, after
+/// the HTTP response said 200: an exception frame, an unreadable frame, or
+/// the connection cut mid-answer.
+///
+/// An exception frame is judged by the same table as its HTTP twin
+/// (`throttlingException` as `ThrottlingException`, …). The SDK fills in no
+/// error code for these frames (the payload is only `{"message": …}`), so
+/// the code comes from the typed variant and the status is unknown. Anything
+/// else cut the answer short and is retried: the whole row is sent again.
+pub fn classify_stream(err: &SdkError<ConverseStreamOutputError, RawMessage>) -> Classified {
+    match err {
+        SdkError::ServiceError(e) => {
+            let code = err.code().unwrap_or_else(|| stream_exception_code(e.err()));
+            service_error(code, err.message().unwrap_or(""), 0)
+        }
+        _ => Classified::new(
+            ErrorKind::Network,
+            "StreamInterrupted",
+            chain(err),
+            Disposition::Retry,
+        ),
+    }
+}
+
+/// The HTTP error code of an in-stream exception's typed variant.
+fn stream_exception_code(e: &ConverseStreamOutputError) -> &'static str {
+    match e {
+        ConverseStreamOutputError::ThrottlingException(_) => "ThrottlingException",
+        ConverseStreamOutputError::InternalServerException(_) => "InternalServerException",
+        ConverseStreamOutputError::ServiceUnavailableException(_) => "ServiceUnavailableException",
+        ConverseStreamOutputError::ValidationException(_) => "ValidationException",
+        ConverseStreamOutputError::ModelStreamErrorException(_) => "ModelStreamErrorException",
+        // An exception type this SDK does not model: the table's fallback
+        // for an unknown code without a status (fail, do not pay again).
+        _ => "Unknown",
+    }
+}
+
+/// The one table from a service error's code (and HTTP status, 0 when there
+/// is none, as inside an event stream) to kind and disposition.
+fn service_error(code: &str, message: &str, status: u16) -> Classified {
+    use Disposition::{Fail, Retry};
+    let (kind, disposition) = match code {
+        "ThrottlingException" | "TooManyRequestsException" => (ErrorKind::Throttled, Retry),
+        "ServiceUnavailableException" | "InternalServerException" => (ErrorKind::Server, Retry),
+        "ModelNotReadyException" => (ErrorKind::Model, Retry),
+        "ModelTimeoutException" => (ErrorKind::Timeout, Retry),
+        "ExpiredTokenException" | "ExpiredToken" | "RequestExpired" => {
+            (ErrorKind::Credentials, Retry)
+        }
+        "ValidationException" => (ErrorKind::Validation, Fail),
+        "AccessDeniedException" => (ErrorKind::AccessDenied, Fail),
+        "ResourceNotFoundException" => (ErrorKind::NotFound, Fail),
+        "ServiceQuotaExceededException" => (ErrorKind::Quota, Fail),
+        "ModelErrorException" | "ModelStreamErrorException" => (ErrorKind::Model, Fail),
+        "UnrecognizedClientException" | "InvalidSignatureException" | "IncompleteSignature" => {
+            (ErrorKind::Credentials, Fail)
+        }
+        _ => match status {
+            429 => (ErrorKind::Throttled, Retry),
+            408 => (ErrorKind::Timeout, Retry),
+            500 | 502 | 503 | 504 => (ErrorKind::Server, Retry),
+            s if s >= 500 => (ErrorKind::Server, Fail),
+            _ => (ErrorKind::Validation, Fail),
+        },
+    };
+    let mut c = Classified::new(kind, code, message.to_string(), disposition);
+    if kind == ErrorKind::Throttled {
+        c.throttle = Some(if c.message.to_ascii_lowercase().contains("token") {
+            Throttle::Tokens
+        } else {
+            Throttle::Requests
+        });
+    }
+    if kind == ErrorKind::AccessDenied {
+        c.message.push_str(
+            " (hint: `bedrock-batch policy` prints the policy this job needs; a cross-region \
+             profile needs the model in every destination region)",
+        );
+    }
+    c
 }
 
 fn is_credentials_failure(detail: &str) -> bool {
@@ -179,46 +231,72 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     crate::error::clip(&crate::error::error_chain(err), 500)
 }
 
-/// Sends one row once.
-pub async fn call(client: &Client, api: Api, job: &Job) -> Result<Answer, Classified> {
+/// Sends one row once; with `stream`, through ConverseStream (`stream.rs`).
+pub async fn call(
+    client: &Client,
+    api: Api,
+    stream: bool,
+    job: &Job,
+) -> Result<Answer, Classified> {
     match api {
+        Api::Converse if stream => super::stream::converse_stream(client, &job.request).await,
         Api::Converse => converse(client, &job.request).await,
         Api::Invoke => invoke(client, job).await,
     }
 }
 
+/// What Converse and ConverseStream both send: the turns, the system prompt
+/// and the inference settings.
+pub(crate) struct ConverseParts {
+    pub messages: Vec<Message>,
+    pub system: Option<SystemContentBlock>,
+    pub config: InferenceConfiguration,
+}
+
+impl ConverseParts {
+    pub(crate) fn of(r: &Request) -> Result<ConverseParts, Classified> {
+        let mut messages = Vec::with_capacity(r.messages.len());
+        for m in &r.messages {
+            let role = match m.role {
+                Role::User => ConversationRole::User,
+                Role::Assistant => ConversationRole::Assistant,
+            };
+            let msg = Message::builder()
+                .role(role)
+                .content(ContentBlock::Text(m.text.clone()))
+                .build()
+                .map_err(|e| {
+                    Classified::new(
+                        ErrorKind::Input,
+                        "InvalidRow",
+                        e.to_string(),
+                        Disposition::Fail,
+                    )
+                })?;
+            messages.push(msg);
+        }
+        let config = InferenceConfiguration::builder()
+            .set_max_tokens(r.max_tokens.map(|n| n.min(i32::MAX as u32) as i32))
+            .set_temperature(r.temperature)
+            .set_top_p(r.top_p)
+            .set_stop_sequences((!r.stop_sequences.is_empty()).then(|| r.stop_sequences.clone()))
+            .build();
+        Ok(ConverseParts {
+            messages,
+            system: r.system.clone().map(SystemContentBlock::Text),
+            config,
+        })
+    }
+}
+
 async fn converse(client: &Client, r: &Request) -> Result<Answer, Classified> {
-    let mut call = client.converse().model_id(&r.model);
-    for m in &r.messages {
-        let role = match m.role {
-            Role::User => ConversationRole::User,
-            Role::Assistant => ConversationRole::Assistant,
-        };
-        let msg = Message::builder()
-            .role(role)
-            .content(ContentBlock::Text(m.text.clone()))
-            .build()
-            .map_err(|e| {
-                Classified::new(
-                    ErrorKind::Input,
-                    "InvalidRow",
-                    e.to_string(),
-                    Disposition::Fail,
-                )
-            })?;
-        call = call.messages(msg);
-    }
-    if let Some(s) = &r.system {
-        call = call.system(SystemContentBlock::Text(s.clone()));
-    }
-    let config = InferenceConfiguration::builder()
-        .set_max_tokens(r.max_tokens.map(|n| n.min(i32::MAX as u32) as i32))
-        .set_temperature(r.temperature)
-        .set_top_p(r.top_p)
-        .set_stop_sequences((!r.stop_sequences.is_empty()).then(|| r.stop_sequences.clone()))
-        .build();
-    let out = call
-        .inference_config(config)
+    let parts = ConverseParts::of(r)?;
+    let out = client
+        .converse()
+        .model_id(&r.model)
+        .set_messages(Some(parts.messages))
+        .set_system(parts.system.map(|s| vec![s]))
+        .inference_config(parts.config)
         .send()
         .await
         .map_err(|e| classify(&e))?;
@@ -245,6 +323,7 @@ async fn converse(client: &Client, r: &Request) -> Result<Answer, Classified> {
         stop_reason: out.stop_reason().as_str().to_string(),
         input_tokens,
         output_tokens,
+        ttft_ms: None,
     })
 }
 
@@ -447,5 +526,106 @@ mod tests {
             verdict(&construction),
             (ErrorKind::Validation, Disposition::Fail)
         );
+    }
+
+    /// An exception frame as the SDK hands it back from `recv()`: the typed
+    /// variant, its message in the metadata, and no code (wire doc §5).
+    fn in_stream(kind: &str, message: &str) -> SdkError<ConverseStreamOutputError, RawMessage> {
+        use aws_sdk_bedrockruntime::types::error as e;
+        let meta = ErrorMetadata::builder().message(message).build();
+        let err = match kind {
+            "throttlingException" => ConverseStreamOutputError::ThrottlingException(
+                e::ThrottlingException::builder()
+                    .message(message)
+                    .meta(meta)
+                    .build(),
+            ),
+            "internalServerException" => ConverseStreamOutputError::InternalServerException(
+                e::InternalServerException::builder()
+                    .message(message)
+                    .meta(meta)
+                    .build(),
+            ),
+            "serviceUnavailableException" => {
+                ConverseStreamOutputError::ServiceUnavailableException(
+                    e::ServiceUnavailableException::builder()
+                        .message(message)
+                        .meta(meta)
+                        .build(),
+                )
+            }
+            "validationException" => ConverseStreamOutputError::ValidationException(
+                e::ValidationException::builder()
+                    .message(message)
+                    .meta(meta)
+                    .build(),
+            ),
+            "modelStreamErrorException" => ConverseStreamOutputError::ModelStreamErrorException(
+                e::ModelStreamErrorException::builder()
+                    .message(message)
+                    .original_status_code(500)
+                    .meta(meta)
+                    .build(),
+            ),
+            _ => ConverseStreamOutputError::generic(meta),
+        };
+        SdkError::service_error(err, RawMessage::invalid(None))
+    }
+
+    #[test]
+    fn in_stream_exceptions_are_judged_like_their_http_twins() {
+        for (frame, code, status) in [
+            ("throttlingException", "ThrottlingException", 429),
+            ("internalServerException", "InternalServerException", 500),
+            (
+                "serviceUnavailableException",
+                "ServiceUnavailableException",
+                503,
+            ),
+            ("validationException", "ValidationException", 400),
+            (
+                "modelStreamErrorException",
+                "ModelStreamErrorException",
+                424,
+            ),
+        ] {
+            let streamed = classify_stream(&in_stream(frame, "Too many requests"));
+            let http = classify(&service(code, status, "Too many requests"));
+            assert_eq!(streamed, http, "{frame}");
+            assert_eq!(streamed.code, code);
+        }
+        let c = classify_stream(&in_stream("throttlingException", "Too many tokens"));
+        assert_eq!(
+            (c.kind, c.disposition, c.throttle),
+            (
+                ErrorKind::Throttled,
+                Disposition::Retry,
+                Some(Throttle::Tokens)
+            )
+        );
+        // An exception this SDK does not model, without a code: not paid again.
+        let c = classify_stream(&in_stream("somethingNew", "m"));
+        assert_eq!(
+            (c.kind, c.disposition),
+            (ErrorKind::Validation, Disposition::Fail)
+        );
+    }
+
+    #[test]
+    fn a_stream_cut_or_garbled_mid_answer_is_retried() {
+        let garbled: SdkError<ConverseStreamOutputError, RawMessage> = SdkError::response_error(
+            std::io::Error::other("invalid frame"),
+            RawMessage::invalid(None),
+        );
+        let c = classify_stream(&garbled);
+        assert_eq!(
+            (c.kind, c.disposition, c.code.as_str()),
+            (ErrorKind::Network, Disposition::Retry, "StreamInterrupted")
+        );
+        let cut: SdkError<ConverseStreamOutputError, RawMessage> =
+            SdkError::dispatch_failure(ConnectorError::io(
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed").into(),
+            ));
+        assert_eq!(classify_stream(&cut).disposition, Disposition::Retry);
     }
 }

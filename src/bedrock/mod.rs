@@ -1,8 +1,10 @@
 //! Everything that speaks to AWS for a run: credentials and the client
-//! (`auth`), one call and the one reader of SDK errors (`invoker`), native
-//! InvokeModel bodies (`native`) and the model-independent request (`request`).
+//! (`auth`), one call and the one reader of SDK errors (`invoker`), the
+//! ConverseStream reader (`stream`), native InvokeModel bodies (`native`) and
+//! the model-independent request (`request`).
 
 pub mod auth;
 pub(crate) mod invoker;
 pub mod native;
 pub mod request;
+pub(crate) mod stream;

@@ -453,6 +453,7 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
                 stop_reason: stop_reason(v, "/stop_reason"),
                 input_tokens: count(v, "/usage/input_tokens"),
                 output_tokens: count(v, "/usage/output_tokens"),
+                ttft_ms: None,
             }
         }
         Family::Nova => {
@@ -466,6 +467,7 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
                 stop_reason: stop_reason(v, "/stopReason"),
                 input_tokens: count(v, "/usage/inputTokens"),
                 output_tokens: count(v, "/usage/outputTokens"),
+                ttft_ms: None,
             }
         }
         Family::Titan => {
@@ -475,6 +477,7 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
                 stop_reason: stop_reason(&results[0], "/completionReason"),
                 input_tokens: count(v, "/inputTextTokenCount"),
                 output_tokens: results.iter().map(|r| count(r, "/tokenCount")).sum(),
+                ttft_ms: None,
             }
         }
         Family::Llama => Answer {
@@ -486,6 +489,7 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
             stop_reason: stop_reason(v, "/stop_reason"),
             input_tokens: count(v, "/prompt_token_count"),
             output_tokens: count(v, "/generation_token_count"),
+            ttft_ms: None,
         },
         Family::Mistral => {
             let outputs = nonempty(v, "/outputs", r#""outputs" array"#)?;
@@ -494,6 +498,7 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
                 stop_reason: stop_reason(&outputs[0], "/stop_reason"),
                 input_tokens: 0,
                 output_tokens: 0,
+                ttft_ms: None,
             }
         }
         Family::MistralChat => {
@@ -516,6 +521,7 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
                 // Not on the Bedrock page; read it if a model sends it.
                 input_tokens: count(v, "/usage/prompt_tokens"),
                 output_tokens: count(v, "/usage/completion_tokens"),
+                ttft_ms: None,
             }
         }
     };
@@ -1024,6 +1030,7 @@ mod tests {
             stop_reason: "max_tokens".into(),
             input_tokens: 12,
             output_tokens: 4,
+            ttft_ms: None,
         };
         assert_eq!(parse_response(Family::Anthropic, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);
@@ -1039,6 +1046,7 @@ mod tests {
             stop_reason: "end_turn".into(),
             input_tokens: 9,
             output_tokens: 3,
+            ttft_ms: None,
         };
         assert_eq!(parse_response(Family::Nova, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);
@@ -1053,6 +1061,7 @@ mod tests {
             stop_reason: "end_turn".into(),
             input_tokens: 7,
             output_tokens: 5,
+            ttft_ms: None,
         };
         assert_eq!(parse_response(Family::Titan, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);
@@ -1074,6 +1083,7 @@ mod tests {
             stop_reason: "end_turn".into(),
             input_tokens: 20,
             output_tokens: 3,
+            ttft_ms: None,
         };
         assert_eq!(parse_response(Family::Llama, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);
@@ -1094,6 +1104,7 @@ mod tests {
             stop_reason: "max_tokens".into(),
             input_tokens: 0,
             output_tokens: 0,
+            ttft_ms: None,
         };
         assert_eq!(parse_response(Family::Mistral, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);
@@ -1109,6 +1120,7 @@ mod tests {
             stop_reason: "end_turn".into(),
             input_tokens: 0,
             output_tokens: 0,
+            ttft_ms: None,
         };
         assert_eq!(parse_response(Family::MistralChat, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);

@@ -60,4 +60,6 @@ pub struct Answer {
     pub stop_reason: String,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Milliseconds from sending to the first content delta; streamed calls only.
+    pub ttft_ms: Option<u64>,
 }

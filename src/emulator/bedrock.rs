@@ -2,7 +2,8 @@
 //! InvokeModelWithResponseStream, from decoded path to rendered response.
 //!
 //! This is where a model call's pipeline is ordered: auth → model access → request parsing →
-//! markers → random drops/faults → quota admission → latency → answer → token refund. The
+//! markers → random drops/faults → quota admission → latency → answer → token refund →
+//! (ConverseStream with a `stream_KIND` marker) the answer broken mid-stream. The
 //! pieces themselves (quota buckets, the deterministic model, native formats, framing) live
 //! in their own modules.
 
@@ -26,6 +27,7 @@ use super::fault::Fault;
 use super::marker::{Forced, Markers};
 use super::model::{self, Generation};
 use super::server::{Dropped, Reply, Server, Trace};
+use super::stream_fault::StreamFault;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Operation {
@@ -150,8 +152,16 @@ pub async fn handle(
             return Ok(server.bedrock_error(Fault::Validation, Some(&msg), trace));
         }
     };
+    // One count per request, shared by both kinds of `*N` marker.
+    let counted = |e: Option<Option<u32>>| e.is_some_and(|n| n.is_some());
+    let attempt =
+        if counted(markers.error.map(|e| e.1)) || counted(markers.stream_error.map(|e| e.1)) {
+            server.attempt_of(&conv.prompt)
+        } else {
+            1
+        };
     if let Some((forced, times)) = markers.error {
-        if times.is_none_or(|n| server.attempt_of(&conv.prompt) <= n) {
+        if times.is_none_or(|n| attempt <= n) {
             server.stats.forced.fetch_add(1, Relaxed);
             match forced {
                 Forced::Fault(f) => return Ok(server.bedrock_error(f, None, trace)),
@@ -204,6 +214,18 @@ pub async fn handle(
     server
         .quota
         .refund_tokens(reserved_out.saturating_sub(gen.output_tokens));
+    let broken = match markers.stream_error {
+        Some((f, times))
+            if op == Operation::ConverseStream && times.is_none_or(|n| attempt <= n) =>
+        {
+            Some(f)
+        }
+        _ => None,
+    };
+    if let Some(f) = broken {
+        server.stats.forced.fetch_add(1, Relaxed);
+        return Ok(broken_stream(server, &gen, f));
+    }
     server.stats.successes.fetch_add(1, Relaxed);
     server
         .stats
@@ -326,6 +348,28 @@ fn converse_stream(
         "metadata",
         object(json!({"usage": usage(conv, gen), "metrics": {"latencyMs": latency_ms}})),
     );
+    server.reply(
+        StatusCode::OK,
+        "application/vnd.amazon.eventstream",
+        s.into_bytes(),
+    )
+}
+
+/// A ConverseStream answer that breaks after about half its content deltas (at least one, so
+/// the client has started an answer): an exception frame, or for `Cut` just the end of the body.
+fn broken_stream(server: &Server, gen: &Generation, fault: StreamFault) -> Reply {
+    let mut s = EventStream::default();
+    s.padded_event("messageStart", object(json!({"role": "assistant"})));
+    let pieces = model::deltas(&gen.text);
+    for piece in pieces.iter().take(pieces.len().div_ceil(2).max(1)) {
+        s.padded_event(
+            "contentBlockDelta",
+            object(json!({"contentBlockIndex": 0, "delta": {"text": piece}})),
+        );
+    }
+    if let Some((kind, payload)) = fault.frame() {
+        s.exception(kind, payload.to_string().as_bytes());
+    }
     server.reply(
         StatusCode::OK,
         "application/vnd.amazon.eventstream",

@@ -22,22 +22,36 @@ pub struct EventStream {
 impl EventStream {
     /// Appends an `event` frame of type `event_type` with a JSON payload.
     pub fn event(&mut self, event_type: &'static str, payload: &[u8]) {
+        self.frame(("event", ":event-type", event_type), payload);
+    }
+
+    /// Appends an `exception` frame (`:exception-type` = `exception_type`), which the SDK
+    /// hands back as an error from `recv()` once the frames before it are read.
+    pub fn exception(&mut self, exception_type: &'static str, payload: &[u8]) {
+        self.frame(("exception", ":exception-type", exception_type), payload);
+    }
+
+    /// One frame: `:message-type` = `kind`, and `name_header` = `name` naming the event or
+    /// the exception.
+    fn frame(
+        &mut self,
+        (kind, name_header, name): (&'static str, &'static str, &'static str),
+        payload: &[u8],
+    ) {
         let msg = Message::new(Bytes::copy_from_slice(payload))
-            .add_header(Header::new(
-                ":event-type",
-                HeaderValue::String(event_type.into()),
-            ))
+            .add_header(Header::new(name_header, HeaderValue::String(name.into())))
             .add_header(Header::new(
                 ":content-type",
                 HeaderValue::String("application/json".into()),
             ))
             .add_header(Header::new(
                 ":message-type",
-                HeaderValue::String("event".into()),
+                HeaderValue::String(kind.into()),
             ));
-        // Only fails for names > 255 bytes or payloads > 16 MiB; event names are fixed and
-        // deltas are capped at `model::MAX_DELTA_BYTES`, so neither limit is reachable.
-        write_message_to(&msg, &mut self.buf).expect("event frame within size limits");
+        // Only fails for names > 255 bytes or payloads > 16 MiB; event and exception names
+        // are fixed and deltas are capped at `model::MAX_DELTA_BYTES`, so neither limit is
+        // reachable.
+        write_message_to(&msg, &mut self.buf).expect("frame within size limits");
     }
 
     /// Appends an event whose payload is `obj` plus the random `"p"` padding key.

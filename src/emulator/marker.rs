@@ -11,9 +11,15 @@
 //!   of this exact prompt text. KIND is one of `throttle`, `throttle_tokens`, `server`,
 //!   `unavailable`, `timeout`, `not_ready`, `model_error`, `validation`, `access_denied`,
 //!   `not_found`, `quota`, `expired`, `drop` (close the connection without a response) or
-//!   `hang` (never answer).
+//!   `hang` (never answer);
+//! - `[[emu:stream_KIND]]` / `[[emu:stream_KIND*N]]`: a ConverseStream answer breaks after
+//!   about half its content deltas (always, or for the first N attempts of this exact prompt
+//!   text) with an exception frame: KIND is `throttle`, `throttle_tokens`, `server`,
+//!   `unavailable`, `validation` or `model_stream_error`; or `cut`, the body ending without
+//!   `messageStop`. Other operations ignore it.
 
 use super::fault::Fault;
+use super::stream_fault::StreamFault;
 
 /// What a forced error does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +36,8 @@ pub struct Markers {
     pub sleep_ms: u64,
     /// The forced error and, for `KIND*N`, N.
     pub error: Option<(Forced, Option<u32>)>,
+    /// The in-stream failure and, for `stream_KIND*N`, N.
+    pub stream_error: Option<(StreamFault, Option<u32>)>,
 }
 
 const OPEN: &str = "[[emu:";
@@ -62,6 +70,12 @@ impl Markers {
                     Some((k, n)) => (k, Some(n.parse::<u32>().map_err(|_| bad())?)),
                     None => (body, None),
                 };
+                if let Some(kind) = kind.strip_prefix("stream_") {
+                    let f = StreamFault::from_marker(kind).ok_or_else(bad)?;
+                    m.stream_error = Some((f, times));
+                    rest = &rest[body_start + len + 2..];
+                    continue;
+                }
                 let forced = match kind {
                     "drop" => Forced::Drop,
                     "hang" => Forced::Hang,
@@ -93,6 +107,19 @@ mod tests {
             Markers::parse("[[emu:drop]]").unwrap().error,
             Some((Forced::Drop, None))
         );
+        assert_eq!(
+            Markers::parse("[[emu:stream_throttle*2]] [[emu:stream_cut]]")
+                .unwrap()
+                .stream_error,
+            Some((StreamFault::Cut, None))
+        );
+        assert_eq!(
+            Markers::parse("[[emu:stream_model_stream_error*1]]")
+                .unwrap()
+                .stream_error,
+            Some((StreamFault::ModelStreamError, Some(1)))
+        );
+        assert!(Markers::parse("[[emu:stream_drop]]").is_err());
         assert!(Markers::parse("[[emu:nonsense]]").is_err());
         assert!(Markers::parse("[[emu:tokens=x]]").is_err());
         assert!(Markers::parse("[[emu:tokens=1000001]]").is_err());

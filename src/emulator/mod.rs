@@ -9,7 +9,8 @@
 //! It is a test and demo tool: it never talks to AWS and binds only to loopback.
 //!
 //! Prompt markers force one behaviour for one row; see [`marker`] for the syntax
-//! (`[[emu:tokens=N]]`, `[[emu:sleep=MS]]`, `[[emu:KIND]]`, `[[emu:KIND*N]]`).
+//! (`[[emu:tokens=N]]`, `[[emu:sleep=MS]]`, `[[emu:KIND]]`, `[[emu:KIND*N]]`, and
+//! `[[emu:stream_KIND]]` for a ConverseStream answer broken mid-way).
 
 mod auth;
 mod bedrock;
@@ -26,6 +27,7 @@ mod quota;
 mod server;
 mod sigv4;
 mod stats;
+mod stream_fault;
 mod sts;
 
 use std::io;

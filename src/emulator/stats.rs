@@ -61,13 +61,13 @@ pub struct Throttles {
 pub struct StatsSnapshot {
     /// Bedrock model calls received (any outcome).
     pub requests: u64,
-    /// Bedrock model calls answered 200.
+    /// Bedrock model calls answered 200 with a whole answer (a broken stream is `forced`).
     pub successes: u64,
     /// Calls refused by the rpm / tpm quotas.
     pub throttles: Throttles,
     /// Random faults injected by `fault_rate`, by error code.
     pub faults: BTreeMap<String, u64>,
-    /// Errors forced by `[[emu:...]]` markers (drops and hangs included).
+    /// Errors forced by `[[emu:...]]` markers (drops, hangs and broken streams included).
     pub forced: u64,
     /// Connections closed without a response (`drop_rate` and `[[emu:drop]]`).
     pub dropped: u64,

@@ -418,6 +418,7 @@ mod tests {
             on_changed: crate::config::OnChanged::Refuse,
             allow_duplicate_ids: false,
             include_prompt: false,
+            stream: false,
             progress_bar: false,
         }
     }

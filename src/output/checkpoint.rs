@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use hdrhistogram::Histogram;
 use serde::Deserialize;
 
 use crate::config::ResumeMode;
@@ -28,7 +27,7 @@ pub(crate) use crate::input::rows::id_hash;
 use crate::output::fs::write_atomic;
 use crate::output::manifest::{self, Manifest};
 use crate::output::sink::{FAILURES, RESULTS};
-use crate::output::summary::{Latency, Tokens};
+use crate::output::summary::{Timings, Tokens};
 
 pub const SUMMARY: &str = "summary.json";
 
@@ -151,27 +150,14 @@ pub struct Checkpoint {
 
 /// The rows earlier runs wrote, counted in the same pass that collects
 /// their ids, so the job's summary costs no second read of the files.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Earlier {
     pub succeeded: u64,
     pub failed: u64,
     pub failed_by_kind: BTreeMap<String, u64>,
     pub tokens: Tokens,
     pub attempts: u64,
-    pub latency: Histogram<u64>,
-}
-
-impl Default for Earlier {
-    fn default() -> Earlier {
-        Earlier {
-            succeeded: 0,
-            failed: 0,
-            failed_by_kind: BTreeMap::new(),
-            tokens: Tokens::default(),
-            attempts: 0,
-            latency: Latency::histogram(),
-        }
-    }
+    pub(crate) timings: Timings,
 }
 
 impl Earlier {
@@ -198,7 +184,8 @@ impl Earlier {
                     self.tokens.output += u.output_tokens;
                 }
                 if let Some(ms) = rec.latency_ms {
-                    self.latency.saturating_record(ms.max(1));
+                    self.timings
+                        .record(ms, rec.ttft_ms, rec.output_tokens_per_sec);
                 }
             }
         }
@@ -307,6 +294,10 @@ struct Line {
     usage: Option<LineUsage>,
     #[serde(default)]
     latency_ms: Option<u64>,
+    #[serde(default)]
+    ttft_ms: Option<u64>,
+    #[serde(default)]
+    output_tokens_per_sec: Option<f64>,
     #[serde(default)]
     attempts: Option<u32>,
     #[serde(default)]

@@ -13,14 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::bedrock::invoker::Throttle;
 use crate::outcome::Outcome;
 use crate::output::fs::{open_append, write_line};
 use crate::output::progress::Progress;
-use crate::output::summary::{Latency, Run};
+use crate::output::summary::{Latency, Run, Timings};
 use crate::pipeline::limiter::Limiter;
 use crate::shutdown::{Shutdown, StopReason};
 
@@ -84,9 +83,9 @@ pub(crate) async fn run(
     mut progress: Progress,
     limiter: Arc<Limiter>,
     shutdown: Shutdown,
-) -> anyhow::Result<(Run, Histogram<u64>)> {
+) -> anyhow::Result<(Run, Timings)> {
     let mut summary = Run::default();
-    let mut latency = Latency::histogram();
+    let mut timings = Timings::default();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -100,7 +99,7 @@ pub(crate) async fn run(
                 continue;
             }
         };
-        if let Err(e) = record(event, &mut out, &mut summary, &mut latency, &shutdown) {
+        if let Err(e) = record(event, &mut out, &mut summary, &mut timings, &shutdown) {
             progress.finish();
             return Err(e);
         }
@@ -109,8 +108,10 @@ pub(crate) async fn run(
     progress.finish();
     out.results.sync_all().ok();
     out.failures.sync_all().ok();
-    summary.latency_ms = Latency::of(&latency);
-    Ok((summary, latency))
+    summary.latency_ms = Latency::of(&timings.latency);
+    summary.ttft_ms = timings.ttft_ms();
+    summary.output_tokens_per_sec = timings.output_tokens_per_sec();
+    Ok((summary, timings))
 }
 
 /// One event: its line written (the permit released only after), its counts
@@ -120,7 +121,7 @@ fn record(
     event: Event,
     out: &mut Output,
     s: &mut Run,
-    latency: &mut Histogram<u64>,
+    timings: &mut Timings,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
     let unwritable = |path: &Path, e: anyhow::Error| {
@@ -139,7 +140,7 @@ fn record(
                 s.tokens.input += r.usage.input_tokens;
                 s.tokens.output += r.usage.output_tokens;
                 s.attempts += r.attempts as u64;
-                latency.saturating_record(r.latency_ms.max(1));
+                timings.record(r.latency_ms, r.ttft_ms, r.output_tokens_per_sec);
             }
             Outcome::Failed(f) => {
                 write_line(&mut out.failures, &f).map_err(|e| unwritable(&out.failures_path, e))?;

@@ -27,6 +27,11 @@ pub struct Summary {
     pub attempts: u64,
     /// Over every answered row of the job.
     pub latency_ms: Latency,
+    /// Over the job's streamed rows (`stream = true`); absent when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<Latency>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_per_sec: Option<Rate>,
     /// Why this run stopped early (`sigint`, `sigterm`, `breaker`, …), if it did.
     pub stopped_by: Option<String>,
     pub output_dir: PathBuf,
@@ -47,6 +52,11 @@ pub struct Run {
     pub elapsed_secs: f64,
     pub throughput: Throughput,
     pub latency_ms: Latency,
+    /// Over this run's streamed rows; absent when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<Latency>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_per_sec: Option<Rate>,
     pub throttles: Throttles,
     /// Attempts beyond the first, over this run's rows.
     pub retries: u64,
@@ -92,6 +102,77 @@ impl Latency {
             p99: h.value_at_quantile(0.99),
             max: h.max(),
         }
+    }
+}
+
+/// Percentiles of a per-row rate (output tokens per second), to 0.1. A
+/// rate's bad tail is its low end, so the slowest row is given as `min`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rate {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub min: f64,
+}
+
+/// The per-row histograms the percentiles come from: every answered row's
+/// latency, and the streamed rows' time to first token and output rate. The
+/// writer fills one for the run; resume fills one from the earlier lines;
+/// the job's figures are the two added.
+#[derive(Debug)]
+pub(crate) struct Timings {
+    pub latency: Histogram<u64>,
+    pub ttft: Histogram<u64>,
+    /// Tenths of a token per second, so 0.1 tokens/s survives the integer histogram.
+    pub rate: Histogram<u64>,
+}
+
+impl Default for Timings {
+    fn default() -> Timings {
+        Timings {
+            latency: Latency::histogram(),
+            ttft: Latency::histogram(),
+            // Up to 100 million tokens/s: far beyond any model.
+            rate: Histogram::new_with_bounds(1, 1_000_000_000, 3).expect("valid histogram bounds"),
+        }
+    }
+}
+
+impl Timings {
+    /// One answered row's figures, as its results line holds them.
+    pub(crate) fn record(&mut self, latency_ms: u64, ttft_ms: Option<u64>, rate: Option<f64>) {
+        self.latency.saturating_record(latency_ms.max(1));
+        if let Some(ms) = ttft_ms {
+            self.ttft.saturating_record(ms.max(1));
+        }
+        if let Some(r) = rate {
+            self.rate
+                .saturating_record(((r * 10.0).round() as u64).max(1));
+        }
+    }
+
+    pub(crate) fn add(&mut self, other: &Timings) {
+        // Same bounds on both sides: cannot fail.
+        self.latency
+            .add(&other.latency)
+            .expect("same histogram bounds");
+        self.ttft.add(&other.ttft).expect("same histogram bounds");
+        self.rate.add(&other.rate).expect("same histogram bounds");
+    }
+
+    pub(crate) fn ttft_ms(&self) -> Option<Latency> {
+        (!self.ttft.is_empty()).then(|| Latency::of(&self.ttft))
+    }
+
+    pub(crate) fn output_tokens_per_sec(&self) -> Option<Rate> {
+        let h = &self.rate;
+        let at = |q| h.value_at_quantile(q) as f64 / 10.0;
+        (!h.is_empty()).then(|| Rate {
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+            min: h.min() as f64 / 10.0,
+        })
     }
 }
 
@@ -157,6 +238,12 @@ impl Summary {
                 r.throttles.requests + r.throttles.tokens,
                 r.throttles.requests,
                 r.throttles.tokens
+            ));
+        }
+        if let (Some(t), Some(rate)) = (&r.ttft_ms, &r.output_tokens_per_sec) {
+            out.push_str(&format!(
+                "streamed: time to first token p50 {} ms, p95 {} ms, p99 {} ms; output p50 {:.1} tokens/s, slowest {:.1}\n",
+                t.p50, t.p95, t.p99, rate.p50, rate.min
             ));
         }
         let dir = self.output_dir.display();

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -42,7 +41,7 @@ use crate::output::lock::{self, DirLock};
 use crate::output::manifest::Manifest;
 use crate::output::progress::Progress;
 use crate::output::sink::{self, Event, Output};
-use crate::output::summary::{Latency, Run, Summary, Throughput, Tokens};
+use crate::output::summary::{Latency, Run, Summary, Throughput, Timings, Tokens};
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::breaker::{Breaker, Trip};
 use crate::pipeline::limiter::{Limiter, Ticket};
@@ -113,6 +112,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
         breaker: Breaker::new(),
         include_prompt: settings.include_prompt,
         api: settings.api,
+        stream: settings.stream,
         limiter,
         events: events.clone(),
         backoff: Backoff::new(settings.max_attempts, settings.row_deadline),
@@ -278,7 +278,7 @@ fn warn_about_token_budget(s: &Settings) {
 /// run wrote, completed with what only the run knows, and written to
 /// `summary.json`.
 fn finish(
-    (mut run, latency): (Run, Histogram<u64>),
+    (mut run, timings): (Run, Timings),
     mut earlier: Earlier,
     settings: &Settings,
     rows: u64,
@@ -294,11 +294,7 @@ fn finish(
         requests_per_min: run.attempts as f64 / minutes,
         tokens_per_min: (run.tokens.input + run.tokens.output) as f64 / minutes,
     };
-    // The histogram's bounds are the same on both sides: cannot fail.
-    earlier
-        .latency
-        .add(&latency)
-        .expect("same histogram bounds");
+    earlier.timings.add(&timings);
     let mut failed_by_kind = earlier.failed_by_kind;
     for (kind, n) in &run.failed_by_kind {
         *failed_by_kind.entry(kind.clone()).or_default() += n;
@@ -316,7 +312,9 @@ fn finish(
             output: earlier.tokens.output + run.tokens.output,
         },
         attempts: earlier.attempts + run.attempts,
-        latency_ms: Latency::of(&earlier.latency),
+        latency_ms: Latency::of(&earlier.timings.latency),
+        ttft_ms: earlier.timings.ttft_ms(),
+        output_tokens_per_sec: earlier.timings.output_tokens_per_sec(),
         stopped_by: shutdown.reason().map(|r| r.as_str().to_string()),
         output_dir: settings.output_dir.clone(),
         this_run: run,
@@ -522,6 +520,8 @@ struct Caller {
     breaker: Breaker,
     include_prompt: bool,
     api: Api,
+    /// Send through ConverseStream (`stream = true`).
+    stream: bool,
     limiter: Arc<Limiter>,
     events: mpsc::Sender<Event>,
     backoff: Backoff,
@@ -558,7 +558,7 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: 
     let mut attempt = 1u32;
     loop {
         let t0 = Instant::now();
-        let result = invoker::call(&caller.client, caller.api, &job).await;
+        let result = invoker::call(&caller.client, caller.api, caller.stream, &job).await;
         let latency_ms = t0.elapsed().as_millis() as u64;
         let error = match result {
             Ok(answer) => {
@@ -673,6 +673,10 @@ fn succeeded(
             output_tokens: answer.output_tokens,
         },
         latency_ms,
+        ttft_ms: answer.ttft_ms,
+        output_tokens_per_sec: answer
+            .ttft_ms
+            .map(|_| per_second(answer.output_tokens, latency_ms)),
         attempts: attempt,
         source: job.source,
         meta: job.meta,
@@ -680,6 +684,11 @@ fn succeeded(
         times,
         fingerprint: Some(job.fingerprint),
     }
+}
+
+/// `tokens` over `ms` milliseconds, in tokens per second to 0.1.
+fn per_second(tokens: u64, ms: u64) -> f64 {
+    (tokens as f64 * 10_000.0 / ms.max(1) as f64).round() / 10.0
 }
 
 /// The failures line of a row whose last attempt failed with `error`.

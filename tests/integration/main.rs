@@ -34,3 +34,5 @@ mod lock;
 mod changed;
 // Properties of resume: random kills, torn lines and faults never lose or double a row.
 mod properties;
+// `stream = true`: time to first token, in-stream exceptions judged like HTTP ones, cut streams retried whole.
+mod stream;
