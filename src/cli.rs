@@ -78,6 +78,10 @@ pub struct EmulatorArgs {
     /// Model id or id prefix (e.g. `apac.`) answered with 403 AccessDeniedException; repeatable.
     #[arg(long = "deny-model", value_name = "PREFIX")]
     pub deny_models: Vec<String>,
+    /// Answer any model id; by default unknown ids are refused as Bedrock refuses them
+    /// (ValidationException: The provided model identifier is invalid.).
+    #[arg(long)]
+    pub any_model: bool,
     /// Request records kept for `/__requests`; later requests are only counted.
     #[arg(long, default_value_t = 20_000)]
     pub max_records: usize,
