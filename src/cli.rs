@@ -37,6 +37,38 @@ pub enum Command {
     Policy(PolicyArgs),
     /// Serve a local Bedrock Runtime + STS + IMDSv2 emulator on 127.0.0.1.
     Emulator(EmulatorArgs),
+    /// Write an output directory as one table in input order: each input row's
+    /// columns with its status, answer, tokens and error.
+    Export(ExportArgs),
+}
+
+/// Flags of `bedrock-batch export`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportArgs {
+    /// The job's output directory (holding manifest.json, results.jsonl, failures.jsonl).
+    #[arg(value_name = "OUTPUT_DIR")]
+    pub dir: PathBuf,
+    /// `csv` or `jsonl` (default: from the -o file's extension, else csv).
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
+    /// Row order. `input`: the order of the input files (the output files
+    /// themselves are in completion order).
+    #[arg(long, value_enum, default_value = "input")]
+    pub order: ExportOrder,
+    /// Write here instead of stdout (replaced whole at the end, owner-only permissions).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportOrder {
+    Input,
 }
 
 /// Flags of `bedrock-batch emulator`.

@@ -1,6 +1,7 @@
 //! Each subcommand, from parsed flags to an exit code.
 
 pub mod demo;
+pub mod export;
 pub mod policy;
 pub mod whoami;
 
@@ -50,6 +51,21 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
                 "{}\n",
                 serde_json::to_string_pretty(&policy(&args)?)?
             ))?;
+            Ok(EXIT_OK)
+        }
+        Command::Export(args) => {
+            let n = crate::commands::export::run(&args)?;
+            eprintln!(
+                "export: {} rows: {} succeeded, {} failed, {} unsent{}",
+                n.rows,
+                n.succeeded,
+                n.failed,
+                n.unsent,
+                args.output
+                    .as_ref()
+                    .map(|p| format!(" → {}", p.display()))
+                    .unwrap_or_default()
+            );
             Ok(EXIT_OK)
         }
         Command::Emulator(args) => {

@@ -61,19 +61,7 @@ impl<'a> Builder<'a> {
     /// The row's id, or the stand-in a row without one is recorded under
     /// (`FILE:LINE`), so that resume counts it as done like any other row.
     pub fn id_of(&self, fields: &Map<String, Value>, source: &Source) -> Result<String, String> {
-        match fields.get(&self.settings.id_column) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-            Some(Value::Number(n)) => Ok(n.to_string()),
-            Some(Value::String(_)) | Some(Value::Null) | None => {
-                Err(format!("missing id (column `{}`)", self.settings.id_column))
-            }
-            Some(other) => Err(format!(
-                "id (column `{}`) is a {}, expected a string or number",
-                self.settings.id_column,
-                json_type(other)
-            )),
-        }
-        .map_err(|m| m + &format!("; recorded as `{}`", stand_in_id(source)))
+        row_id(&self.settings.id_column, fields, source)
     }
 
     /// The failure a bad row is recorded as, under `id`: the row's (possibly
@@ -279,6 +267,28 @@ impl<'a> Builder<'a> {
             meta: meta_of(fields, s),
         })
     }
+}
+
+/// A row's id from its `id_column`, or why it has none (the message names the
+/// stand-in it is recorded under). `export` reads ids with this too, so it
+/// finds each row's line under the id the run wrote.
+pub fn row_id(
+    id_column: &str,
+    fields: &Map<String, Value>,
+    source: &Source,
+) -> Result<String, String> {
+    match fields.get(id_column) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(Value::String(_)) | Some(Value::Null) | None => {
+            Err(format!("missing id (column `{id_column}`)"))
+        }
+        Some(other) => Err(format!(
+            "id (column `{id_column}`) is a {}, expected a string or number",
+            json_type(other)
+        )),
+    }
+    .map_err(|m| m + &format!("; recorded as `{}`", stand_in_id(source)))
 }
 
 /// The id a row without a usable id is recorded under.

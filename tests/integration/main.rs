@@ -22,3 +22,5 @@ mod resume;
 mod shutdown;
 // Throughput control against small quotas: no lost rows, bounded 429s, counts that add up.
 mod throughput;
+// `export`: an output directory as one table in input order, from a real run.
+mod export;
