@@ -35,6 +35,7 @@ pub mod error;
 pub mod input;
 pub mod outcome;
 pub mod output;
+pub(crate) mod path;
 pub mod pipeline;
 pub mod shutdown;
 

@@ -49,7 +49,7 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
         Command::Policy(args) => {
             out(&format!(
                 "{}\n",
-                serde_json::to_string_pretty(&policy(&args)?)?
+                serde_json::to_string_pretty(&policy(&args).await?)?
             ))?;
             Ok(EXIT_OK)
         }
@@ -81,8 +81,13 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
 /// The policy document `policy` prints: the trust policy with --trust,
 /// otherwise the invoke policy for --model (or the config's model and every
 /// per-row `model` in its inputs) in the config's (or --region's) region.
-fn policy(args: &PolicyArgs) -> Result<serde_json::Value, SetupError> {
+async fn policy(args: &PolicyArgs) -> Result<serde_json::Value, SetupError> {
     if args.trust {
+        if args.user_arn.is_empty() {
+            return Err(SetupError::Config(
+                "policy --trust: no --user-arn given: pass --user-arn arn:aws:iam::ACCOUNT:user/NAME (repeatable) for each IAM user that may assume the role".into(),
+            ));
+        }
         return crate::commands::policy::trust_policy(&args.user_arn)
             .map_err(|e| SetupError::Config(format!("policy: {e}")));
     }
@@ -97,11 +102,25 @@ fn policy(args: &PolicyArgs) -> Result<serde_json::Value, SetupError> {
     let models = match &path {
         Some(p) if args.model.is_empty() => {
             let mut models: Vec<String> = file.model.clone().into_iter().collect();
-            models.extend(row_models(p)?);
+            let from_rows: Vec<String> = row_models(p)?
+                .into_iter()
+                .filter(|m| !models.contains(m))
+                .collect();
+            if !from_rows.is_empty() {
+                // Said on stderr, so the policy on stdout stays a clean document.
+                eprintln!(
+                    "policy: also covering {} model(s) named in the inputs' `model` column: {}",
+                    from_rows.len(),
+                    from_rows.join(", ")
+                );
+            }
+            models.extend(from_rows);
             models
         }
         _ => args.model.clone(),
     };
+    // A mistyped AWS_PROFILE is named here as in `run` and `whoami`.
+    crate::bedrock::auth::check_profile(file.profile.as_deref()).await?;
     let region = args.region.clone().or(file.region).ok_or_else(|| {
         SetupError::Config("policy: no region: pass --region or --config with a `region`".into())
     })?;

@@ -17,6 +17,15 @@ static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
+/// Shortest window a rate is shown for: over less, a handful of rows read
+/// as thousands a minute.
+pub const MIN_RATE_SECS: f64 = 1.0;
+
+/// The headless progress line: `progress: 12/200 rows | 9.6 rows/s | ok …`.
+fn plain_line(done: u64, of: &str, msg: &str) -> String {
+    format!("progress: {done}{of} rows {msg}")
+}
+
 /// A moment of the run, as the sink counts it.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -62,25 +71,7 @@ impl Progress {
     }
 
     pub fn update(&mut self, s: &Snapshot) {
-        let rate = s
-            .allowed_rpm
-            .map(|r| format!(" | allowed {r:.0} rpm"))
-            .unwrap_or_default();
-        let secs = self.started.elapsed().as_secs_f64();
-        let per_sec = if secs > 0.0 {
-            (s.succeeded + s.failed) as f64 / secs
-        } else {
-            0.0
-        };
-        let msg = format!(
-            "| {per_sec:.1} rows/s | ok {} | failed {} | skipped {} | tokens in/out {}/{} | throttled {}{rate}",
-            s.succeeded,
-            s.failed,
-            s.skipped,
-            compact(s.input_tokens),
-            compact(s.output_tokens),
-            s.throttles
-        );
+        let msg = self.message(s);
         match &self.bar {
             Some(bar) => {
                 bar.set_position(s.done);
@@ -89,17 +80,36 @@ impl Progress {
             None => {
                 if self.last_plain.elapsed() >= PLAIN_EVERY {
                     self.last_plain = Instant::now();
-                    let secs = self.started.elapsed().as_secs_f64();
-                    let per_sec = if secs > 0.0 {
-                        s.done as f64 / secs
-                    } else {
-                        0.0
-                    };
                     let of = self.total.map(|t| format!("/{t}")).unwrap_or_default();
-                    eprintln!("progress: {}{of} rows {:.1}/s {msg}", s.done, per_sec);
+                    eprintln!("{}", plain_line(s.done, &of, &msg));
                 }
             }
         }
+    }
+
+    /// The bar's message, which the plain line also carries.
+    fn message(&self, s: &Snapshot) -> String {
+        let rate = s
+            .allowed_rpm
+            .map(|r| format!(" | allowed {r:.0} rpm"))
+            .unwrap_or_default();
+        let secs = self.started.elapsed().as_secs_f64();
+        // One rate, of rows this run finished (skipped ones are not work),
+        // and only once the window means something.
+        let per_sec = if secs >= MIN_RATE_SECS {
+            format!("{:.1} rows/s", (s.succeeded + s.failed) as f64 / secs)
+        } else {
+            "– rows/s".to_string()
+        };
+        format!(
+            "| {per_sec} | ok {} | failed {} | skipped {} | tokens in/out {}/{} | throttled {}{rate}",
+            s.succeeded,
+            s.failed,
+            s.skipped,
+            compact(s.input_tokens),
+            compact(s.output_tokens),
+            s.throttles
+        )
     }
 
     pub fn finish(&mut self) {
@@ -113,6 +123,37 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plain_line_shows_one_named_rate() {
+        let mut p = Progress::new(Some(200), false);
+        p.started = Instant::now() - Duration::from_secs(10);
+        let s = Snapshot {
+            done: 12,
+            succeeded: 10,
+            failed: 2,
+            ..Snapshot::default()
+        };
+        // What `update` prints, built the same way.
+        let msg = p.message(&s);
+        let line = plain_line(s.done, "/200", &msg);
+        assert!(
+            line.starts_with("progress: 12/200 rows | 1.2 rows/s | ok 10 | failed 2"),
+            "{line}"
+        );
+        assert_eq!(line.matches("/s").count(), 1, "{line}");
+        p.started = Instant::now();
+        assert!(
+            p.message(&s).starts_with("| – rows/s |"),
+            "{}",
+            p.message(&s)
+        );
     }
 }
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::output::progress::MIN_RATE_SECS;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Rows read from the inputs in this run (skipped ones included).
@@ -90,28 +92,41 @@ impl Summary {
             ));
         }
         out.push('\n');
+        // Rates over less than a second say nothing (6 rows in 10 ms would
+        // read as 36000 rows/min), so they are left out of the text.
+        let rates = if self.elapsed_secs >= MIN_RATE_SECS && self.attempts > 0 {
+            format!(
+                "; {:.0} rows/min, {:.0} requests/min, {:.0} tokens/min",
+                self.throughput.rows_per_min,
+                self.throughput.requests_per_min,
+                self.throughput.tokens_per_min
+            )
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "tokens: {} in / {} out; {:.0} rows/min, {:.0} requests/min, {:.0} tokens/min\n",
-            self.tokens.input,
-            self.tokens.output,
-            self.throughput.rows_per_min,
-            self.throughput.requests_per_min,
-            self.throughput.tokens_per_min
+            "tokens: {} in / {} out{rates}\n",
+            self.tokens.input, self.tokens.output,
         ));
-        if self.attempts > 0 {
+        let calls = format!(
+            "{} attempts, {} retries, throttled {} (requests {}, tokens {})",
+            self.attempts,
+            self.retries,
+            self.throttles.requests + self.throttles.tokens,
+            self.throttles.requests,
+            self.throttles.tokens
+        );
+        // Latency is of answered calls: with none, there is no latency to show.
+        if self.succeeded > 0 {
             out.push_str(&format!(
-                "latency: p50 {} ms, p95 {} ms, p99 {} ms; {} attempts, {} retries, throttled {} (requests {}, tokens {})\n",
-                self.latency_ms.p50,
-                self.latency_ms.p95,
-                self.latency_ms.p99,
-                self.attempts,
-                self.retries,
-                self.throttles.requests + self.throttles.tokens,
-                self.throttles.requests,
-                self.throttles.tokens
+                "latency: p50 {} ms, p95 {} ms, p99 {} ms; {calls}\n",
+                self.latency_ms.p50, self.latency_ms.p95, self.latency_ms.p99,
             ));
+        } else if self.attempts > 0 {
+            out.push_str(&format!("calls: {calls}\n"));
         }
-        let dir = self.output_dir.display();
+        let dir = crate::path::normalize(&self.output_dir);
+        let dir = dir.display();
         out.push_str(&format!("results:  {dir}/results.jsonl\n"));
         out.push_str(&format!("failures: {dir}/failures.jsonl\n"));
         out.push_str(&format!("summary:  {dir}/summary.json\n"));
@@ -130,5 +145,48 @@ fn duration(secs: f64) -> String {
             (secs / 3600.0) as u64,
             ((secs % 3600.0) / 60.0) as u64
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(succeeded: u64, failed: u64, attempts: u64, elapsed_secs: f64) -> Summary {
+        Summary {
+            total: succeeded + failed,
+            succeeded,
+            failed,
+            attempts,
+            elapsed_secs,
+            throughput: Throughput {
+                rows_per_min: (succeeded + failed) as f64 / (elapsed_secs / 60.0),
+                requests_per_min: attempts as f64 / (elapsed_secs / 60.0),
+                tokens_per_min: 0.0,
+            },
+            output_dir: PathBuf::from("samples/../out/./reviews"),
+            ..Summary::default()
+        }
+    }
+
+    #[test]
+    fn no_rates_over_a_moment_and_no_latency_without_answers() {
+        let text = summary(6, 0, 6, 0.01).render();
+        assert!(!text.contains("/min"), "{text}");
+        assert!(text.contains("latency: p50"), "{text}");
+
+        let text = summary(0, 200, 200, 12.0).render();
+        assert!(!text.contains("latency"), "{text}");
+        assert!(text.contains("calls: 200 attempts"), "{text}");
+        assert!(text.contains("1000 rows/min"), "{text}");
+    }
+
+    #[test]
+    fn paths_print_normalised() {
+        let text = summary(1, 0, 1, 2.0).render();
+        assert!(
+            text.contains("results:  out/reviews/results.jsonl\n"),
+            "{text}"
+        );
     }
 }

@@ -366,9 +366,10 @@ async fn dispatch(
     drop(work_rx);
     drop(events);
 
-    let mut grace_deadline = shutdown
-        .is_stopping()
-        .then(|| tokio::time::Instant::now() + settings.grace_period);
+    let mut grace_deadline = shutdown.is_stopping().then(|| {
+        shutdown.announce_drain(tasks.len(), settings.grace_period);
+        tokio::time::Instant::now() + settings.grace_period
+    });
     // Once aborted, stop listening: both tokens stay cancelled and would
     // otherwise wake this loop until the last task is gone.
     let mut aborted = false;
@@ -376,6 +377,7 @@ async fn dispatch(
         tokio::select! {
             r = tasks.join_next() => if r.is_none() { break },
             _ = shutdown.stopping(), if grace_deadline.is_none() && !aborted => {
+                shutdown.announce_drain(tasks.len(), settings.grace_period);
                 grace_deadline = Some(tokio::time::Instant::now() + settings.grace_period);
             }
             _ = sleep_until_opt(grace_deadline), if !aborted => {
