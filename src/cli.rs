@@ -39,6 +39,9 @@ pub enum Command {
     Emulator(EmulatorArgs),
     /// Write an output directory's HTML report (or compare two runs with --compare).
     Report(ReportArgs),
+    /// Write an output directory as one table in input order: each input row's
+    /// columns with its status, answer, tokens and error.
+    Export(ExportArgs),
 }
 
 /// Flags of `bedrock-batch report`.
@@ -69,6 +72,35 @@ pub struct ReportArgs {
         requires = "compare"
     )]
     pub threshold: f64,
+}
+
+/// Flags of `bedrock-batch export`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportArgs {
+    /// The job's output directory (holding manifest.json, results.jsonl, failures.jsonl).
+    #[arg(value_name = "OUTPUT_DIR")]
+    pub dir: PathBuf,
+    /// `csv` or `jsonl` (default: from the -o file's extension, else csv).
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
+    /// Row order. `input`: the order of the input files (the output files
+    /// themselves are in completion order).
+    #[arg(long, value_enum, default_value = "input")]
+    pub order: ExportOrder,
+    /// Write here instead of stdout (replaced whole at the end, owner-only permissions).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportOrder {
+    Input,
 }
 
 /// Flags of `bedrock-batch emulator`.
@@ -110,6 +142,10 @@ pub struct EmulatorArgs {
     /// Model id or id prefix (e.g. `apac.`) answered with 403 AccessDeniedException; repeatable.
     #[arg(long = "deny-model", value_name = "PREFIX")]
     pub deny_models: Vec<String>,
+    /// Answer any model id; by default unknown ids are refused as Bedrock refuses them
+    /// (ValidationException: The provided model identifier is invalid.).
+    #[arg(long)]
+    pub any_model: bool,
     /// Request records kept for `/__requests`; later requests are only counted.
     #[arg(long, default_value_t = 20_000)]
     pub max_records: usize,

@@ -46,6 +46,7 @@ pub mod error;
 pub(crate) mod input;
 pub(crate) mod outcome;
 pub mod output;
+pub(crate) mod path;
 pub(crate) mod pipeline;
 pub(crate) mod report;
 pub mod shutdown;

@@ -75,6 +75,17 @@ impl Shutdown {
         self.abort.cancelled().await
     }
 
+    /// Says, once stopping, what the run now waits for: `in_flight` calls,
+    /// for at most `grace`.
+    pub fn announce_drain(&self, in_flight: usize, grace: std::time::Duration) {
+        let Some(reason) = self.reason() else { return };
+        tracing::warn!(
+            "{}: stopping: waiting up to {}s for {in_flight} call(s) in flight to finish and be written (signal again to abort them; their rows are then sent on resume)",
+            reason.as_str(),
+            grace.as_secs()
+        );
+    }
+
     /// Turns SIGINT and SIGTERM into requests, for as long as the process lives.
     pub fn listen_for_signals(&self) -> std::io::Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
@@ -89,12 +100,9 @@ impl Shutdown {
                 };
                 let first = !this.is_stopping();
                 this.request(reason);
-                if first {
-                    tracing::warn!(
-                        "{}: finishing calls in flight, then stopping (signal again to abort them)",
-                        reason.as_str()
-                    );
-                } else {
+                // The first signal is announced by the runner, which knows
+                // how many calls are in flight (`announce_drain`).
+                if !first {
                     tracing::warn!(
                         "second signal: aborting calls in flight; their rows are sent on resume"
                     );

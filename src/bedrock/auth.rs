@@ -63,6 +63,7 @@ pub struct Session {
 /// `--role-arn` the base provider, which remembers where it found its
 /// credentials.
 async fn load(auth: &AuthSettings) -> anyhow::Result<(SdkConfig, Option<Arc<Base>>)> {
+    check_profile(auth.profile.as_deref()).await?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(p) = &auth.profile {
         loader = loader.profile_name(p);
@@ -185,6 +186,68 @@ fn sts_error(e: &(dyn std::error::Error + 'static)) -> Option<(String, String)> 
         cur = err.source();
     }
     None
+}
+
+/// Refuses a profile that the profile files do not define, naming the ones
+/// they do. Otherwise the SDK goes on without it: the region is missing
+/// ("no region"), or with `--region` the chain falls through to IMDS, and
+/// neither says that the profile's name was the mistake.
+///
+/// `profile` is `--profile` (or the config's `profile`); without it,
+/// `AWS_PROFILE`. The files are parsed by the SDK's own profile parser, and
+/// only section names are read, never a value.
+pub(crate) async fn check_profile(profile: Option<&str>) -> anyhow::Result<()> {
+    // The alias is deprecated in favour of `aws_runtime`'s name for the same
+    // type; this spares a direct dependency on `aws-runtime` for one name.
+    #[allow(deprecated)]
+    use aws_config::profile::profile_file::ProfileFiles;
+    use aws_types::os_shim_internal::{Env, Fs};
+    let name = match profile {
+        Some(p) => p.to_string(),
+        None => match std::env::var("AWS_PROFILE") {
+            Ok(p) if !p.is_empty() => p,
+            _ => return Ok(()),
+        },
+    };
+    // With no files at all the SDK still serves `default` from the
+    // environment; a file it cannot parse it reports itself.
+    if name == "default" {
+        return Ok(());
+    }
+    #[allow(deprecated)]
+    let files = ProfileFiles::default();
+    let Ok(set) = aws_config::profile::load(&Fs::real(), &Env::real(), &files, None).await else {
+        return Ok(());
+    };
+    if set.get_profile(&name).is_some() {
+        return Ok(());
+    }
+    let mut names: Vec<&str> = set.profiles().collect();
+    names.sort_unstable_by_key(|n| (*n != "default", *n));
+    let there = if names.is_empty() {
+        "no profiles there".to_string()
+    } else {
+        format!("profiles there: {}", names.join(", "))
+    };
+    anyhow::bail!(
+        "profile \"{name}\" not found in {} or {} ({there})",
+        profile_file("AWS_CONFIG_FILE", "config"),
+        profile_file("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+    )
+}
+
+/// Where the SDK reads a profile file: the variable's path, or `~/.aws/NAME`.
+fn profile_file(var: &str, name: &str) -> String {
+    match std::env::var(var) {
+        Ok(p) if !p.is_empty() => {
+            let home = std::env::var("HOME").unwrap_or_default();
+            match p.strip_prefix(&home) {
+                Some(rest) if !home.is_empty() && rest.starts_with('/') => format!("~{rest}"),
+                _ => p,
+            }
+        }
+        _ => format!("~/.aws/{name}"),
+    }
 }
 
 /// The profile the SDK was told to use, for messages only.

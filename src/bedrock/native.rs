@@ -84,9 +84,6 @@ pub enum NativeError {
     UnknownShape(String),
 }
 
-/// Geo prefixes of cross-region inference-profile ids (`us.anthropic.…`).
-const GEO_PREFIXES: &[&str] = &["us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"];
-
 /// The body family of a foundation-model id, an inference-profile id (with a
 /// geo prefix) or an ARN of either; `None` for models this module does not
 /// know.
@@ -94,14 +91,7 @@ const GEO_PREFIXES: &[&str] = &["us", "us-gov", "eu", "apac", "jp", "au", "ca", 
 /// Llama 2 and Llama 4 use other chat templates and return `None`, as do
 /// non-text models (Titan embeddings, Nova Canvas/Reel/Sonic).
 pub fn family(model: &str) -> Option<Family> {
-    // ARNs: `arn:aws:bedrock:…:foundation-model/<id>` or `…:inference-profile/<id>`.
-    // Plain ids contain no `/`, so taking the last segment is right for both.
-    let id = model.rsplit('/').next().unwrap_or(model);
-    let id = match id.split_once('.') {
-        Some((geo, rest)) if GEO_PREFIXES.contains(&geo) => rest,
-        _ => id,
-    };
-    let (provider, name) = id.split_once('.')?;
+    let (provider, name) = crate::bedrock::catalog::base_id(model).split_once('.')?;
     match provider {
         "anthropic" if name.starts_with("claude") => Some(Family::Anthropic),
         "amazon" => {

@@ -116,7 +116,7 @@ pub(crate) async fn run(
         .filter(|k| k.starts_with("ASIA"))
         .collect();
     eprintln!(
-        "demo: the emulator saw {} AssumeRole call(s) signed by the source profile's static key (one for whoami, one for the run), and {} Bedrock call(s), all signed by issued session keys ({})",
+        "demo: the emulator saw {} AssumeRole call(s) signed by the source profile's static key (one for whoami, one for the run), and {} Bedrock call(s), all signed by the {} distinct session key(s) AssumeRole issued",
         stats.assume_role,
         stats.requests,
         role_keys.len()

@@ -40,6 +40,7 @@ fn config(a: &EmulatorArgs) -> EmulatorConfig {
         seed: a.seed,
         deny_assume_role: a.deny_assume_role,
         denied_models: a.deny_models.clone(),
+        accept_any_model: a.any_model,
         max_records: a.max_records,
         ..EmulatorConfig::default()
     }

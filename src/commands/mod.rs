@@ -2,6 +2,7 @@
 
 pub(crate) mod demo;
 mod emulator;
+pub(crate) mod export;
 pub mod policy;
 pub(crate) mod report;
 pub(crate) mod whoami;
@@ -77,7 +78,7 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
         Command::Policy(args) => {
             out(&format!(
                 "{}\n",
-                serde_json::to_string_pretty(&policy(&args)?)?
+                serde_json::to_string_pretty(&policy(&args).await?)?
             ))?;
             Ok(EXIT_OK)
         }
@@ -85,6 +86,21 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
             let (text, code) = crate::commands::report::run(&args)?;
             out(&text)?;
             Ok(code)
+        }
+        Command::Export(args) => {
+            let n = crate::commands::export::run(&args)?;
+            eprintln!(
+                "export: {} rows: {} succeeded, {} failed, {} unsent{}",
+                n.rows,
+                n.succeeded,
+                n.failed,
+                n.unsent,
+                args.output
+                    .as_ref()
+                    .map(|p| format!(" → {}", p.display()))
+                    .unwrap_or_default()
+            );
+            Ok(EXIT_OK)
         }
         Command::Emulator(args) => {
             emulator::run(&args, async {
@@ -99,8 +115,13 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
 /// The policy document `policy` prints: the trust policy with --trust,
 /// otherwise the invoke policy for --model (or the config's model and every
 /// per-row `model` in its inputs) in the config's (or --region's) region.
-fn policy(args: &PolicyArgs) -> anyhow::Result<serde_json::Value> {
+async fn policy(args: &PolicyArgs) -> anyhow::Result<serde_json::Value> {
     if args.trust {
+        if args.user_arn.is_empty() {
+            anyhow::bail!(
+                "policy --trust: no --user-arn given: pass --user-arn arn:aws:iam::ACCOUNT:user/NAME (repeatable) for each IAM user that may assume the role"
+            );
+        }
         return policy::trust_policy(&args.user_arn).context("policy");
     }
     let path = args.config.clone().or_else(|| {
@@ -114,11 +135,25 @@ fn policy(args: &PolicyArgs) -> anyhow::Result<serde_json::Value> {
     let models = match &path {
         Some(p) if args.model.is_empty() => {
             let mut models: Vec<String> = file.model.clone().into_iter().collect();
-            models.extend(row_models(p)?);
+            let from_rows: Vec<String> = row_models(p)?
+                .into_iter()
+                .filter(|m| !models.contains(m))
+                .collect();
+            if !from_rows.is_empty() {
+                // Said on stderr, so the policy on stdout stays a clean document.
+                eprintln!(
+                    "policy: also covering {} model(s) named in the inputs' `model` column: {}",
+                    from_rows.len(),
+                    from_rows.join(", ")
+                );
+            }
+            models.extend(from_rows);
             models
         }
         _ => args.model.clone(),
     };
+    // A mistyped AWS_PROFILE is named here as in `run` and `whoami`.
+    crate::bedrock::auth::check_profile(file.profile.as_deref()).await?;
     let region = args
         .region
         .clone()

@@ -19,6 +19,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
+use crate::bedrock::catalog::PROVIDERS;
+
 /// The two runtime actions a batch job needs: `run` calls Converse /
 /// ConverseStream, which IAM authorizes as these.
 const INVOKE_ACTIONS: [&str; 2] = [
@@ -97,32 +99,6 @@ const GEOGRAPHIES: &[(&str, &[&str])] = &[
 /// The prefix of global cross-Region inference profiles, which can route to any
 /// commercial Region.
 const GLOBAL: &str = "global";
-
-/// Model providers on Bedrock. Only used to tell a mistyped geography
-/// (`ap.anthropic.…`) from a foundation model id (`anthropic.claude-…`): an id
-/// is taken for a profile with an unknown prefix when its *second* segment is a
-/// provider. An id whose provider is missing here is still accepted as a
-/// foundation model.
-const PROVIDERS: &[&str] = &[
-    "ai21",
-    "amazon",
-    "anthropic",
-    "cohere",
-    "deepseek",
-    "google",
-    "luma",
-    "meta",
-    "minimax",
-    "mistral",
-    "moonshot",
-    "moonshotai",
-    "nvidia",
-    "openai",
-    "qwen",
-    "stability",
-    "twelvelabs",
-    "writer",
-];
 
 /// Bedrock resource types a runtime `modelId` ARN can name; all are passed
 /// through unchanged.
@@ -481,6 +457,10 @@ fn first_segment(id: &str) -> &str {
     id.split('.').next().unwrap_or(id)
 }
 
+/// Only used to tell a mistyped geography (`ap.anthropic.…`) from a
+/// foundation model id (`anthropic.claude-…`): an id is taken for a profile
+/// with an unknown prefix when its *second* segment is a provider. An id whose
+/// provider is missing from the catalog is still accepted as a foundation model.
 fn is_provider(segment: &str) -> bool {
     PROVIDERS.contains(&segment)
 }

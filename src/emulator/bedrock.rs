@@ -28,6 +28,7 @@ use super::marker::{Forced, Markers};
 use super::model::{self, Generation};
 use super::server::{Dropped, Reply, Server, Trace};
 use super::stream_fault::StreamFault;
+use crate::bedrock::catalog::{self, Lookup, Output};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Operation {
@@ -121,6 +122,9 @@ pub async fn handle(
             res = resource_arn(&model_id, &server.cfg.region, &server.cfg.account_id),
         );
         return Ok(server.bedrock_error(Fault::AccessDenied, Some(&msg), trace));
+    }
+    if let Err(msg) = served(&model_id, op, server.cfg.accept_any_model) {
+        return Ok(server.bedrock_error(Fault::Validation, Some(msg), trace));
     }
 
     let (conv, family) = match op {
@@ -264,6 +268,22 @@ fn valid_model_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// Whether Bedrock serves `model_id` for `op`, or the message it refuses with: an id it does
+/// not know, or Converse to a model that does not produce text (an embedding model). With
+/// `any_model`, unknown ids are served; a known embedding model still refuses Converse.
+fn served(model_id: &str, op: Operation, any_model: bool) -> Result<(), &'static str> {
+    match catalog::lookup(model_id) {
+        Lookup::Unknown if !any_model => Err("The provided model identifier is invalid."),
+        Lookup::Known(m)
+            if m.output != Output::Text
+                && matches!(op, Operation::Converse | Operation::ConverseStream) =>
+        {
+            Err("This action doesn't support the model that you provided. Try again with a supported text or chat model.")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn is_denied(denied: &[String], model_id: &str) -> bool {
@@ -445,6 +465,26 @@ mod tests {
         ));
         assert!(!valid_model_id("claude"));
         assert!(!valid_model_id("a b.c"));
+    }
+
+    #[test]
+    fn unknown_ids_and_converse_to_embeddings_are_refused() {
+        let haiku = "anthropic.claude-3-haiku-20240307-v1:0";
+        assert!(served(haiku, Operation::Converse, false).is_ok());
+        assert!(served(&format!("apac.{haiku}"), Operation::ConverseStream, false).is_ok());
+        let invalid = Err("The provided model identifier is invalid.");
+        assert_eq!(
+            served("anthropic.claude-3-haiku", Operation::Converse, false),
+            invalid
+        );
+        assert_eq!(served("foo.bar", Operation::Invoke, false), invalid);
+        assert!(served("foo.bar", Operation::Converse, true).is_ok());
+        let embed = "amazon.titan-embed-text-v2:0";
+        for any in [false, true] {
+            let e = served(embed, Operation::Converse, any).unwrap_err();
+            assert!(e.contains("doesn't support the model"), "{e}");
+        }
+        assert!(served(embed, Operation::Invoke, false).is_ok());
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub struct EmulatorConfig {
     /// Model ids (or prefixes of the id / its base model) that answer 403 AccessDeniedException,
     /// e.g. `apac.` for a policy that doesn't cover the APAC cross-region profile.
     pub denied_models: Vec<String>,
+    /// Answer any syntactically valid model id. Off by default: like Bedrock, the emulator
+    /// refuses ids it does not know (a typo, a truncated id, `foo.bar`) with "The provided
+    /// model identifier is invalid." (known ids: `bedrock::catalog`).
+    pub accept_any_model: bool,
     /// The instance role IMDS lists.
     pub imds_role: String,
     /// Request records kept (the first N; later ones are only counted).
@@ -82,6 +86,7 @@ impl Default for EmulatorConfig {
             verify_signatures: true,
             deny_assume_role: false,
             denied_models: Vec::new(),
+            accept_any_model: false,
             imds_role: "BedrockExecutionRole".into(),
             max_records: 20_000,
         }

@@ -22,20 +22,9 @@ pub enum Family {
     MistralChat,
 }
 
-/// Cross-region inference profile prefixes, stripped before looking at the vendor.
-const PROFILE_PREFIXES: [&str; 8] = [
-    "us.", "eu.", "apac.", "global.", "jp.", "au.", "ca.", "us-gov.",
-];
-
 /// The foundation-model part of a model id, inference-profile id or ARN
 /// (`arn:...:inference-profile/apac.anthropic.x` → `anthropic.x`).
-pub fn base_model(model_id: &str) -> &str {
-    let id = model_id.rsplit('/').next().unwrap_or(model_id);
-    PROFILE_PREFIXES
-        .iter()
-        .find_map(|p| id.strip_prefix(p))
-        .unwrap_or(id)
-}
+pub use crate::bedrock::catalog::base_id as base_model;
 
 /// One parsed native request.
 pub struct Native {

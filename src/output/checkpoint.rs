@@ -211,7 +211,7 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
         }
         cp.notes.push(format!(
             "--fresh: earlier files moved to {}",
-            aside.display()
+            crate::path::normalize(&aside).display()
         ));
     } else {
         match Manifest::read(dir)? {
@@ -264,15 +264,16 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
     Ok(cp)
 }
 
-/// A new, empty `previous-<secs>` directory (`previous-<secs>-2`, … when
-/// that one exists: two `--fresh` runs in one second must not move files onto
-/// each other, since rename replaces an existing file).
+/// A new, empty `previous-<UTC time>` directory, e.g.
+/// `previous-2026-11-30T155653Z` (`…Z-2`, … when that one exists: two
+/// `--fresh` runs in one second must not move files onto each other, since
+/// rename replaces an existing file).
 fn claim_aside_dir(dir: &Path) -> anyhow::Result<PathBuf> {
-    let secs = crate::time::unix_secs(std::time::SystemTime::now());
+    let stamp = aside_stamp(std::time::SystemTime::now());
     for n in 1u32.. {
         let name = match n {
-            1 => format!("previous-{secs}"),
-            n => format!("previous-{secs}-{n}"),
+            1 => format!("previous-{stamp}"),
+            n => format!("previous-{stamp}-{n}"),
         };
         let aside = dir.join(name);
         match std::fs::create_dir(&aside) {
@@ -282,6 +283,15 @@ fn claim_aside_dir(dir: &Path) -> anyhow::Result<PathBuf> {
         }
     }
     unreachable!("u32 names run out only after 4 billion directories")
+}
+
+/// `2026-11-30T155653Z`: the UTC time, readable and sorting in time order,
+/// without the colons some tools and file systems refuse in a name.
+fn aside_stamp(t: std::time::SystemTime) -> String {
+    // Whole seconds: the fraction would only make the name longer.
+    let secs = crate::time::unix_secs(t);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    crate::time::rfc3339(t).replace(':', "")
 }
 
 /// The parts of a results or failures line that resume reads.
@@ -543,12 +553,18 @@ mod tests {
     }
 
     #[test]
+    fn aside_directories_are_named_by_utc_time() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_796_050_736_250);
+        assert_eq!(aside_stamp(t), "2026-11-30T145856Z");
+    }
+
+    #[test]
     fn fresh_twice_in_one_second_keeps_both_earlier_sets_of_files() {
         let dir = tempfile::tempdir().unwrap();
         // Stand-ins for the directories a --fresh run made a moment ago.
-        let now = crate::time::unix_secs(std::time::SystemTime::now());
-        for secs in [now, now + 1] {
-            let earlier = dir.path().join(format!("previous-{secs}"));
+        let now = std::time::SystemTime::now();
+        for t in [now, now + std::time::Duration::from_secs(1)] {
+            let earlier = dir.path().join(format!("previous-{}", aside_stamp(t)));
             std::fs::create_dir(&earlier).unwrap();
             std::fs::write(earlier.join(RESULTS), "{\"id\":\"old\"}\n").unwrap();
         }

@@ -19,6 +19,15 @@ static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
+/// Shortest window a rate is shown for: over less, a handful of rows read
+/// as thousands a minute.
+pub(crate) const MIN_RATE_SECS: f64 = 1.0;
+
+/// The headless progress line: `progress: 12/200 rows | 9.6 rows/s | ok …`.
+fn plain_line(done: u64, of: &str, msg: &str) -> String {
+    format!("progress: {done}{of} rows {msg}")
+}
+
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     total: Option<u64>,
@@ -52,25 +61,8 @@ impl Progress {
 
     /// Shows the counts so far; `allowed_rpm` is the limiter's current pace, if it has one.
     pub(crate) fn update(&mut self, s: &Run, allowed_rpm: Option<f64>) {
-        let rate = allowed_rpm
-            .map(|r| format!(" | allowed {r:.0} rpm"))
-            .unwrap_or_default();
         let done = s.succeeded + s.failed + s.skipped;
-        let secs = self.started.elapsed().as_secs_f64();
-        let per_sec = if secs > 0.0 {
-            (s.succeeded + s.failed) as f64 / secs
-        } else {
-            0.0
-        };
-        let msg = format!(
-            "| {per_sec:.1} rows/s | ok {} | failed {} | skipped {} | tokens in/out {}/{} | throttled {}{rate}",
-            s.succeeded,
-            s.failed,
-            s.skipped,
-            compact(s.tokens.input),
-            compact(s.tokens.output),
-            s.throttles.requests + s.throttles.tokens
-        );
+        let msg = self.message(s, allowed_rpm);
         match &self.bar {
             Some(bar) => {
                 bar.set_position(done);
@@ -79,13 +71,35 @@ impl Progress {
             None => {
                 if self.last_plain.elapsed() >= PLAIN_EVERY {
                     self.last_plain = Instant::now();
-                    let secs = self.started.elapsed().as_secs_f64();
-                    let per_sec = if secs > 0.0 { done as f64 / secs } else { 0.0 };
                     let of = self.total.map(|t| format!("/{t}")).unwrap_or_default();
-                    eprintln!("progress: {done}{of} rows {per_sec:.1}/s {msg}");
+                    eprintln!("{}", plain_line(done, &of, &msg));
                 }
             }
         }
+    }
+
+    /// The bar's message, which the plain line also carries.
+    fn message(&self, s: &Run, allowed_rpm: Option<f64>) -> String {
+        let rate = allowed_rpm
+            .map(|r| format!(" | allowed {r:.0} rpm"))
+            .unwrap_or_default();
+        let secs = self.started.elapsed().as_secs_f64();
+        // One rate, of rows this run finished (skipped ones are not work),
+        // and only once the window means something.
+        let per_sec = if secs >= MIN_RATE_SECS {
+            format!("{:.1} rows/s", (s.succeeded + s.failed) as f64 / secs)
+        } else {
+            "– rows/s".to_string()
+        };
+        format!(
+            "| {per_sec} | ok {} | failed {} | skipped {} | tokens in/out {}/{} | throttled {}{rate}",
+            s.succeeded,
+            s.failed,
+            s.skipped,
+            compact(s.tokens.input),
+            compact(s.tokens.output),
+            s.throttles.requests + s.throttles.tokens
+        )
     }
 
     pub(crate) fn finish(&mut self) {
@@ -161,4 +175,34 @@ pub fn init_logging(filter: Option<&str>) {
         .finish()
         .with(no_sdk_dumps)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plain_line_shows_one_named_rate() {
+        let mut p = Progress::new(Some(200), false);
+        p.started = Instant::now() - Duration::from_secs(10);
+        let s = Run {
+            succeeded: 10,
+            failed: 2,
+            ..Run::default()
+        };
+        // What `update` prints, built the same way.
+        let msg = p.message(&s, None);
+        let line = plain_line(12, "/200", &msg);
+        assert!(
+            line.starts_with("progress: 12/200 rows | 1.2 rows/s | ok 10 | failed 2"),
+            "{line}"
+        );
+        assert_eq!(line.matches("/s").count(), 1, "{line}");
+        p.started = Instant::now();
+        assert!(
+            p.message(&s, None).starts_with("| – rows/s |"),
+            "{}",
+            p.message(&s, None)
+        );
+    }
 }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::output::progress::MIN_RATE_SECS;
+
 /// The job as the output directory holds it after this run: every line of
 /// `results.jsonl` and `failures.jsonl`, whichever run wrote it. A nightly
 /// job that resumes reads the same figures as one that ran in one go; what
@@ -219,26 +221,38 @@ impl Summary {
                 self.unfinished
             ));
         }
+        // Rates over less than a second say nothing (6 rows in 10 ms would
+        // read as 36000 rows/min), so they are left out of the text.
+        let rates = if r.elapsed_secs >= MIN_RATE_SECS && r.attempts > 0 {
+            format!(
+                "; {:.0} rows/min, {:.0} requests/min, {:.0} tokens/min",
+                r.throughput.rows_per_min,
+                r.throughput.requests_per_min,
+                r.throughput.tokens_per_min
+            )
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "tokens: {} in / {} out; {:.0} rows/min, {:.0} requests/min, {:.0} tokens/min\n",
-            r.tokens.input,
-            r.tokens.output,
-            r.throughput.rows_per_min,
-            r.throughput.requests_per_min,
-            r.throughput.tokens_per_min
+            "tokens: {} in / {} out{rates}\n",
+            r.tokens.input, r.tokens.output,
         ));
-        if r.attempts > 0 {
+        let calls = format!(
+            "{} attempts, {} retries, throttled {} (requests {}, tokens {})",
+            r.attempts,
+            r.retries,
+            r.throttles.requests + r.throttles.tokens,
+            r.throttles.requests,
+            r.throttles.tokens
+        );
+        // Latency is of answered calls: with none, there is no latency to show.
+        if r.succeeded > 0 {
             out.push_str(&format!(
-                "latency: p50 {} ms, p95 {} ms, p99 {} ms; {} attempts, {} retries, throttled {} (requests {}, tokens {})\n",
-                r.latency_ms.p50,
-                r.latency_ms.p95,
-                r.latency_ms.p99,
-                r.attempts,
-                r.retries,
-                r.throttles.requests + r.throttles.tokens,
-                r.throttles.requests,
-                r.throttles.tokens
+                "latency: p50 {} ms, p95 {} ms, p99 {} ms; {calls}\n",
+                r.latency_ms.p50, r.latency_ms.p95, r.latency_ms.p99,
             ));
+        } else if r.attempts > 0 {
+            out.push_str(&format!("calls: {calls}\n"));
         }
         if let (Some(t), Some(rate)) = (&r.ttft_ms, &r.output_tokens_per_sec) {
             out.push_str(&format!(
@@ -246,7 +260,8 @@ impl Summary {
                 t.p50, t.p95, t.p99, rate.p50, rate.min
             ));
         }
-        let dir = self.output_dir.display();
+        let dir = crate::path::normalize(&self.output_dir);
+        let dir = dir.display();
         out.push_str(&format!("results:  {dir}/results.jsonl\n"));
         out.push_str(&format!("failures: {dir}/failures.jsonl\n"));
         out.push_str(&format!("summary:  {dir}/summary.json\n"));
@@ -274,5 +289,54 @@ fn duration(secs: f64) -> String {
             (secs / 3600.0) as u64,
             ((secs % 3600.0) / 60.0) as u64
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(succeeded: u64, failed: u64, attempts: u64, elapsed_secs: f64) -> Summary {
+        Summary {
+            total: succeeded + failed,
+            succeeded,
+            failed,
+            attempts,
+            output_dir: PathBuf::from("samples/../out/./reviews"),
+            this_run: Run {
+                succeeded,
+                failed,
+                attempts,
+                elapsed_secs,
+                throughput: Throughput {
+                    rows_per_min: (succeeded + failed) as f64 / (elapsed_secs / 60.0),
+                    requests_per_min: attempts as f64 / (elapsed_secs / 60.0),
+                    tokens_per_min: 0.0,
+                },
+                ..Run::default()
+            },
+            ..Summary::default()
+        }
+    }
+
+    #[test]
+    fn no_rates_over_a_moment_and_no_latency_without_answers() {
+        let text = summary(6, 0, 6, 0.01).render();
+        assert!(!text.contains("/min"), "{text}");
+        assert!(text.contains("latency: p50"), "{text}");
+
+        let text = summary(0, 200, 200, 12.0).render();
+        assert!(!text.contains("latency"), "{text}");
+        assert!(text.contains("calls: 200 attempts"), "{text}");
+        assert!(text.contains("1000 rows/min"), "{text}");
+    }
+
+    #[test]
+    fn paths_print_normalised() {
+        let text = summary(1, 0, 1, 2.0).render();
+        assert!(
+            text.contains("results:  out/reviews/results.jsonl\n"),
+            "{text}"
+        );
     }
 }

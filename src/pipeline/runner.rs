@@ -478,9 +478,10 @@ async fn intake(
 /// get the grace period to finish and be written; when it runs out, or on a
 /// second signal, they are aborted (their rows are sent on resume).
 async fn drain(mut tasks: JoinSet<()>, grace: Duration, shutdown: &Shutdown) {
-    let mut grace_deadline = shutdown
-        .is_stopping()
-        .then(|| tokio::time::Instant::now() + grace);
+    let mut grace_deadline = shutdown.is_stopping().then(|| {
+        shutdown.announce_drain(tasks.len(), grace);
+        tokio::time::Instant::now() + grace
+    });
     // Once aborted, stop listening: both tokens stay cancelled and would
     // otherwise wake this loop until the last task is gone.
     let mut aborted = false;
@@ -488,6 +489,7 @@ async fn drain(mut tasks: JoinSet<()>, grace: Duration, shutdown: &Shutdown) {
         tokio::select! {
             r = tasks.join_next() => if r.is_none() { break },
             _ = shutdown.stopping(), if grace_deadline.is_none() && !aborted => {
+                shutdown.announce_drain(tasks.len(), grace);
                 grace_deadline = Some(tokio::time::Instant::now() + grace);
             }
             _ = sleep_until_opt(grace_deadline), if !aborted => {

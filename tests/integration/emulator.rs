@@ -457,6 +457,81 @@ async fn model_arn_with_encoded_slash_routes_and_denied_models_are_refused() {
     assert!(err.is_validation_exception(), "{err:?}");
 }
 
+/// As strict as Bedrock on model ids: a truncated id, an invented one and Converse to an
+/// embedding model are refused with Bedrock's own messages, and `accept_any_model` serves
+/// ids the emulator does not know.
+#[tokio::test]
+async fn unknown_model_ids_and_converse_to_embedding_models_are_refused_like_bedrock() {
+    let (emu, client) = start(EmulatorConfig::default()).await;
+    for model in [
+        "anthropic.claude-3-haiku",                  // truncated
+        "anthropic.claude-3-haiku-20240307-v1",      // the `:0` lost
+        "foo.bar",                                   // invented
+        "ap.anthropic.claude-3-haiku-20240307-v1:0", // a geography that is not one
+    ] {
+        let err = converse(&client, model, "hello")
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert!(err.is_validation_exception(), "{model}: {err:?}");
+        assert_eq!(
+            err.message(),
+            Some("The provided model identifier is invalid."),
+            "{model}"
+        );
+    }
+    for model in [
+        "amazon.titan-embed-text-v2:0",
+        "cohere.embed-multilingual-v3",
+    ] {
+        let err = converse(&client, model, "hello")
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert!(err.is_validation_exception(), "{model}: {err:?}");
+        assert_eq!(
+            err.message(),
+            Some("This action doesn't support the model that you provided. Try again with a supported text or chat model."),
+            "{model}"
+        );
+    }
+    // Known text models, directly and through a profile, are served.
+    for model in [
+        HAIKU,
+        "apac.anthropic.claude-3-5-sonnet-20240620-v1:0",
+        "cohere.command-r-v1:0",
+    ] {
+        converse(&client, model, "hello").send().await.expect(model);
+    }
+    assert_eq!(emu.stats().successes, 3);
+
+    let (_emu, client) = start(EmulatorConfig {
+        accept_any_model: true,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let out = converse(&client, "acme.brand-new-model-v1:0", "hello")
+        .send()
+        .await
+        .expect("any id is served with accept_any_model");
+    let text = match out.output().unwrap() {
+        aws_sdk_bedrockruntime::types::ConverseOutput::Message(m) => {
+            m.content()[0].as_text().unwrap().clone()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(text, answer("hello"));
+    // Still not Converse to an embedding model: that is the model, not the id.
+    let err = converse(&client, "amazon.titan-embed-text-v2:0", "hello")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_validation_exception(), "{err:?}");
+}
+
 /// rpm 600 with a 1 s burst: 10 requests at once, then 10 per second. Hammered with no SDK
 /// retries, the accepted count must track burst + rate × elapsed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

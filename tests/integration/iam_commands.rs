@@ -287,6 +287,59 @@ async fn whoami_exits_2_with_one_line_when_it_cannot_say_who() {
     assert_eq!(emu.stats().get_caller_identity, 0);
 }
 
+/// A profile name that is not in the files is named as the mistake, with the profiles that
+/// are there, by `whoami`, `run` and `policy` alike, before anything is sent (not "no
+/// region", nor an IMDS failure once a region is given).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_profile_is_named_with_the_profiles_that_exist() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let ws = Workspace::new(&emu.url());
+    ws.write_profiles();
+    let want = "error: profile \"bedrock-app-prod\" not found in ~/.aws/config or ~/.aws/credentials (profiles there: default, bedrock-app-dev)\n";
+    let with_profile = |region: bool| {
+        let mut c = ws.command();
+        c.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_PROFILE", "bedrock-app-prod");
+        if !region {
+            c.env_remove("AWS_REGION");
+        }
+        c
+    };
+    for region in [false, true] {
+        let err = setup_error(&whoami(with_profile(region), &[]));
+        assert_eq!(err, want, "region set: {region}");
+    }
+    let mut cmd = ws.command();
+    cmd.args(["whoami", "--profile", "bedrock-app-prod"]);
+    assert_eq!(setup_error(&cmd.output().unwrap()), want, "--profile");
+
+    ws.write("p.csv", "id,prompt\n1,hi\n");
+    let mut cmd = with_profile(true);
+    cmd.args([
+        "run",
+        "--config",
+        "/dev/null",
+        "--model",
+        MODEL,
+        "--input",
+        "p.csv",
+    ])
+    .arg("--output-dir")
+    .arg(ws.out());
+    assert_eq!(setup_error(&cmd.output().unwrap()), want, "run");
+
+    let mut cmd = with_profile(true);
+    cmd.args(["policy", "--model", MODEL, "--region", "ap-northeast-2"]);
+    assert_eq!(setup_error(&cmd.output().unwrap()), want, "policy");
+
+    assert_eq!(emu.requests().len(), 0, "nothing was sent");
+    // The profile that does exist still works.
+    let mut cmd = with_profile(true);
+    cmd.env("AWS_PROFILE", "bedrock-app-dev");
+    assert_eq!(whoami(cmd, &[]).status.code(), Some(0));
+}
+
 /// `policy` in an empty directory (no ./config.toml), with a cleared environment.
 fn policy(args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
@@ -309,7 +362,14 @@ fn policy_json(args: &[&str]) -> Value {
 #[test]
 fn policy_for_the_shipped_config_covers_its_model_and_the_per_row_models() {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
-    let printed = policy_json(&["--config", config]);
+    let out = policy(&["--config", config]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    // The models taken from rows are said on stderr; stdout stays the document.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("policy: also covering 1 model(s) named in the inputs' `model` column: {APAC}\n")
+    );
+    let printed = json(&out);
     // config.toml's model, and the `apac.` profile that samples/conversations.jsonl's row
     // c005 asks for: without it that row would fail with AccessDenied.
     let want = invoke_policy(&[MODEL.into(), APAC.into()], "ap-northeast-2", None).unwrap();
@@ -322,7 +382,7 @@ fn policy_for_the_shipped_config_covers_its_model_and_the_per_row_models() {
         "arn:aws:bedrock:ap-northeast-2:*:inference-profile/{APAC}"
     )));
     // --region overrides the config's region.
-    let printed = policy_json(&["--config", config, "--region", "ap-northeast-1"]);
+    let printed = json(&policy(&["--config", config, "--region", "ap-northeast-1"]));
     let want = invoke_policy(&[MODEL.into(), APAC.into()], "ap-northeast-1", None).unwrap();
     assert_eq!(printed, want);
 }
@@ -367,6 +427,14 @@ fn policy_for_named_models_and_the_trust_policy_match_the_library() {
     assert!(err.starts_with("error: policy: "), "{err}");
     let err = setup_error(&policy(&["--trust", "--user-arn", "DeveloperUser"]));
     assert!(err.starts_with("error: policy: "), "{err}");
+    // --trust alone names the flag it needs.
+    let err = setup_error(&policy(&["--trust"]));
+    assert!(
+        err.starts_with(
+            "error: policy --trust: no --user-arn given: pass --user-arn arn:aws:iam::"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -36,3 +36,5 @@ mod changed;
 mod properties;
 // `stream = true`: time to first token, in-stream exceptions judged like HTTP ones, cut streams retried whole.
 mod stream;
+// `export`: an output directory as one table in input order, from a real run.
+mod export;

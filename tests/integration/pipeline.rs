@@ -671,3 +671,52 @@ async fn a_file_without_the_prompt_column_is_refused_before_any_call() {
         json!({"expected": if ws.results()[0]["id"] == "k1" { "because" } else { "so" }})
     );
 }
+
+/// stdout carries the summary and nothing else, so a script can parse it: log
+/// lines (INFO included) and progress go to stderr. Paths print normalised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdout_is_the_summary_alone_and_logs_go_to_stderr() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let ws = Workspace::new(&emu.url());
+    ws.write("in/p.csv", csv_rows(3));
+    std::fs::create_dir_all(ws.path("in")).unwrap();
+    let out = ws.run(&[
+        "--model",
+        MODEL,
+        "--input",
+        "in/p.csv",
+        "--output-dir",
+        "in/../out/./job",
+        "--max-tokens",
+        "20",
+        "--no-progress",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("INFO") && stderr.contains("credentials:"),
+        "{stderr}"
+    );
+    for line in stdout.lines() {
+        assert!(
+            [
+                "done:",
+                "tokens:",
+                "latency:",
+                "calls:",
+                "results:",
+                "failures:",
+                "summary:"
+            ]
+            .iter()
+            .any(|p| line.starts_with(p)),
+            "not a summary line on stdout: {line:?}\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("results:  out/job/results.jsonl\n"),
+        "{stdout}"
+    );
+    assert!(ws.path("out/job/results.jsonl").exists());
+}

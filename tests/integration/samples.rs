@@ -31,6 +31,11 @@ fn demo_runs_the_sample_job_through_assume_role() {
         "{err}"
     );
     assert!(err.contains("2 AssumeRole call(s)"), "{err}");
+    // The count says what it counts.
+    assert!(
+        err.contains("all signed by the 2 distinct session key(s) AssumeRole issued"),
+        "{err}"
+    );
     let q001 = results.iter().find(|r| r["id"] == "q001").unwrap();
     assert_eq!(
         q001["output"],

@@ -99,7 +99,8 @@ async fn first_signal_lets_calls_in_flight_finish(sig: libc::c_int, code: i32, n
     let stderr = stderr_of(&ws, "first");
     assert_eq!(status.code(), Some(code), "{stderr}");
     assert!(
-        stderr.contains(&format!("{name}: finishing calls in flight, then stopping")),
+        stderr.contains(&format!("{name}: stopping: waiting up to 30s for "))
+            && stderr.contains("call(s) in flight to finish and be written"),
         "{stderr}"
     );
 
