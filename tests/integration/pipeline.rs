@@ -702,12 +702,17 @@ async fn stdout_is_the_summary_alone_and_logs_go_to_stderr() {
         assert!(
             [
                 "done:",
+                "job:",
                 "tokens:",
                 "latency:",
                 "calls:",
+                "streamed:",
                 "results:",
                 "failures:",
-                "summary:"
+                "summary:",
+                "report:",
+                // The per-model table.
+                "|"
             ]
             .iter()
             .any(|p| line.starts_with(p)),
