@@ -26,37 +26,50 @@
 //!
 //! - A round is at least `ROUND_TIME` and `ROUND_ANSWERS` answers (a success
 //!   or a 429; 5xx, timeouts and drops say nothing about our rate and are
-//!   not counted), or `ROUND_MAX_TIME`, whichever ends it first. Answers to
+//!   not counted), or `ROUND_MAX_TIME` and `ROUND_MIN_ANSWERS`. Answers to
 //!   requests sent before the last cut are old news and are not counted.
-//! - The **noise floor** is the share of 429s in rounds judged clean, a
-//!   moving average over about `FLOOR_MEMORY` answers. Rounds above a limit
-//!   are never averaged in, so the floor is learned where the share does not
-//!   depend on our rate.
+//! - The **noise floor** for a round sent at rate `r` is the 429 share in
+//!   the last `HISTORY` clean rounds sent at most `LOWER`·`r`: the share
+//!   measured *below* us, where a limit we are probing for does not bite.
+//!   With too few of those (`FLOOR_ANSWERS`), it is the share in all of
+//!   them, but at most `UNPROVEN_FLOOR` once we pace: a higher share is
+//!   believed to be noise only after a slower round has shown it too.
+//!   Unpaced (concurrency, not us, sets the rate, and we cannot go faster to
+//!   compare) the floor is simply the share so far.
 //! - A round is a **limit** when its 429s exceed what the floor predicts by
 //!   more than chance: `k > N·floor + Z·√(N·p·(1 − p)) + 1` (binomial, with
 //!   `p` at least `FLOOR_VARIANCE_MIN` so a floor still being learned is not
-//!   trusted to be exactly zero). Dense 429s (half a round's answers and
-//!   `DENSE_OVER_FLOOR` above the floor) end the round at once.
-//! - A limit **cuts** the pace to what the quota let through: the rate we
-//!   sent at, times one minus the share in excess of the floor, times
-//!   `CUT_MARGIN` (never below `DEEPEST_CUT` of it in one round). The cut is
-//!   as deep as the evidence: 60% refused above a 5% floor cuts to ~0.4×;
-//!   a round of noise that passed the test by luck cuts a few percent.
+//!   trusted to be exactly zero). Dense 429s (at least half of
+//!   `DENSE_ANSWERS` or more, `DENSE_OVER_FLOOR` above the floor) end the
+//!   round at once: a burst into an empty quota is cut within one latency.
+//! - A limit **cuts** the pace to `CUT_MARGIN` × what got through (the rate
+//!   we sent at × (1 − share)), never below `DEEPEST_CUT` of the rate in one
+//!   round. The floor decides *whether* to cut, never how deep: a floor
+//!   learned wrong cannot hold the pace above a limit, and since the pace
+//!   lands below what got through, the rounds after a cut are below the
+//!   limit and teach the floor what the share is there. What got through is
+//!   remembered as where the limit is.
 //! - A clean round **grows** the pace, by `GROWTH_MIN` after a cut, doubling
 //!   each clean round up to `GROWTH_MAX`, but by at most `GROWTH_NEAR_LIMIT`
-//!   while within `NEAR_LIMIT` of the rate where the last limit showed: fast
-//!   far from a known limit (a quota that rose is found in seconds), slow
-//!   close to it (few 429s). A pace the workers do not use (concurrency, not
-//!   the pace, holds the rate down) is not grown further.
+//!   below `NEAR_LIMIT` × where the last limit was: slow up to and just past
+//!   it (few 429s), fast beyond (a quota that rose is found in seconds). A
+//!   pace the workers do not use (`PACE_USED`: concurrency, not the pace,
+//!   holds the rate down) is not grown further.
+//!
+//! So noise alone never makes a pace (no round shows a share above the share
+//! at the same rate), and if a lucky round does, the cut is one step whose
+//! lower-rate rounds then show the same share: the floor rises to it and
+//! growth resumes. Measured in the unit tests below against a simulated
+//! quota and in BENCHMARKS.md against the emulator.
 //!
 //! Why this and not a cut per 429 (what this module did before): random
 //! 429s at high rates arrive every few requests, so per-429 cuts held a run
 //! far below what the service allowed (BENCHMARKS.md: a heavy-noise run 6×
 //! slower than a plain pool). Why not BBR's delivery-rate model: with
 //! 5–20 answers a second per round the delivered rate is too noisy to show a
-//! plateau; the 429 share against a learned floor carries the same
-//! information (delivered = sent × (1 − share)) with a test whose noise is
-//! known. The price: a limit a few percent above our rate is found only when
+//! plateau; the 429 share against the share at slower rates carries the
+//! same information (delivered = sent × (1 − share)) with a test whose noise
+//! is known. The price: sending a few percent above a limit shows only when
 //! the share rises clearly above the floor, so an unknown quota draws more
 //! 429s than a cut per 429 would (each costs a retry, not quota).
 //!
@@ -81,19 +94,20 @@ const Z: f64 = 2.5;
 /// The test's variance assumes a floor of at least this: a few 429s in the
 /// first rounds, before the floor is learned, are not a limit.
 const FLOOR_VARIANCE_MIN: f64 = 0.05;
-/// Clean rounds remembered for the floor, and how many answers of the
-/// slowest of them it is read from.
+/// Clean rounds remembered for the floor; it is read from those sent at most
+/// `LOWER` × a round's rate, if they hold `FLOOR_ANSWERS` answers, and else
+/// trusted up to `UNPROVEN_FLOOR` (see the module header).
 const HISTORY: usize = 32;
 const LOWER: f64 = 0.9;
-const UNPROVEN_FLOOR: f64 = 0.05;
 const FLOOR_ANSWERS: u32 = 100;
+const UNPROVEN_FLOOR: f64 = 0.05;
 /// Dense throttling (a burst into an empty quota) ends a round at once, after
 /// this many answers, when at least half were 429s and the share is this far
 /// above the floor.
 const DENSE_ANSWERS: u32 = 8;
 const DENSE_OVER_FLOOR: f64 = 0.3;
-/// A cut paces at this share of what got through, so the quota's bucket
-/// refills a little before the next probe.
+/// A cut paces at this share of what got through, so the rounds after it are
+/// below the limit and the quota's bucket refills a little.
 const CUT_MARGIN: f64 = 0.9;
 /// One round never cuts deeper than this (the first rounds of a burst into an
 /// empty quota overstate what got through; the next round cuts again).
@@ -132,7 +146,8 @@ struct Adaptive {
     /// Recent clean rounds: the rate they were sent at and their answers,
     /// where the floor is read.
     history: std::collections::VecDeque<Judged>,
-    /// The rate we were sending at when the last limit showed.
+    /// What got through in the round that was the last limit: where we
+    /// believe the limit is.
     limit_at: Option<f64>,
     /// Clean rounds since the last cut: how bold the next probe is.
     clean_rounds: u32,
