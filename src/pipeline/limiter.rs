@@ -498,7 +498,7 @@ impl TokenBucket {
     }
 
     /// `per_min` refill, `capacity` at most, starting full.
-    pub fn with_capacity(per_min: f64, capacity: f64) -> TokenBucket {
+    pub(crate) fn with_capacity(per_min: f64, capacity: f64) -> TokenBucket {
         TokenBucket {
             per_sec: per_min / 60.0,
             capacity,
@@ -538,7 +538,7 @@ impl TokenBucket {
     }
 
     /// Refills at `per_min` from `now` on.
-    pub fn set_rate(&mut self, per_min: f64, now: Instant) {
+    pub(crate) fn set_rate(&mut self, per_min: f64, now: Instant) {
         self.refill(now);
         self.per_sec = per_min / 60.0;
     }
