@@ -37,6 +37,38 @@ pub enum Command {
     Policy(PolicyArgs),
     /// Serve a local Bedrock Runtime + STS + IMDSv2 emulator on 127.0.0.1.
     Emulator(EmulatorArgs),
+    /// Write an output directory's HTML report (or compare two runs with --compare).
+    Report(ReportArgs),
+}
+
+/// Flags of `bedrock-batch report`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ReportArgs {
+    /// The run's output directory (its `output_dir`).
+    #[arg(
+        value_name = "OUTPUT_DIR",
+        required_unless_present = "compare",
+        conflicts_with = "compare"
+    )]
+    pub dir: Option<PathBuf>,
+    /// Where to write the HTML report [default: OUTPUT_DIR/report.html, or
+    /// AFTER_DIR/compare.html with --compare].
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Compare two runs of the same inputs and print what changed.
+    #[arg(long, num_args = 2, value_names = ["BEFORE_DIR", "AFTER_DIR"])]
+    pub compare: Option<Vec<PathBuf>>,
+    /// With --compare: exit 4 when a success or scorer pass rate dropped by more than --threshold.
+    #[arg(long, requires = "compare")]
+    pub fail_on_regression: bool,
+    /// Percentage points a rate may drop before it counts as a regression.
+    #[arg(
+        long,
+        value_name = "POINTS",
+        default_value_t = 1.0,
+        requires = "compare"
+    )]
+    pub threshold: f64,
 }
 
 /// Flags of `bedrock-batch emulator`.
@@ -100,7 +132,7 @@ pub struct RunArgs {
     pub model: Option<String>,
     /// `converse` (any model) or `invoke` (the model's native body).
     #[arg(long, value_enum)]
-    pub api: Option<crate::config::Api>,
+    pub api: Option<crate::bedrock::request::Api>,
     /// Most requests in flight at once.
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
@@ -113,6 +145,24 @@ pub struct RunArgs {
     /// Most output tokens per answer.
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<u32>,
+    /// Sampling temperature, 0 to 1.
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling, 0 to 1.
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f32>,
+    /// Column holding each row's id (default `id`).
+    #[arg(long, value_name = "NAME")]
+    pub id_column: Option<String>,
+    /// Column holding each row's prompt (default `prompt`).
+    #[arg(long, value_name = "NAME")]
+    pub prompt_column: Option<String>,
+    /// A minijinja template rendered with each row's columns (`@FILE` reads it from a file).
+    #[arg(long, value_name = "TEXT|@FILE")]
+    pub template: Option<String>,
+    /// System prompt for every row (`@FILE` reads it from a file).
+    #[arg(long, value_name = "TEXT|@FILE")]
+    pub system: Option<String>,
     /// Attempts per row before it is written to failures.jsonl.
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<u32>,
@@ -146,6 +196,9 @@ pub struct RunArgs {
     /// Run even if ids repeat: a later duplicate gets a suffixed id (`ID#2`).
     #[arg(long)]
     pub allow_duplicate_ids: bool,
+    /// Write each row's rendered prompt (or messages) into its results line.
+    #[arg(long)]
+    pub include_prompt: bool,
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     pub no_progress: bool,

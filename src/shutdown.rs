@@ -16,6 +16,13 @@ pub enum StopReason {
     Interrupt,
     /// SIGTERM (a scheduler's time limit, an instance being replaced).
     Terminate,
+    /// An output file could not be written: an answer paid for now would have
+    /// nowhere to go, so nothing more is sent.
+    WriteFailed,
+    /// The breaker saw that the job as a whole cannot succeed (every call
+    /// refused the same way, a dead endpoint, credentials that cannot be
+    /// renewed).
+    Breaker,
 }
 
 impl StopReason {
@@ -23,6 +30,8 @@ impl StopReason {
         match self {
             StopReason::Interrupt => "sigint",
             StopReason::Terminate => "sigterm",
+            StopReason::WriteFailed => "write_failed",
+            StopReason::Breaker => "breaker",
         }
     }
 }

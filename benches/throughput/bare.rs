@@ -5,10 +5,10 @@
 //! - For client CPU: no reading, no limiter, no retries, no output files,
 //!   only what any caller of the SDK must pay.
 //! - For throughput under faults (`retry`): a non-adaptive pool. Every
-//!   failed call is retried with the pipeline's own backoff schedule
-//!   (`pipeline::backoff`, same attempts and base delay) and nothing ever
-//!   slows the other workers: what the run would take if no 429 were about
-//!   our rate.
+//!   failed call is retried on the pipeline's own backoff schedule (the
+//!   numbers of `src/pipeline/backoff.rs`, which the library keeps private)
+//!   and nothing ever slows the other workers: what the run would take if
+//!   no 429 were about our rate.
 //!
 //! It runs in a child process (this bench binary re-executed with `bare`) so
 //! it is measured exactly as the pipeline is.
@@ -21,13 +21,20 @@ use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, InferenceConfiguration, Message,
 };
 use bedrock_batch::bedrock::auth::{self, AuthSettings};
-use bedrock_batch::pipeline::backoff::Backoff;
 
 use crate::{prompt, MODEL};
 
-/// The pipeline's defaults (`config.rs`): 8 attempts, 30 min per row.
+/// The pipeline's schedule (`pipeline/backoff.rs`, defaults from
+/// `config.rs`): 8 attempts, waits with full jitter under a ceiling that
+/// starts at 250 ms and doubles up to 20 s.
 const ATTEMPTS: u32 = 8;
-const ROW_DEADLINE: Duration = Duration::from_secs(1800);
+
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = Duration::from_millis(250)
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)))
+        .min(Duration::from_secs(20));
+    ceiling.mul_f64(fastrand::f64())
+}
 
 /// `bare ROWS CONCURRENCY MAX_TOKENS [retry]`: sends rows 0..ROWS (once
 /// each, or with `retry` until they succeed or the backoff gives up) and
@@ -39,9 +46,9 @@ pub fn main(args: &[String]) {
             .unwrap_or_else(|| panic!("bare ROWS CONCURRENCY MAX_TOKENS, got {args:?}"))
     };
     let (rows, concurrency, max_tokens) = (num(0), num(1), num(2) as i32);
-    let backoff = match args.get(3).map(String::as_str) {
-        Some("retry") => Backoff::new(ATTEMPTS, ROW_DEADLINE),
-        None => Backoff::new(1, ROW_DEADLINE),
+    let attempts_per_row = match args.get(3).map(String::as_str) {
+        Some("retry") => ATTEMPTS,
+        None => 1,
         Some(other) => panic!("bare: unknown mode `{other}`"),
     };
     // The same runtime the binary's main builds.
@@ -70,7 +77,6 @@ pub fn main(args: &[String]) {
                     if i >= rows {
                         break;
                     }
-                    let started = std::time::Instant::now();
                     let mut attempt = 1;
                     loop {
                         attempts.fetch_add(1, Relaxed);
@@ -94,13 +100,11 @@ pub fn main(args: &[String]) {
                             ok.fetch_add(1, Relaxed);
                             break;
                         }
-                        match backoff.next(attempt, started.elapsed(), fastrand::f64()) {
-                            Some(wait) => tokio::time::sleep(wait).await,
-                            None => {
-                                failed.fetch_add(1, Relaxed);
-                                break;
-                            }
+                        if attempt >= attempts_per_row {
+                            failed.fetch_add(1, Relaxed);
+                            break;
                         }
+                        tokio::time::sleep(backoff(attempt)).await;
                         attempt += 1;
                     }
                 }

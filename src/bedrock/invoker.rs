@@ -14,11 +14,17 @@ use aws_sdk_bedrockruntime::types::{
     SystemContentBlock,
 };
 use aws_sdk_bedrockruntime::Client;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use std::sync::{Arc, Mutex};
 
 use crate::bedrock::native;
+use crate::bedrock::request::Api;
 use crate::bedrock::request::{Answer, Request, Role};
-use crate::config::Api;
 use crate::input::job::Job;
 use crate::outcome::ErrorKind;
 
@@ -170,12 +176,7 @@ fn is_credentials_failure(detail: &str) -> bool {
 /// The error and its sources on one line, capped: SDK errors never carry
 /// secrets in their messages, but they can be long.
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let s = crate::bedrock::auth::error_chain(err);
-    if s.len() > 500 {
-        format!("{}…", &s[..s.floor_char_boundary(500)])
-    } else {
-        s
-    }
+    crate::error::clip(&crate::error::error_chain(err), 500)
 }
 
 /// Sends one row once.
@@ -260,21 +261,67 @@ async fn invoke(client: &Client, job: &Job) -> Result<Answer, Classified> {
     };
     let bytes = serde_json::to_vec(&invoke.body)
         .map_err(|e| fail(ErrorKind::Input, "InvalidRow", e.to_string()))?;
+    let counts = TokenCountHeaders::default();
     let out = client
         .invoke_model()
         .model_id(&job.request.model)
         .content_type("application/json")
         .accept("application/json")
         .body(Blob::new(bytes))
+        .customize()
+        .interceptor(counts.clone())
         .send()
         .await
         .map_err(|e| classify(&e))?;
     let raw = out.body().as_ref();
-    match invoke.family {
+    let mut answer = match invoke.family {
         Some(f) => native::parse_response(f, raw),
         None => native::parse_any(raw),
     }
-    .map_err(|e| fail(ErrorKind::Model, "UnreadableResponse", e.to_string()))
+    .map_err(|e| fail(ErrorKind::Model, "UnreadableResponse", e.to_string()))?;
+    // Some families' bodies carry no usage (Mistral's text completion), nor
+    // may a verbatim body's answer; the headers always do, and the limiter
+    // and the results need real counts.
+    if !invoke.family.is_some_and(native::Family::reports_usage) {
+        if let Some((input, output)) = counts.get() {
+            answer.input_tokens = input;
+            answer.output_tokens = output;
+        }
+    }
+    Ok(answer)
+}
+
+/// Reads Bedrock's `X-Amzn-Bedrock-Input-Token-Count` and
+/// `-Output-Token-Count` headers off one InvokeModel response. The SDK's
+/// output type does not expose response headers, so an interceptor on the
+/// call keeps them.
+#[derive(Debug, Default, Clone)]
+struct TokenCountHeaders(Arc<Mutex<Option<(u64, u64)>>>);
+
+impl TokenCountHeaders {
+    fn get(&self) -> Option<(u64, u64)> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Intercept for TokenCountHeaders {
+    fn name(&self) -> &'static str {
+        "TokenCountHeaders"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let headers = context.response().headers();
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = native::usage_from_headers(
+            headers.get("x-amzn-bedrock-input-token-count"),
+            headers.get("x-amzn-bedrock-output-token-count"),
+        );
+        Ok(())
+    }
 }
 
 #[cfg(test)]

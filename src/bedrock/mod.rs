@@ -3,6 +3,6 @@
 //! InvokeModel bodies (`native`) and the model-independent request (`request`).
 
 pub mod auth;
-pub mod invoker;
+pub(crate) mod invoker;
 pub mod native;
 pub mod request;

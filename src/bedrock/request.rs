@@ -6,6 +6,17 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Which Bedrock operation carries each row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// `Converse`: one request shape for every model.
+    Converse,
+    /// `InvokeModel` with the model's native JSON body (built from the row, or
+    /// taken verbatim from a JSONL row's `body`).
+    Invoke,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

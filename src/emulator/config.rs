@@ -1,12 +1,10 @@
 //! `EmulatorConfig`: every knob of the emulator, with defaults that mimic one AWS account in
 //! `ap-northeast-2` with no quotas, faults or latency.
 //!
-//! Plain data. The CLI flags map onto it in `From<&EmulatorArgs>`; knobs that can also change
-//! while running are set through `Emulator`'s setters.
+//! Plain data, independent of the command line (`commands/emulator.rs` maps the flags onto
+//! it); knobs that can also change while running are set through `Emulator`'s setters.
 
 use std::time::Duration;
-
-use crate::cli::EmulatorArgs;
 
 /// The static test key pair the emulator knows the secret of (so it verifies signatures made
 /// with it) and that `bedrock-batch emulator` prints for shells and test fixtures.
@@ -86,27 +84,6 @@ impl Default for EmulatorConfig {
             denied_models: Vec::new(),
             imds_role: "BedrockExecutionRole".into(),
             max_records: 20_000,
-        }
-    }
-}
-
-impl From<&EmulatorArgs> for EmulatorConfig {
-    fn from(a: &EmulatorArgs) -> Self {
-        EmulatorConfig {
-            port: a.port,
-            rpm: a.rpm,
-            tpm: a.tpm,
-            burst_secs: a.burst_secs,
-            latency_ms: a.latency_ms,
-            fault_rate: a.fault_rate,
-            drop_rate: a.drop_rate,
-            require_assumed_role: a.require_assumed_role,
-            credential_ttl: Duration::from_secs(a.credential_ttl),
-            seed: a.seed,
-            deny_assume_role: a.deny_assume_role,
-            denied_models: a.deny_models.clone(),
-            max_records: a.max_records,
-            ..EmulatorConfig::default()
         }
     }
 }

@@ -543,6 +543,7 @@ impl TokenBucket {
         self.per_sec = per_min / 60.0;
     }
 
+    #[cfg(test)]
     pub fn level(&self) -> f64 {
         self.level
     }

@@ -20,5 +20,11 @@ mod bad_input;
 mod resume;
 // SIGINT/SIGTERM, a second signal, the grace period and kill -9, each followed by a resume.
 mod shutdown;
+// The breaker: a job that cannot succeed stops early; a rerun after the fix sends what is missing.
+mod breaker;
 // Throughput control against small quotas: no lost rows, bounded 429s, counts that add up.
 mod throughput;
+// Headless Chromium over the DevTools protocol, for tests that look at a page.
+mod browser;
+// The HTML report in a real browser, `report -o`, `report --compare`, and run's closing table.
+mod report;

@@ -118,13 +118,21 @@ async fn first_signal_lets_calls_in_flight_finish(sig: libc::c_int, code: i32, n
     assert_eq!(paid, written as u64);
     let stdout = std::fs::read_to_string(ws.path("first.stdout")).unwrap();
     assert!(stdout.contains(&format!("stopped by {name}")), "{stdout}");
+    // The report is written on a stop too, and says why the run stopped.
+    let report = std::fs::read_to_string(ws.out().join("report.html")).expect("report.html");
+    assert!(report.contains(&format!("\"stopped_by\":\"{name}\"")));
+    assert!(stdout.contains("report:   "), "{stdout}");
 
     let mut child = spawn(&ws, "resume", &args);
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(0), "{}", stderr_of(&ws, "resume"));
     assert_each_id_once(&ws.out(), &csv_ids(ROWS));
     let summary = ws.summary();
-    assert_eq!(summary["skipped"], written);
+    assert_eq!(summary["this_run"]["skipped"], written);
+    assert_eq!(
+        summary["succeeded"], ROWS,
+        "the job's figures cover both runs"
+    );
     assert_eq!(summary["stopped_by"], serde_json::Value::Null);
     let paid = paid_calls(&emu);
     for i in 0..ROWS {
