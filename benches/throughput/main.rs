@@ -6,7 +6,11 @@
 //! cargo bench --bench throughput                      # every scenario
 //! cargo bench --bench throughput -- rpm-unknown cpu   # some of them
 //! cargo bench --bench throughput -- tpm-known --rows 500
+//! BEDROCK_BATCH_BIN=/path/to/other/bedrock-batch cargo bench --bench throughput -- heavy-noise
 //! ```
+//!
+//! `BEDROCK_BATCH_BIN` measures another build of the binary (an older
+//! commit's, for a before/after table) with this harness.
 //!
 //! The binary runs as a child process with a cleared environment pointed at
 //! the emulator on 127.0.0.1 (static test keys, no IMDS), so its CPU and peak
@@ -31,7 +35,12 @@ use tempfile::TempDir;
 use child::Measured;
 
 pub const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
-const BIN: &str = env!("CARGO_BIN_EXE_bedrock-batch");
+const BUILT_BIN: &str = env!("CARGO_BIN_EXE_bedrock-batch");
+
+/// The binary under measurement: this build's, or `BEDROCK_BATCH_BIN`.
+fn bin() -> String {
+    std::env::var("BEDROCK_BATCH_BIN").unwrap_or_else(|_| BUILT_BIN.to_string())
+}
 
 /// The emulator's request quota in every quota scenario: 1,200/min with 5 s
 /// of burst (a bucket of 100 that starts full).
@@ -44,13 +53,14 @@ const CONCURRENCY: u32 = 16;
 const ANSWER_TOKENS: u64 = 50;
 const TPM: u64 = 75_000;
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "rpm-known",
     "rpm-unknown",
     "tpm-known",
     "tpm-unknown",
     "tpm-small-burst",
     "faults",
+    "heavy-noise",
     "cpu",
     "rss",
 ];
@@ -88,8 +98,9 @@ fn main() {
         .build()
         .expect("tokio runtime");
     println!(
-        "throughput bench: {} cores, binary {BIN}",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "throughput bench: {} cores, binary {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        bin()
     );
     let mut table = Vec::new();
     for name in &chosen {
@@ -241,10 +252,86 @@ async fn scenario(name: &str, rows: Option<u64>) -> Vec<Line> {
             );
             vec![l]
         }
+        "heavy-noise" => heavy_noise(rows.unwrap_or(1500)).await,
         "cpu" => cpu(rows.unwrap_or(20_000)).await,
         "rss" => rss(rows.unwrap_or(1_000_000)).await,
         _ => unreachable!("scenario names are checked in main"),
     }
+}
+
+/// Heavy noise and no quota: 20% transient faults (a quarter of them 429s),
+/// 5% dropped connections, 100 ms latency, concurrency 16. No 429 here is
+/// about our rate, so the yardstick is a pool that never slows down: the
+/// bare SDK loop retrying each row on the pipeline's backoff schedule, on a
+/// second emulator with the same faults (and seed), in the same run.
+async fn heavy_noise(n: u64) -> Vec<Line> {
+    let noisy = || EmulatorConfig {
+        fault_rate: 0.20,
+        drop_rate: 0.05,
+        seed: Some(11),
+        latency_ms: LATENCY_MS,
+        max_records: 50_000,
+        ..EmulatorConfig::default()
+    };
+    // The concurrency-bound ideal: every row's successful call is 100 ms, 16
+    // at a time; failures answer at once and are not counted.
+    let ideal = n as f64 * LATENCY_MS as f64 / 1000.0 / CONCURRENCY as f64;
+    let emu = emulator(noisy()).await;
+    let r = pipeline(&emu, n, "", &["--max-tokens", "100"]).await;
+    let mut l = r.line("heavy-noise: pipeline", &emu);
+    l.ideal_s = Some(ideal);
+    let s = emu.stats();
+    println!(
+        "emulator: {} requests, {} successes, faults {:?}, {} dropped",
+        s.requests, s.successes, s.faults, s.dropped
+    );
+
+    let emu = emulator(noisy()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+    cmd.args([
+        "bare",
+        &n.to_string(),
+        &CONCURRENCY.to_string(),
+        "100",
+        "retry",
+    ]);
+    client_env(&mut cmd, &emu.url(), dir.path());
+    let m = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || child::run(cmd, &dir, "bare")
+    })
+    .await
+    .expect("bare pool");
+    assert_eq!(m.code, 0, "bare pool failed: {}", m.stderr);
+    let field = |name: &str| -> u64 {
+        let words: Vec<&str> = m.stdout.split_whitespace().collect();
+        words
+            .iter()
+            .position(|w| *w == name)
+            .and_then(|i| words.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("bare pool printed `{}`", m.stdout.trim()))
+    };
+    let s = emu.stats();
+    let pool = Line {
+        name: "heavy-noise: non-adaptive pool".into(),
+        rows: n,
+        wall_s: m.wall.as_secs_f64(),
+        ideal_s: Some(ideal),
+        throttles: s.faults.get("ThrottlingException").copied().unwrap_or(0),
+        emu_requests: s.requests,
+        failed: field("failed"),
+        attempts: field("attempts"),
+        ..Line::default()
+    };
+    println!(
+        "non-adaptive pool: {}, {:.1}s; pipeline/pool wall {:.2} (target ≤ 2)",
+        m.stdout.trim(),
+        pool.wall_s,
+        l.wall_s / pool.wall_s
+    );
+    vec![l, pool]
 }
 
 /// Client CPU per request: the pipeline and the bare SDK loop, same rows,
@@ -280,7 +367,12 @@ async fn cpu(n: u64) -> Vec<Line> {
         .await
         .expect("bare loop");
         assert_eq!(m.code, 0, "bare loop failed: {}", m.stderr);
-        assert_eq!(m.stdout.trim(), format!("ok {n} failed 0"), "{}", m.stderr);
+        assert_eq!(
+            m.stdout.trim(),
+            format!("ok {n} failed 0 attempts {n}"),
+            "{}",
+            m.stderr
+        );
         let sent = emu.stats().requests - before;
         println!(
             "bare SDK loop: {n} calls in {:.1}s, CPU {:.2}s ({:.0} µs/call), peak RSS {:.1} MB",
@@ -404,7 +496,7 @@ async fn run_in(
         write_csv(&input, n, prefix);
     }
     let out = ws.path().join("out");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.arg("run")
         .args(["--config", "/dev/null", "--model", MODEL, "--no-progress"])
         .arg("--input")
