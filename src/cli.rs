@@ -37,6 +37,22 @@ pub enum Command {
     Policy(PolicyArgs),
     /// Serve a local Bedrock Runtime + STS + IMDSv2 emulator on 127.0.0.1.
     Emulator(EmulatorArgs),
+    /// Print the prices a run would use (USD per million tokens) and where they come from.
+    Prices(PricesArgs),
+}
+
+/// Flags of `bedrock-batch prices`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PricesArgs {
+    /// Job file whose `[prices."MODEL-ID"]` entries to include (default: ./config.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Show the price for this model id, profile id or ARN only; repeat for several.
+    #[arg(long, value_name = "ID")]
+    pub model: Vec<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `bedrock-batch emulator`.
@@ -149,6 +165,24 @@ pub struct RunArgs {
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+    /// Bedrock service tier for every row (a row's `service_tier` column overrides it).
+    #[arg(long, value_enum, value_name = "TIER")]
+    pub service_tier: Option<crate::bedrock::request::ServiceTier>,
+    /// Put a prompt-cache point after the system prompt (Converse).
+    #[arg(long)]
+    pub cache_system: bool,
+    /// Most the whole job may spend, in US dollars, across resumes; the run stops before passing it.
+    #[arg(long, value_name = "USD")]
+    pub max_cost: Option<f64>,
+    /// Estimate rows, tokens, cost and time without sending a model call; writes dry-run.json.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: send N rows for real first and learn from their usage.
+    #[arg(long, value_name = "N")]
+    pub pilot: Option<u64>,
+    /// With --dry-run: count input tokens with Bedrock's CountTokens API (free, one call per row).
+    #[arg(long)]
+    pub count_tokens: bool,
 }
 
 /// Flags of `bedrock-batch demo`.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::RunArgs;
+use crate::cost::settings::{CostSettings, FileKeys};
 use crate::error::SetupError;
 
 /// Which Bedrock operation carries each row.
@@ -54,6 +55,11 @@ pub struct FileConfig {
     pub row_deadline_secs: Option<u64>,
     pub grace_period_secs: Option<u64>,
     pub max_row_bytes: Option<usize>,
+    // Cost keys: resolved by `cost::settings`.
+    pub service_tier: Option<crate::bedrock::request::ServiceTier>,
+    pub cache_system: Option<bool>,
+    pub max_cost: Option<f64>,
+    pub prices: Option<std::collections::BTreeMap<String, crate::cost::price::Price>>,
 }
 
 /// A validated job. Built only by [`Settings::resolve`].
@@ -84,6 +90,8 @@ pub struct Settings {
     pub max_row_bytes: usize,
     pub resume: ResumeMode,
     pub allow_duplicate_ids: bool,
+    /// Service tier, prompt caching, budget, prices, dry-run.
+    pub cost: CostSettings,
     /// Draw a progress bar even when stderr is not a terminal? Never: set by
     /// `resolve` from the terminal check so tests and cron get plain lines.
     pub progress_bar: bool,
@@ -114,6 +122,10 @@ const DEFAULT_CONCURRENCY: usize = 8;
 const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 300;
 const DEFAULT_ROW_DEADLINE_SECS: u64 = 1800;
+/// Flex-tier answers may wait in Bedrock's queue: longer defaults when the
+/// job's tier is `flex` and the key is not set.
+const FLEX_REQUEST_TIMEOUT_SECS: u64 = 900;
+const FLEX_ROW_DEADLINE_SECS: u64 = 7200;
 const DEFAULT_GRACE_SECS: u64 = 30;
 const DEFAULT_MAX_ROW_BYTES: usize = 4 * 1024 * 1024;
 
@@ -241,6 +253,17 @@ impl Settings {
                 where_("max_attempts")
             )));
         }
+        let cost = CostSettings::resolve(
+            args,
+            FileKeys {
+                service_tier: file.service_tier,
+                cache_system: file.cache_system,
+                max_cost: file.max_cost,
+                prices: file.prices.as_ref(),
+            },
+            origin.as_deref(),
+        )?;
+        let flex = cost.is_flex();
         let secs = |flag: Option<u64>, file: Option<u64>, default: u64, key: &str| {
             let v = flag.or(file).unwrap_or(default);
             if v == 0 {
@@ -255,13 +278,21 @@ impl Settings {
         let request_timeout = secs(
             args.request_timeout_secs,
             file.request_timeout_secs,
-            DEFAULT_REQUEST_TIMEOUT_SECS,
+            if flex {
+                FLEX_REQUEST_TIMEOUT_SECS
+            } else {
+                DEFAULT_REQUEST_TIMEOUT_SECS
+            },
             "request_timeout_secs",
         )?;
         let row_deadline = secs(
             None,
             file.row_deadline_secs,
-            DEFAULT_ROW_DEADLINE_SECS,
+            if flex {
+                FLEX_ROW_DEADLINE_SECS
+            } else {
+                DEFAULT_ROW_DEADLINE_SECS
+            },
             "row_deadline_secs",
         )?;
         let grace_period = secs(
@@ -356,6 +387,7 @@ impl Settings {
             max_row_bytes,
             resume,
             allow_duplicate_ids: args.allow_duplicate_ids,
+            cost,
             progress_bar: stderr_is_terminal && !args.no_progress,
         })
     }

@@ -30,6 +30,7 @@ pub mod bedrock;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod cost;
 pub mod emulator;
 pub mod error;
 pub mod input;

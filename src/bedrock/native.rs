@@ -454,6 +454,9 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
                 stop_reason: stop_reason(v, "/stop_reason"),
                 input_tokens: count(v, "/usage/input_tokens"),
                 output_tokens: count(v, "/usage/output_tokens"),
+                cache_read_input_tokens: opt_count(v, "/usage/cache_read_input_tokens"),
+                cache_write_input_tokens: opt_count(v, "/usage/cache_creation_input_tokens"),
+                ..Answer::default()
             }
         }
         Family::Nova => {
@@ -467,6 +470,9 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
                 stop_reason: stop_reason(v, "/stopReason"),
                 input_tokens: count(v, "/usage/inputTokens"),
                 output_tokens: count(v, "/usage/outputTokens"),
+                cache_read_input_tokens: opt_count(v, "/usage/cacheReadInputTokenCount"),
+                cache_write_input_tokens: opt_count(v, "/usage/cacheWriteInputTokenCount"),
+                ..Answer::default()
             }
         }
         Family::Titan => {
@@ -476,6 +482,7 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
                 stop_reason: stop_reason(&results[0], "/completionReason"),
                 input_tokens: count(v, "/inputTextTokenCount"),
                 output_tokens: results.iter().map(|r| count(r, "/tokenCount")).sum(),
+                ..Answer::default()
             }
         }
         Family::Llama => Answer {
@@ -487,6 +494,7 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
             stop_reason: stop_reason(v, "/stop_reason"),
             input_tokens: count(v, "/prompt_token_count"),
             output_tokens: count(v, "/generation_token_count"),
+            ..Answer::default()
         },
         Family::Mistral => {
             let outputs = nonempty(v, "/outputs", r#""outputs" array"#)?;
@@ -495,6 +503,7 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
                 stop_reason: stop_reason(&outputs[0], "/stop_reason"),
                 input_tokens: 0,
                 output_tokens: 0,
+                ..Answer::default()
             }
         }
         Family::MistralChat => {
@@ -517,6 +526,7 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
                 // Not on the Bedrock page; read it if a model sends it.
                 input_tokens: count(v, "/usage/prompt_tokens"),
                 output_tokens: count(v, "/usage/completion_tokens"),
+                ..Answer::default()
             }
         }
     };
@@ -554,6 +564,11 @@ fn count(v: &Value, pointer: &str) -> u64 {
     v.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
 }
 
+/// A count the model reports only sometimes (cache tokens).
+fn opt_count(v: &Value, pointer: &str) -> Option<u64> {
+    v.pointer(pointer).and_then(Value::as_u64)
+}
+
 fn stop_reason(v: &Value, pointer: &str) -> String {
     let raw = v.pointer(pointer).and_then(Value::as_str).unwrap_or("");
     normalize_stop_reason(raw).to_owned()
@@ -586,6 +601,7 @@ mod tests {
         Message {
             role: Role::User,
             text: text.into(),
+            ..Message::default()
         }
     }
 
@@ -593,6 +609,7 @@ mod tests {
         Message {
             role: Role::Assistant,
             text: text.into(),
+            ..Message::default()
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod policy;
+pub mod prices;
 pub mod whoami;
 
 use std::collections::BTreeSet;
@@ -51,6 +52,16 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
                 serde_json::to_string_pretty(&policy(&args)?)?
             ))?;
             Ok(EXIT_OK)
+        }
+        Command::Prices(args) => {
+            let listing = crate::commands::prices::run(&args)?;
+            if args.json {
+                out(&format!("{}\n", serde_json::to_string_pretty(&listing.json)?))?;
+            } else {
+                out(&listing.text)?;
+            }
+            // A model asked for by name without a price: say so to scripts too.
+            Ok(if listing.all_known { EXIT_OK } else { EXIT_FAILED_ROWS })
         }
         Command::Emulator(args) => {
             crate::emulator::serve_cli(args, async {

@@ -9,7 +9,7 @@
 use serde_json::{Map, Value};
 
 use crate::bedrock::native;
-use crate::bedrock::request::{Message, Request, Role};
+use crate::bedrock::request::{Message, Request, Role, ServiceTier};
 use crate::config::{Api, Settings};
 use crate::input::reader::{json_type, Bad, Record};
 use crate::input::template::Template;
@@ -37,7 +37,8 @@ pub struct Invoke {
 }
 
 /// Columns with a meaning; everything else is meta.
-const RESERVED: [&str; 7] = [
+const RESERVED: [&str; 8] = [
+    "service_tier",
     "messages",
     "system",
     "model",
@@ -110,6 +111,8 @@ impl<'a> Builder<'a> {
             temperature: s.temperature,
             top_p: s.top_p,
             stop_sequences: s.stop_sequences.clone(),
+            service_tier: s.cost.service_tier,
+            cache_system: s.cost.cache_system,
         };
 
         // The prompt first, so a template sees every column.
@@ -184,6 +187,21 @@ impl<'a> Builder<'a> {
             }
         }
 
+        if let Some(v) = row_param(&fields, "service_tier") {
+            match v.as_str().and_then(ServiceTier::parse) {
+                Some(t) => request.service_tier = Some(t),
+                None => {
+                    return fail(
+                        format!(
+                            "column `service_tier`: {} is not default, flex or priority",
+                            short(&v)
+                        ),
+                        meta_of(fields, s),
+                    )
+                }
+            }
+        }
+
         let body = match fields.get("body") {
             Some(Value::Object(_)) if s.api == Api::Invoke => fields.get("body").cloned(),
             Some(Value::Object(_)) => {
@@ -205,6 +223,7 @@ impl<'a> Builder<'a> {
             request.messages.push(Message {
                 role: Role::User,
                 text,
+                ..Message::default()
             });
         } else if let Some(messages) = fields.get("messages") {
             match parse_messages(messages) {
@@ -216,6 +235,7 @@ impl<'a> Builder<'a> {
                 Some(Value::String(p)) if !p.trim().is_empty() => request.messages.push(Message {
                     role: Role::User,
                     text: p.clone(),
+                    ..Message::default()
                 }),
                 Some(Value::String(_)) | Some(Value::Null) => {
                     return fail(
@@ -340,21 +360,34 @@ fn parse_messages(v: &Value) -> Result<Vec<Message>, String> {
             }
             None => return Err(format!("message {n}: no role")),
         };
+        let mut cache_after = Vec::new();
         let text = match m.get("content") {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Array(blocks)) => {
-                let mut parts = Vec::new();
+                let mut joined = String::new();
                 for b in blocks {
+                    if b.get("cachePoint").is_some() {
+                        // Converse form, passed through: `{"cachePoint": {"type": "default"}}`.
+                        if cache_after.last() != Some(&joined.len()) && !joined.is_empty() {
+                            cache_after.push(joined.len());
+                        }
+                        continue;
+                    }
                     match b.get("text").and_then(Value::as_str) {
-                        Some(t) => parts.push(t),
+                        Some(t) => {
+                            if !joined.is_empty() {
+                                joined.push('\n');
+                            }
+                            joined.push_str(t);
+                        }
                         None => {
                             return Err(format!(
-                                "message {n}: only text content blocks are supported"
+                                "message {n}: only text and cachePoint content blocks are supported"
                             ))
                         }
                     }
                 }
-                parts.join("\n")
+                joined
             }
             _ => return Err(format!("message {n}: no content")),
         };
@@ -374,7 +407,11 @@ fn parse_messages(v: &Value) -> Result<Vec<Message>, String> {
         if i == 0 && role != Role::User {
             return Err("the first message must be from the user".into());
         }
-        out.push(Message { role, text });
+        out.push(Message {
+            role,
+            text,
+            cache_after,
+        });
     }
     if out.last().map(|m| m.role) != Some(Role::User) {
         return Err("the last message must be from the user".into());
@@ -473,7 +510,8 @@ mod tests {
             job.request.messages,
             vec![Message {
                 role: Role::User,
-                text: "hi".into()
+                text: "hi".into(),
+                ..Message::default()
             }]
         );
         assert_eq!(
