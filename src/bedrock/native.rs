@@ -635,6 +635,7 @@ mod tests {
             temperature: None,
             top_p: Some(0.9),
             stop_sequences: vec!["END".into()],
+            ..Request::default()
         }
     }
 
@@ -1042,6 +1043,7 @@ mod tests {
             stop_reason: "max_tokens".into(),
             input_tokens: 12,
             output_tokens: 4,
+            ..Answer::default()
         };
         assert_eq!(parse_response(Family::Anthropic, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);
@@ -1057,6 +1059,7 @@ mod tests {
             stop_reason: "end_turn".into(),
             input_tokens: 9,
             output_tokens: 3,
+            ..Answer::default()
         };
         assert_eq!(parse_response(Family::Nova, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);
@@ -1071,6 +1074,7 @@ mod tests {
             stop_reason: "end_turn".into(),
             input_tokens: 7,
             output_tokens: 5,
+            ..Answer::default()
         };
         assert_eq!(parse_response(Family::Titan, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);
@@ -1092,6 +1096,7 @@ mod tests {
             stop_reason: "end_turn".into(),
             input_tokens: 20,
             output_tokens: 3,
+            ..Answer::default()
         };
         assert_eq!(parse_response(Family::Llama, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);
@@ -1112,6 +1117,7 @@ mod tests {
             stop_reason: "max_tokens".into(),
             input_tokens: 0,
             output_tokens: 0,
+            ..Answer::default()
         };
         assert_eq!(parse_response(Family::Mistral, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);
@@ -1127,6 +1133,7 @@ mod tests {
             stop_reason: "end_turn".into(),
             input_tokens: 0,
             output_tokens: 0,
+            ..Answer::default()
         };
         assert_eq!(parse_response(Family::MistralChat, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);

@@ -478,6 +478,7 @@ mod tests {
             max_row_bytes: 1000,
             resume: ResumeMode::Continue,
             allow_duplicate_ids: false,
+            cost: Default::default(),
             progress_bar: false,
         }
     }
