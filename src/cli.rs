@@ -97,6 +97,15 @@ pub struct EmulatorArgs {
     /// Request records kept for `/__requests`; later requests are only counted.
     #[arg(long, default_value_t = 20_000)]
     pub max_records: usize,
+    /// Refuse a service tier with ValidationException: `TIER`, or `MODEL-PREFIX=TIER`; repeatable.
+    #[arg(long = "refuse-tier", value_name = "SPEC")]
+    pub refuse_tiers: Vec<String>,
+    /// Flex-tier calls take this many times --latency-ms (plus 20 ms).
+    #[arg(long, default_value_t = 3.0)]
+    pub flex_latency_factor: f64,
+    /// Lifetime of a prompt-cache entry after its last use, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub cache_ttl_secs: u64,
 }
 
 /// Flags of `bedrock-batch run`. Each overrides the same key in the config file.

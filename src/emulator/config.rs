@@ -58,6 +58,13 @@ pub struct EmulatorConfig {
     pub imds_role: String,
     /// Request records kept (the first N; later ones are only counted).
     pub max_records: usize,
+    /// Service tiers refused with a ValidationException: `TIER` for every model, or
+    /// `MODEL-PREFIX=TIER` (e.g. `anthropic.=flex`), as a model or region without the tier.
+    pub refused_tiers: Vec<String>,
+    /// Flex calls take this many times the configured latency, plus `FLEX_EXTRA_MS`.
+    pub flex_latency_factor: f64,
+    /// How long a prompt-cache entry lives after its last use (Bedrock: 5 minutes).
+    pub cache_ttl: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -86,6 +93,9 @@ impl Default for EmulatorConfig {
             denied_models: Vec::new(),
             imds_role: "BedrockExecutionRole".into(),
             max_records: 20_000,
+            refused_tiers: Vec::new(),
+            flex_latency_factor: 3.0,
+            cache_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -106,6 +116,9 @@ impl From<&EmulatorArgs> for EmulatorConfig {
             deny_assume_role: a.deny_assume_role,
             denied_models: a.deny_models.clone(),
             max_records: a.max_records,
+            refused_tiers: a.refuse_tiers.clone(),
+            flex_latency_factor: a.flex_latency_factor,
+            cache_ttl: Duration::from_secs(a.cache_ttl_secs),
             ..EmulatorConfig::default()
         }
     }

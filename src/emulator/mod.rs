@@ -12,6 +12,7 @@
 //! (`[[emu:tokens=N]]`, `[[emu:sleep=MS]]`, `[[emu:KIND]]`, `[[emu:KIND*N]]`).
 
 mod auth;
+mod cache;
 mod bedrock;
 mod config;
 mod conversation;
@@ -27,6 +28,7 @@ mod server;
 mod sigv4;
 mod stats;
 mod sts;
+mod tokenizer;
 
 use std::future::Future;
 use std::io;
@@ -39,7 +41,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{EmulatorConfig, STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY};
 pub use credentials::{IssuedCredentials, Origin};
-pub use model::{answer, count_tokens, fnv1a};
+pub use model::{answer, count_tokens, fnv1a, output_tokens};
 pub use stats::{RequestRecord, StatsSnapshot, Throttles};
 
 use crate::cli::EmulatorArgs;
