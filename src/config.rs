@@ -260,6 +260,7 @@ impl Settings {
                 cache_system: file.cache_system,
                 max_cost: file.max_cost,
                 prices: file.prices.as_ref(),
+                api: args.api.or(file.api).unwrap_or(Api::Converse),
             },
             origin.as_deref(),
         )?;

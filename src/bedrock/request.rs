@@ -29,7 +29,18 @@ pub struct Message {
 /// Bedrock's service tier for a call: `default` is the standard on-demand
 /// tier; `flex` is cheaper and slower; `priority` costs more and answers first.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceTier {

@@ -10,7 +10,10 @@ use std::io::IsTerminal;
 
 use crate::cli::{Command, PolicyArgs, RunArgs};
 use crate::config::{FileConfig, Settings};
-use crate::error::{SetupError, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED};
+use crate::error::{
+    SetupError, EXIT_BUDGET, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP,
+    EXIT_TERMINATED,
+};
 use crate::input::reader::{Item, RowReader};
 use crate::output::summary::Summary;
 use crate::shutdown::{Shutdown, StopReason};
@@ -21,6 +24,11 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
             let settings = Settings::resolve(&args, std::io::stderr().is_terminal())?;
             let shutdown = Shutdown::new();
             shutdown.listen_for_signals()?;
+            if settings.cost.dry_run.is_some() {
+                let (_, text) = crate::cost::dry_run::run(settings, shutdown).await?;
+                out(&text)?;
+                return Ok(EXIT_OK);
+            }
             let summary = crate::run(settings, shutdown.clone()).await?;
             out(&summary.render())?;
             Ok(exit_code(&summary, shutdown.reason()))
@@ -118,11 +126,14 @@ fn out(text: &str) -> std::io::Result<()> {
     }
 }
 
-/// 130/143 when stopped by a signal, 1 when rows failed, 0 otherwise.
+/// 130/143 when stopped by a signal, 3 by the budget, 2 when Bedrock refused
+/// the service tier on the first rows, 1 when rows failed, 0 otherwise.
 pub fn exit_code(summary: &Summary, stopped: Option<StopReason>) -> u8 {
     match stopped {
         Some(StopReason::Interrupt) => EXIT_INTERRUPTED,
         Some(StopReason::Terminate) => EXIT_TERMINATED,
+        None if summary.stopped_by.as_deref() == Some("budget") => EXIT_BUDGET,
+        None if summary.stopped_by.as_deref() == Some("service_tier") => EXIT_SETUP,
         None if summary.failed > 0 => EXIT_FAILED_ROWS,
         None => EXIT_OK,
     }

@@ -5,5 +5,32 @@
 //! Nothing here sends a model call; `dry_run.rs` drives the ordinary runner
 //! for a pilot and `CountTokens` for exact input counts.
 
+pub mod budget;
+pub mod dry_run;
+pub mod estimate;
+pub mod meter;
 pub mod price;
 pub mod settings;
+pub mod spend;
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::cost::budget::Budget;
+use crate::cost::spend::Spend;
+use crate::error::SetupError;
+
+/// What a run starts from: its budget (with `max_cost`; refused before
+/// anything is sent when it cannot hold) and what earlier runs into the
+/// output directory spent.
+pub fn start(settings: &Settings) -> Result<(Option<Arc<Budget>>, Spend), SetupError> {
+    let budget = budget::preflight(settings)?.map(Arc::new);
+    let earlier = match &budget {
+        Some(b) => b.spent(),
+        // Without a cap, unpriced earlier rows are simply not in the total.
+        None => budget::spent_so_far(&settings.output_dir, &settings.cost.prices)
+            .map(|(usd, _)| usd)
+            .unwrap_or(0.0),
+    };
+    Ok((budget, Spend::starting_at(earlier, settings.cost.max_cost)))
+}

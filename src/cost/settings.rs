@@ -11,6 +11,7 @@ use std::path::Path;
 
 use crate::bedrock::request::ServiceTier;
 use crate::cli::RunArgs;
+use crate::config::Api;
 use crate::cost::price::{Price, PriceTable};
 use crate::error::SetupError;
 
@@ -27,6 +28,8 @@ pub struct CostSettings {
     pub prices: PriceTable,
     /// `--dry-run`: estimate instead of running.
     pub dry_run: Option<DryRun>,
+    /// Most rows to send (a dry-run's pilot); never set from the config.
+    pub row_limit: Option<u64>,
 }
 
 /// What `--dry-run` was asked to do.
@@ -46,6 +49,7 @@ impl Default for CostSettings {
             max_cost: None,
             prices: PriceTable::built_in(),
             dry_run: None,
+            row_limit: None,
         }
     }
 }
@@ -56,6 +60,8 @@ pub struct FileKeys<'a> {
     pub cache_system: Option<bool>,
     pub max_cost: Option<f64>,
     pub prices: Option<&'a BTreeMap<String, Price>>,
+    /// The job's API as resolved: prompt caching needs Converse.
+    pub api: Api,
 }
 
 impl CostSettings {
@@ -88,6 +94,13 @@ impl CostSettings {
                 "--pilot needs --dry-run (it sends N rows, then estimates the rest)".into(),
             ));
         }
+        let cache_system = args.cache_system || file.cache_system.unwrap_or(false);
+        if cache_system && file.api == Api::Invoke {
+            return Err(SetupError::Config(format!(
+                "{}: needs api = \"converse\" (InvokeModel bodies carry their own cache markers)",
+                where_("cache_system")
+            )));
+        }
         let prices = PriceTable::with_overrides(
             file.prices.cloned().unwrap_or_default(),
             origin.map(|p| p.display().to_string()),
@@ -98,13 +111,14 @@ impl CostSettings {
         })?;
         Ok(CostSettings {
             service_tier: args.service_tier.or(file.service_tier),
-            cache_system: args.cache_system || file.cache_system.unwrap_or(false),
+            cache_system,
             max_cost,
             prices,
             dry_run: args.dry_run.then(|| DryRun {
                 pilot: args.pilot.unwrap_or(0),
                 count_tokens: args.count_tokens,
             }),
+            row_limit: None,
         })
     }
 

@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub output_tokens: u64,
     pub throttles: u64,
     pub allowed_rpm: Option<f64>,
+    /// Spent by this run's answers so far (priced ones), in USD.
+    pub spent_usd: f64,
 }
 
 pub struct Progress {
@@ -73,12 +75,13 @@ impl Progress {
             0.0
         };
         let msg = format!(
-            "| {per_sec:.1} rows/s | ok {} | failed {} | skipped {} | tokens in/out {}/{} | throttled {}{rate}",
+            "| {per_sec:.1} rows/s | ok {} | failed {} | skipped {} | tokens in/out {}/{} | ${:.4} | throttled {}{rate}",
             s.succeeded,
             s.failed,
             s.skipped,
             compact(s.input_tokens),
             compact(s.output_tokens),
+            s.spent_usd,
             s.throttles
         );
         match &self.bar {

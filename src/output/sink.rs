@@ -20,6 +20,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::bedrock::invoker::Throttle;
+use crate::cost::spend::Spend;
 use crate::outcome::Outcome;
 use crate::output::progress::{Progress, Snapshot};
 use crate::pipeline::limiter::Limiter;
@@ -63,6 +64,7 @@ pub struct Tally {
     pub latency_p95: u64,
     pub latency_p99: u64,
     pub latency_max: u64,
+    pub spend: Spend,
 }
 
 /// The two JSONL files, open for appending.
@@ -115,8 +117,12 @@ pub async fn run(
     mut out: Output,
     mut progress: Progress,
     limiter: Arc<Limiter>,
+    spend: Spend,
 ) -> anyhow::Result<Tally> {
-    let mut t = Tally::default();
+    let mut t = Tally {
+        spend,
+        ..Tally::default()
+    };
     // 1 ms to 1 hour, 3 significant digits.
     let mut latency =
         Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).context("latency histogram bounds")?;
@@ -131,6 +137,7 @@ pub async fn run(
         output_tokens: t.output_tokens,
         throttles: t.throttles_requests + t.throttles_tokens,
         allowed_rpm: limiter.allowed_rpm(),
+        spent_usd: t.spend.total_usd,
     };
     loop {
         let event = tokio::select! {
@@ -152,6 +159,7 @@ pub async fn run(
                     t.input_tokens += s.usage.input_tokens;
                     t.output_tokens += s.usage.output_tokens;
                     t.attempts += s.attempts as u64;
+                    t.spend.add(&s);
                     latency.saturating_record(s.latency_ms.max(1));
                 }
                 Outcome::Failed(f) => {

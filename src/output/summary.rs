@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cost::spend::Spend;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Rows read from the inputs in this run (skipped ones included).
@@ -25,9 +27,12 @@ pub struct Summary {
     pub retries: u64,
     /// Calls sent, over all rows.
     pub attempts: u64,
-    /// Why the run stopped early (`sigint`, `sigterm`), if it did.
+    /// Why the run stopped early (`sigint`, `sigterm`, `budget`, `service_tier`, `pilot`), if it did.
     pub stopped_by: Option<String>,
     pub output_dir: PathBuf,
+    /// What the run (and the job so far) cost, per model; `cost.rs` explains the figures.
+    #[serde(default)]
+    pub cost: Spend,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -72,6 +77,10 @@ impl Summary {
             format!(" ({})", parts.join(", "))
         };
         let head = match &self.stopped_by {
+            Some(why) if why == "budget" => "stopped by the budget (max_cost):".to_string(),
+            Some(why) if why == "service_tier" => {
+                "stopped: Bedrock refused the service tier on the first rows:".to_string()
+            }
             Some(why) => format!("stopped by {why}:"),
             None => "done:".to_string(),
         };
@@ -111,6 +120,7 @@ impl Summary {
                 self.throttles.tokens
             ));
         }
+        out.push_str(&self.cost.render());
         let dir = self.output_dir.display();
         out.push_str(&format!("results:  {dir}/results.jsonl\n"));
         out.push_str(&format!("failures: {dir}/failures.jsonl\n"));

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use crate::bedrock::auth::{self, AuthSettings};
 use crate::bedrock::invoker::{self, Disposition};
 use crate::config::{Api, Settings};
+use crate::cost::meter::{Meter, Reservation};
 use crate::error::SetupError;
 use crate::input::inventory::{self, Inventory};
 use crate::input::job::{stand_in_id, Builder, Job};
@@ -41,8 +42,8 @@ use crate::shutdown::Shutdown;
 /// reserve the same so the token limiter errs on the safe side.
 const UNSET_MAX_TOKENS: u64 = 4096;
 
-/// What the reader thread hands the dispatcher.
-enum Work {
+/// What the reader thread hands the dispatcher (and the dry-run's estimator).
+pub(crate) enum Work {
     Job(Box<Job>),
     Failed(Box<Failure>),
     /// This many rows in a row were already done: counted in batches, so a
@@ -100,13 +101,14 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
             .unwrap_or_default()
     );
     warn_about_token_budget(&settings);
+    let (budget, spend) = crate::cost::start(&settings)?;
     let client = auth::bedrock_client(&session.sdk, settings.request_timeout);
 
     let limiter = Arc::new(Limiter::new(settings.rpm, settings.tpm));
     let (event_tx, event_rx) = mpsc::channel(1024);
     let progress = Progress::new(Some(inventory.rows), settings.progress_bar);
     let output = Output::open(&settings.output_dir)?;
-    let sink = tokio::spawn(sink::run(event_rx, output, progress, limiter.clone()));
+    let sink = tokio::spawn(sink::run(event_rx, output, progress, limiter.clone(), spend));
 
     // 8 batches of WORK_BATCH rows: a few hundred rows read ahead, no more.
     let (work_tx, work_rx) = mpsc::channel(8);
@@ -120,6 +122,11 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
             .context("cannot start the reader thread")?
     };
 
+    let meter = Arc::new(Meter::new(
+        settings.cost.prices.clone(),
+        budget,
+        settings.cost.row_limit,
+    ));
     let ctx = Arc::new(Ctx {
         client,
         credentials: session.credentials,
@@ -128,6 +135,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
         events: event_tx.clone(),
         backoff: Backoff::new(settings.max_attempts, settings.row_deadline),
         shutdown: shutdown.clone(),
+        meter: meter.clone(),
     });
     dispatch(&settings, work_rx, event_tx, ctx, &shutdown).await;
 
@@ -170,8 +178,12 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
         },
         retries: tally.retries,
         attempts: tally.attempts,
-        stopped_by: shutdown.reason().map(|r| r.as_str().to_string()),
+        stopped_by: shutdown
+            .reason()
+            .map(|r| r.as_str().to_string())
+            .or_else(|| meter.stop.reason().map(|h| h.as_str().to_string())),
         output_dir: settings.output_dir.clone(),
+        cost: tally.spend,
     };
     checkpoint::write_atomic(
         &settings.output_dir.join(checkpoint::SUMMARY),
@@ -200,7 +212,7 @@ fn warn_about_token_budget(s: &Settings) {
 
 /// The reader thread: rows → jobs, skipping what is done. Ends at the end of
 /// the inputs or when the dispatcher stops listening.
-fn read(
+pub(crate) fn read(
     settings: &Settings,
     template: Option<&Template>,
     done: &IdSet,
@@ -298,6 +310,8 @@ struct Ctx {
     events: mpsc::Sender<Event>,
     backoff: Backoff,
     shutdown: Shutdown,
+    /// Prices answers, holds the budget, says when to stop taking rows.
+    meter: Arc<Meter>,
 }
 
 impl Ctx {
@@ -355,12 +369,18 @@ async fn dispatch(
             }
             Work::Job(job) => job,
         };
+        let Some(hold) = ctx.meter.admit(&job) else {
+            break;
+        };
         let ticket = tokio::select! {
             biased;
-            _ = shutdown.stopping() => break,
+            _ = shutdown.stopping() => {
+                ctx.meter.release(hold);
+                break;
+            }
             t = ctx.limiter.acquire(ctx.reservation(&job)) => t,
         };
-        tasks.spawn(process(*job, permit, ticket, ctx.clone()));
+        tasks.spawn(process(*job, permit, ticket, hold, ctx.clone()));
     }
     // Stop reading: the reader thread sees the closed channel and ends.
     drop(work_rx);
@@ -401,7 +421,13 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
 /// One row, from its first attempt to its line in an output file. Dropped
 /// (aborted) tasks write nothing: the row is sent again on resume. The
 /// permit goes to the writer with the outcome (see [`Event::Done`]).
-async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc<Ctx>) {
+async fn process(
+    job: Job,
+    permit: OwnedSemaphorePermit,
+    first: Ticket,
+    mut hold: Reservation,
+    ctx: Arc<Ctx>,
+) {
     let started = Instant::now();
     let input_bytes = job.request.input_chars();
     let mut ticket = first;
@@ -418,15 +444,21 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc
                     answer.output_tokens,
                     input_bytes,
                 );
+                let usage = Usage {
+                    input_tokens: answer.input_tokens,
+                    output_tokens: answer.output_tokens,
+                    cache_read_input_tokens: answer.cache_read_input_tokens,
+                    cache_write_input_tokens: answer.cache_write_input_tokens,
+                };
+                let cost_usd = ctx.meter.answered(&job, &answer, &usage, hold);
                 let success = Success {
                     id: job.id,
                     model: job.request.model,
                     output: answer.text,
                     stop_reason: answer.stop_reason,
-                    usage: Usage {
-                        input_tokens: answer.input_tokens,
-                        output_tokens: answer.output_tokens,
-                    },
+                    usage,
+                    cost_usd,
+                    service_tier: answer.service_tier,
                     latency_ms,
                     attempts: attempt,
                     source: job.source,
@@ -467,6 +499,7 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc
             })
             .await;
         let Some(wait) = wait else {
+            ctx.meter.failed(error.kind, error.tier_refused, hold);
             let failure = Failure {
                 id: job.id,
                 model: job.request.model,
@@ -488,18 +521,30 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, ctx: Arc
                 .await;
             return;
         };
+        // The budget may not cover another attempt: the row is left for the resume.
+        hold = match ctx.meter.attempt_failed(&job, error.kind, hold) {
+            Some(h) => h,
+            None => return,
+        };
         // Stopping: a row that needs another attempt is left for the resume,
         // not written as failed.
         if ctx.shutdown.is_stopping() {
+            ctx.meter.release(hold);
             return;
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = ctx.shutdown.stopping() => return,
+            _ = ctx.shutdown.stopping() => {
+                ctx.meter.release(hold);
+                return;
+            }
         }
         ticket = tokio::select! {
             t = ctx.limiter.acquire(ctx.reservation(&job)) => t,
-            _ = ctx.shutdown.stopping() => return,
+            _ = ctx.shutdown.stopping() => {
+                ctx.meter.release(hold);
+                return;
+            }
         };
         attempt += 1;
     }
