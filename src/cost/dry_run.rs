@@ -161,6 +161,8 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<(Repo
     let samples = samples(&settings.output_dir, &settings.cost.prices)?;
     let rows = rows_to_send(&settings, &samples, dry.count_tokens).await?;
     let report = estimate(&settings, &samples, rows);
+    std::fs::create_dir_all(&settings.output_dir)
+        .with_context(|| format!("{}: cannot create", settings.output_dir.display()))?;
     checkpoint::write_atomic(
         &settings.output_dir.join(FILE),
         &serde_json::to_vec_pretty(&report)?,

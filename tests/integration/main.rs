@@ -22,3 +22,5 @@ mod resume;
 mod shutdown;
 // Throughput control against small quotas: no lost rows, bounded 429s, counts that add up.
 mod throughput;
+// Money: cost per row and in the summary, the budget, service tiers, prompt caching, --dry-run.
+mod cost;
