@@ -125,7 +125,7 @@ pub struct RunArgs {
     pub model: Option<String>,
     /// `converse` (any model) or `invoke` (the model's native body).
     #[arg(long, value_enum)]
-    pub api: Option<crate::config::Api>,
+    pub api: Option<crate::bedrock::request::Api>,
     /// Most requests in flight at once.
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
@@ -138,6 +138,24 @@ pub struct RunArgs {
     /// Most output tokens per answer.
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<u32>,
+    /// Sampling temperature, 0 to 1.
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling, 0 to 1.
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f32>,
+    /// Column holding each row's id (default `id`).
+    #[arg(long, value_name = "NAME")]
+    pub id_column: Option<String>,
+    /// Column holding each row's prompt (default `prompt`).
+    #[arg(long, value_name = "NAME")]
+    pub prompt_column: Option<String>,
+    /// A minijinja template rendered with each row's columns (`@FILE` reads it from a file).
+    #[arg(long, value_name = "TEXT|@FILE")]
+    pub template: Option<String>,
+    /// System prompt for every row (`@FILE` reads it from a file).
+    #[arg(long, value_name = "TEXT|@FILE")]
+    pub system: Option<String>,
     /// Attempts per row before it is written to failures.jsonl.
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<u32>,
@@ -171,6 +189,9 @@ pub struct RunArgs {
     /// Run even if ids repeat: a later duplicate gets a suffixed id (`ID#2`).
     #[arg(long)]
     pub allow_duplicate_ids: bool,
+    /// Write each row's rendered prompt (or messages) into its results line.
+    #[arg(long)]
+    pub include_prompt: bool,
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     pub no_progress: bool,

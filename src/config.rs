@@ -10,20 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::bedrock::request::Api;
 use crate::cli::RunArgs;
 use crate::cost::settings::{CostSettings, FileKeys};
-use crate::error::SetupError;
-
-/// Which Bedrock operation carries each row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Api {
-    /// `Converse`: one request shape for every model.
-    Converse,
-    /// `InvokeModel` with the model's native JSON body (built from the row, or
-    /// taken verbatim from a JSONL row's `body`).
-    Invoke,
-}
 
 /// The file as written. Every field is optional: a missing key falls back to a
 /// flag or a default. Unknown keys are an error, so a typo is not ignored.
@@ -55,6 +44,7 @@ pub struct FileConfig {
     pub row_deadline_secs: Option<u64>,
     pub grace_period_secs: Option<u64>,
     pub max_row_bytes: Option<usize>,
+    pub include_prompt: Option<bool>,
     // Cost keys: resolved by `cost::settings`.
     pub service_tier: Option<crate::bedrock::request::ServiceTier>,
     pub cache_system: Option<bool>,
@@ -90,6 +80,8 @@ pub struct Settings {
     pub max_row_bytes: usize,
     pub resume: ResumeMode,
     pub allow_duplicate_ids: bool,
+    /// Write each row's rendered prompt (or messages) into its results line.
+    pub include_prompt: bool,
     /// Service tier, prompt caching, budget, prices, dry-run.
     pub cost: CostSettings,
     /// Draw a progress bar even when stderr is not a terminal? Never: set by
@@ -131,9 +123,9 @@ const DEFAULT_MAX_ROW_BYTES: usize = 4 * 1024 * 1024;
 
 impl FileConfig {
     /// Reads and parses a config file; errors name the file (and the line, as toml reports it).
-    pub fn load(path: &Path) -> Result<FileConfig, SetupError> {
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| SetupError::Config(format!("{}: {e}", path.display())))?;
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| {
             // toml's Display spans several lines with a source excerpt; keep the
             // first line and the position so the message stays on one line.
@@ -145,15 +137,150 @@ impl FileConfig {
                     format!("line {line}: ")
                 })
                 .unwrap_or_default();
-            SetupError::Config(format!("{}: {at}{msg}", path.display()))
+            anyhow::anyhow!("{}: {at}{msg}", path.display())
         })
+    }
+}
+
+/// Where a setting's value came from, named in its error.
+#[derive(Clone, Copy)]
+enum Origin {
+    Flag,
+    File,
+}
+
+/// The two layers over the defaults: the flags and the config file (with
+/// its path, when there is one). Every value is taken through [`Layers::pick`],
+/// which checks it and, when it is wrong, says where it came from: `--flag`,
+/// or ``FILE: `key` ``.
+struct Layers<'a> {
+    path: Option<&'a Path>,
+}
+
+impl<'a> Layers<'a> {
+    /// The flag's value, else the file's, checked by `check`.
+    fn pick<T>(
+        &self,
+        key: &str,
+        flag: Option<T>,
+        file: Option<T>,
+        check: impl Fn(&T) -> Result<(), String>,
+    ) -> anyhow::Result<Option<T>> {
+        let (value, origin) = match (flag, file) {
+            (Some(v), _) => (v, Origin::Flag),
+            (None, Some(v)) => (v, Origin::File),
+            (None, None) => return Ok(None),
+        };
+        check(&value)
+            .map_err(|problem| anyhow::anyhow!("{}: {problem}", self.name(key, origin)))?;
+        Ok(Some(value))
+    }
+
+    /// A setting the job cannot do without.
+    fn required<T>(&self, key: &str, flag: Option<T>, file: Option<T>) -> anyhow::Result<T> {
+        flag.or(file).ok_or_else(|| self.missing(key))
+    }
+
+    fn name(&self, key: &str, origin: Origin) -> String {
+        match (origin, self.path) {
+            (Origin::File, Some(p)) => format!("{}: `{key}`", p.display()),
+            _ => format!("--{}", key.replace('_', "-")),
+        }
+    }
+
+    fn missing(&self, key: &str) -> anyhow::Error {
+        let flag = format!("--{}", key.replace('_', "-").trim_end_matches('s'));
+        match self.path {
+            Some(p) => anyhow::anyhow!(
+                "{}: no `{key}` set (add it to the file or pass {flag})",
+                p.display()
+            ),
+            None => anyhow::anyhow!(
+                "no `{key}`: pass {flag}, or run where a config.toml is (or with --config FILE)"
+            ),
+        }
+    }
+
+    /// A path as written in the file is relative to the file, so a job runs
+    /// the same from any working directory.
+    fn relative_to_file(&self, p: &Path) -> PathBuf {
+        match self.path.and_then(Path::parent) {
+            Some(base) if !p.is_absolute() => base.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+}
+
+/// Checks for [`Layers::pick`].
+fn between<T: PartialOrd + std::fmt::Display + Copy>(
+    lo: T,
+    hi: T,
+) -> impl Fn(&T) -> Result<(), String> {
+    move |v| {
+        if *v >= lo && *v <= hi {
+            Ok(())
+        } else {
+            Err(format!("must be between {lo} and {hi}, got {v}"))
+        }
+    }
+}
+
+fn at_least_one<T: PartialEq + From<u8>>(v: &T) -> Result<(), String> {
+    if *v == T::from(0) {
+        Err("must be at least 1".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// A quota: at least 1, or left out for none.
+fn quota(v: &u32) -> Result<(), String> {
+    if *v == 0 {
+        Err("must be at least 1 (leave it out for no limit)".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn seconds(v: &u64) -> Result<(), String> {
+    if *v == 0 {
+        Err("must be at least 1 second".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn unit_range(v: &f32) -> Result<(), String> {
+    if (0.0..=1.0).contains(v) {
+        Ok(())
+    } else {
+        Err(format!("must be between 0 and 1, got {v}"))
+    }
+}
+
+fn role_arn(arn: &String) -> Result<(), String> {
+    if !arn.starts_with("arn:") || arn.split(':').count() < 6 || !arn.contains(":role/") {
+        return Err(format!(
+            "`{arn}` is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+        ));
+    }
+    Ok(())
+}
+
+/// Text given inline, or `@FILE` for the contents of a file.
+fn text_or_file(flag: &str, value: &str) -> anyhow::Result<String> {
+    match value.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{flag}: {path}: {e}"))
+        }
+        None => Ok(value.to_string()),
     }
 }
 
 impl Settings {
     /// Flags over file over defaults. `stderr_is_terminal` decides bar vs plain lines.
-    pub fn resolve(args: &RunArgs, stderr_is_terminal: bool) -> Result<Settings, SetupError> {
-        let (file, origin) = match &args.config {
+    pub fn resolve(args: &RunArgs, stderr_is_terminal: bool) -> anyhow::Result<Settings> {
+        let (file, path) = match &args.config {
             Some(path) => (FileConfig::load(path)?, Some(path.clone())),
             None if Path::new(DEFAULT_CONFIG).exists() => {
                 let path = PathBuf::from(DEFAULT_CONFIG);
@@ -161,250 +288,170 @@ impl Settings {
             }
             None => (FileConfig::default(), None),
         };
-        // Relative paths in the file are relative to the file, so a job runs
-        // the same from any working directory.
-        let base = origin
-            .as_ref()
-            .and_then(|p| p.parent())
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let from_file = |p: &PathBuf| {
-            if p.is_absolute() {
-                p.clone()
-            } else {
-                base.join(p)
-            }
+        let l = Layers {
+            path: path.as_deref(),
         };
-        let where_ = |key: &str| match &origin {
-            Some(p) => format!("{}: `{key}`", p.display()),
-            None => format!("--{}", key.replace('_', "-")),
-        };
+        let f = &file;
 
-        let model = args
-            .model
-            .clone()
-            .or(file.model.clone())
-            .ok_or_else(|| SetupError::Config(missing("model", &origin)))?;
+        let model = l.required("model", args.model.clone(), f.model.clone())?;
         let inputs: Vec<PathBuf> = if !args.input.is_empty() {
             args.input.clone()
         } else {
-            file.inputs.iter().flatten().map(from_file).collect()
+            f.inputs
+                .iter()
+                .flatten()
+                .map(|p| l.relative_to_file(p))
+                .collect()
         };
         if inputs.is_empty() {
-            return Err(SetupError::Config(missing("inputs", &origin)));
+            return Err(l.missing("inputs"));
         }
-        let output_dir = args
-            .output_dir
-            .clone()
-            .or(file.output_dir.as_ref().map(from_file))
-            .ok_or_else(|| SetupError::Config(missing("output_dir", &origin)))?;
+        let output_dir = l.required(
+            "output_dir",
+            args.output_dir.clone(),
+            f.output_dir.as_deref().map(|p| l.relative_to_file(p)),
+        )?;
+        let template = match &args.template {
+            Some(t) => Some(text_or_file("--template", t)?),
+            None => f.template.clone(),
+        };
+        let system = match &args.system {
+            Some(t) => Some(text_or_file("--system", t)?),
+            None => f.system.clone(),
+        };
 
-        let concurrency = args
-            .concurrency
-            .or(file.concurrency)
-            .unwrap_or(DEFAULT_CONCURRENCY);
-        if concurrency == 0 || concurrency > 4096 {
-            return Err(SetupError::Config(format!(
-                "{}: must be between 1 and 4096, got {concurrency}",
-                where_("concurrency")
-            )));
-        }
-        let rpm = args.rpm.or(file.rpm);
-        let tpm = args.tpm.or(file.tpm);
-        for (key, v) in [("rpm", rpm), ("tpm", tpm)] {
-            if v == Some(0) {
-                return Err(SetupError::Config(format!(
-                    "{}: must be at least 1 (leave it out for no limit)",
-                    where_(key)
-                )));
-            }
-        }
-        let max_tokens = args.max_tokens.or(file.max_tokens);
-        if max_tokens == Some(0) {
-            return Err(SetupError::Config(format!(
-                "{}: must be at least 1",
-                where_("max_tokens")
-            )));
-        }
-        let temperature = file.temperature;
-        if let Some(t) = temperature {
-            if !(0.0..=1.0).contains(&t) {
-                return Err(SetupError::Config(format!(
-                    "{}: must be between 0 and 1, got {t}",
-                    where_("temperature")
-                )));
-            }
-        }
-        if let Some(p) = file.top_p {
-            if !(0.0..=1.0).contains(&p) {
-                return Err(SetupError::Config(format!(
-                    "{}: must be between 0 and 1, got {p}",
-                    where_("top_p")
-                )));
-            }
-        }
-        let max_attempts = args
-            .max_attempts
-            .or(file.max_attempts)
-            .unwrap_or(DEFAULT_MAX_ATTEMPTS);
-        if max_attempts == 0 {
-            return Err(SetupError::Config(format!(
-                "{}: must be at least 1",
-                where_("max_attempts")
-            )));
-        }
+        let api = args.api.or(f.api).unwrap_or(Api::Converse);
         let cost = CostSettings::resolve(
             args,
             FileKeys {
-                service_tier: file.service_tier,
-                cache_system: file.cache_system,
-                max_cost: file.max_cost,
-                prices: file.prices.as_ref(),
-                api: args.api.or(file.api).unwrap_or(Api::Converse),
+                service_tier: f.service_tier,
+                cache_system: f.cache_system,
+                max_cost: f.max_cost,
+                prices: f.prices.as_ref(),
+                api,
             },
-            origin.as_deref(),
+            path.as_deref(),
         )?;
         let flex = cost.is_flex();
-        let secs = |flag: Option<u64>, file: Option<u64>, default: u64, key: &str| {
-            let v = flag.or(file).unwrap_or(default);
-            if v == 0 {
-                Err(SetupError::Config(format!(
-                    "{}: must be at least 1 second",
-                    where_(key)
-                )))
-            } else {
-                Ok(Duration::from_secs(v))
-            }
+        let secs = |key, flag, file, default| -> anyhow::Result<Duration> {
+            let v = l.pick(key, flag, file, seconds)?.unwrap_or(default);
+            Ok(Duration::from_secs(v))
         };
-        let request_timeout = secs(
-            args.request_timeout_secs,
-            file.request_timeout_secs,
-            if flex {
-                FLEX_REQUEST_TIMEOUT_SECS
-            } else {
-                DEFAULT_REQUEST_TIMEOUT_SECS
-            },
-            "request_timeout_secs",
-        )?;
-        let row_deadline = secs(
-            None,
-            file.row_deadline_secs,
-            if flex {
-                FLEX_ROW_DEADLINE_SECS
-            } else {
-                DEFAULT_ROW_DEADLINE_SECS
-            },
-            "row_deadline_secs",
-        )?;
-        let grace_period = secs(
-            args.grace_period_secs,
-            file.grace_period_secs,
-            DEFAULT_GRACE_SECS,
-            "grace_period_secs",
-        )?;
-
-        let role_arn = args.role_arn.clone().or(file.role_arn.clone());
-        let role = match role_arn {
-            Some(arn) => {
-                if !arn.starts_with("arn:") || arn.split(':').count() < 6 || !arn.contains(":role/")
-                {
-                    return Err(SetupError::Config(format!(
-                        "{}: `{arn}` is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
-                        where_("role_arn")
-                    )));
-                }
-                Some(RoleSettings {
-                    role_arn: arn,
-                    external_id: args.external_id.clone().or(file.external_id.clone()),
-                    session_name: args.session_name.clone().or(file.session_name.clone()),
-                })
-            }
-            None => None,
-        };
-
-        if args.fresh && args.retry_failures.is_some() {
-            return Err(SetupError::Config(
-                "--fresh and --retry-failures cannot be used together".into(),
-            ));
-        }
-        let resume = if args.fresh {
-            ResumeMode::Fresh
-        } else if let Some(kinds) = &args.retry_failures {
-            let kinds: Vec<String> = kinds
-                .split(',')
-                .map(|k| k.trim().to_string())
-                .filter(|k| !k.is_empty() && k != "all")
-                .collect();
-            for k in &kinds {
-                if !crate::outcome::ErrorKind::ALL
-                    .iter()
-                    .any(|known| known.as_str() == k)
-                {
-                    return Err(SetupError::Config(format!(
-                        "--retry-failures: unknown kind `{k}` (known: {})",
-                        crate::outcome::ErrorKind::ALL
-                            .iter()
-                            .map(|k| k.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
-                }
-            }
-            ResumeMode::RetryFailures(kinds)
-        } else {
-            ResumeMode::Continue
-        };
-
-        let id_column = file.id_column.clone().unwrap_or_else(|| "id".into());
-        let prompt_column = file
-            .prompt_column
-            .clone()
-            .unwrap_or_else(|| "prompt".into());
-        let max_row_bytes = file.max_row_bytes.unwrap_or(DEFAULT_MAX_ROW_BYTES);
+        let role = l
+            .pick(
+                "role_arn",
+                args.role_arn.clone(),
+                f.role_arn.clone(),
+                role_arn,
+            )?
+            .map(|role_arn| RoleSettings {
+                role_arn,
+                external_id: args.external_id.clone().or(f.external_id.clone()),
+                session_name: args.session_name.clone().or(f.session_name.clone()),
+            });
 
         Ok(Settings {
-            region: args.region.clone().or(file.region.clone()),
-            profile: args.profile.clone().or(file.profile.clone()),
+            region: args.region.clone().or(f.region.clone()),
+            profile: args.profile.clone().or(f.profile.clone()),
             role,
             model,
-            api: args.api.or(file.api).unwrap_or(Api::Converse),
+            api,
             inputs,
             output_dir,
-            id_column,
-            prompt_column,
-            template: file.template.clone(),
-            system: file.system.clone(),
-            max_tokens,
-            temperature,
-            top_p: file.top_p,
-            stop_sequences: file.stop_sequences.clone().unwrap_or_default(),
-            concurrency,
-            rpm,
-            tpm,
-            max_attempts,
-            request_timeout,
-            row_deadline,
-            grace_period,
-            max_row_bytes,
-            resume,
+            id_column: args
+                .id_column
+                .clone()
+                .or(f.id_column.clone())
+                .unwrap_or_else(|| "id".into()),
+            prompt_column: args
+                .prompt_column
+                .clone()
+                .or(f.prompt_column.clone())
+                .unwrap_or_else(|| "prompt".into()),
+            template,
+            system,
+            max_tokens: l.pick("max_tokens", args.max_tokens, f.max_tokens, at_least_one)?,
+            temperature: l.pick("temperature", args.temperature, f.temperature, unit_range)?,
+            top_p: l.pick("top_p", args.top_p, f.top_p, unit_range)?,
+            stop_sequences: f.stop_sequences.clone().unwrap_or_default(),
+            concurrency: l
+                .pick(
+                    "concurrency",
+                    args.concurrency,
+                    f.concurrency,
+                    between(1, 4096),
+                )?
+                .unwrap_or(DEFAULT_CONCURRENCY),
+            rpm: l.pick("rpm", args.rpm, f.rpm, quota)?,
+            tpm: l.pick("tpm", args.tpm, f.tpm, quota)?,
+            max_attempts: l
+                .pick(
+                    "max_attempts",
+                    args.max_attempts,
+                    f.max_attempts,
+                    at_least_one,
+                )?
+                .unwrap_or(DEFAULT_MAX_ATTEMPTS),
+            request_timeout: secs(
+                "request_timeout_secs",
+                args.request_timeout_secs,
+                f.request_timeout_secs,
+                if flex {
+                    FLEX_REQUEST_TIMEOUT_SECS
+                } else {
+                    DEFAULT_REQUEST_TIMEOUT_SECS
+                },
+            )?,
+            row_deadline: secs(
+                "row_deadline_secs",
+                None,
+                f.row_deadline_secs,
+                if flex {
+                    FLEX_ROW_DEADLINE_SECS
+                } else {
+                    DEFAULT_ROW_DEADLINE_SECS
+                },
+            )?,
+            grace_period: secs(
+                "grace_period_secs",
+                args.grace_period_secs,
+                f.grace_period_secs,
+                DEFAULT_GRACE_SECS,
+            )?,
+            max_row_bytes: f.max_row_bytes.unwrap_or(DEFAULT_MAX_ROW_BYTES),
+            resume: resume_mode(args)?,
             allow_duplicate_ids: args.allow_duplicate_ids,
+            include_prompt: args.include_prompt || f.include_prompt.unwrap_or(false),
             cost,
             progress_bar: stderr_is_terminal && !args.no_progress,
         })
     }
 }
 
-fn missing(key: &str, origin: &Option<PathBuf>) -> String {
-    let flag = format!("--{}", key.replace('_', "-").trim_end_matches('s'));
-    match origin {
-        Some(p) => format!(
-            "{}: no `{key}` set (add it to the file or pass {flag})",
-            p.display()
-        ),
-        None => format!(
-            "no `{key}`: pass {flag}, or run where a config.toml is (or with --config FILE)"
-        ),
+/// `--fresh`, `--retry-failures [KINDS]`, or neither.
+fn resume_mode(args: &RunArgs) -> anyhow::Result<ResumeMode> {
+    if args.fresh && args.retry_failures.is_some() {
+        anyhow::bail!("--fresh and --retry-failures cannot be used together");
     }
+    if args.fresh {
+        return Ok(ResumeMode::Fresh);
+    }
+    let Some(kinds) = &args.retry_failures else {
+        return Ok(ResumeMode::Continue);
+    };
+    let kinds: Vec<String> = kinds
+        .split(',')
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty() && k != "all")
+        .collect();
+    let known = crate::outcome::ErrorKind::ALL.map(|k| k.as_str());
+    if let Some(k) = kinds.iter().find(|k| !known.contains(&k.as_str())) {
+        anyhow::bail!(
+            "--retry-failures: unknown kind `{k}` (known: {})",
+            known.join(", ")
+        );
+    }
+    Ok(ResumeMode::RetryFailures(kinds))
 }
 
 #[cfg(test)]

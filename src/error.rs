@@ -1,8 +1,13 @@
-//! Setup errors and the exit codes the README documents.
+//! The exit codes the README documents, and how errors are told.
 //!
-//! A setup error stops the run before any request is paid for (bad config,
-//! unreadable input, no credentials, no region, an output directory that holds
-//! another job). A row that fails is *not* an error here: it is data, written to
+//! One error style throughout: `anyhow`, each message written where the
+//! problem is found as "where: what" (`prompts.csv: line 18: …`,
+//! ``job.toml: `concurrency`: …``, `--rpm: …`), with `.context()` adding the
+//! place when a lower layer's error (an I/O error, an SDK error, a
+//! `thiserror` enum such as `native::NativeError` or `policy::PolicyError`)
+//! is passed up, so its source is kept. `main` prints the chain on one line
+//! (`{:#}`) and exits [`EXIT_SETUP`]: every error that reaches it stopped the
+//! run as a whole. A row that fails is *not* an error: it is data, written to
 //! `failures.jsonl` by the sink, and only changes the exit code.
 
 /// Every row succeeded (or was already done).
@@ -20,17 +25,17 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// Stopped by SIGTERM; as for SIGINT.
 pub const EXIT_TERMINATED: u8 = 143;
 
-/// An error that ends the run before (or instead of) sending anything.
-///
-/// Each variant prints on one line, location first.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    #[error("{0}")]
-    Config(String),
-    #[error("{path}: {message}")]
-    Input { path: String, message: String },
-    #[error("{0}")]
-    Credentials(String),
-    #[error("{0}")]
-    OutputDir(String),
+/// An error and its sources on one line.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = err.to_string();
+    let mut src = err.source();
+    while let Some(e) = src {
+        let part = e.to_string();
+        if !s.contains(&part) {
+            s.push_str(": ");
+            s.push_str(&part);
+        }
+        src = e.source();
+    }
+    s.replace('\n', " ")
 }

@@ -4,27 +4,32 @@
 //!
 //! # Data flow
 //!
+//! The folders follow a row through the run; `pipeline/runner.rs` is the one
+//! place that joins the stages.
+//!
 //! ```text
 //! config.rs (flags + config.toml → Settings)
 //!     │
-//! inventory.rs (open every input, count rows, find duplicate ids)   ── setup errors stop here,
-//! checkpoint.rs + manifest.rs (output dir: same job? done ids, torn tails)   before any spend
-//! auth.rs (SDK chain → credentials, region, Bedrock client without SDK retries)
+//! input/      inventory.rs (every input once: counts, duplicate ids)     ── setup errors stop here,
+//! output/     checkpoint.rs + manifest.rs (same job? done ids, torn tails)   before any spend
+//! bedrock/    auth.rs (SDK chain → credentials, region, client without SDK retries)
 //!     │
-//! reader.rs → job.rs (+ template.rs)      rows → requests, bad rows → input failures
-//!     │  bounded channel
-//! runner.rs  [Semaphore permit] [limiter.rs: rpm, tpm, adaptive cut]
-//!     │  one task per row: invoker.rs (Converse / InvokeModel + native.rs),
+//! input/      rows.rs (one row stream: every row with its final id)
+//!             → job.rs (+ template.rs): rows → requests, bad rows → input failures
+//!     │  bounded channel (reader thread)
+//! pipeline/   runner.rs: intake [Semaphore permit] [limiter.rs: rpm, tpm, adaptive]
+//!     │  one task per row: bedrock/invoker.rs (Converse / InvokeModel + native.rs),
 //!     │  classify, backoff.rs retries
 //!     ▼  mpsc<Event>
-//! sink.rs (the single writer: results.jsonl, failures.jsonl, progress.rs)
-//!     │
-//! report.rs (Summary → summary.json + the lines a person reads)
+//! output/     sink.rs (the single writer: results.jsonl, failures.jsonl, progress.rs,
+//!             the counts) → summary.rs (summary.json + the lines a person reads)
 //! ```
 //!
-//! `shutdown.rs` is passed in: the first signal stops intake, the second aborts.
-//! `emulator/` is a local Bedrock Runtime + STS + IMDSv2 that the tests, the
-//! benchmarks and `demo` talk to through the real SDK.
+//! Around it: `shutdown.rs` is passed in (the first signal stops intake, the
+//! second aborts); `commands/` turns each subcommand into an exit code (`run`,
+//! `demo`, `whoami`, `policy`, `emulator`); `emulator/` is a wing of its own, a
+//! local Bedrock Runtime + STS + IMDSv2 that the tests, the benchmarks and
+//! `demo` talk to through the real SDK. `error.rs` says how errors are told.
 
 pub mod bedrock;
 pub mod cli;
@@ -33,11 +38,12 @@ pub mod config;
 pub mod cost;
 pub mod emulator;
 pub mod error;
-pub mod input;
-pub mod outcome;
+pub(crate) mod input;
+pub(crate) mod outcome;
 pub mod output;
-pub mod pipeline;
+pub(crate) mod pipeline;
 pub mod shutdown;
+pub mod time;
 
 pub use config::Settings;
 pub use output::summary::Summary;

@@ -9,6 +9,13 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let filter = args.log.clone().or_else(|| std::env::var("RUST_LOG").ok());
     bedrock_batch::output::progress::init_logging(filter.as_deref());
+    let prelude = match bedrock_batch::commands::prelude(&args.command) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_SETUP);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -16,7 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_SETUP);
         }
     };
-    match runtime.block_on(bedrock_batch::commands::execute(args.command)) {
+    match runtime.block_on(bedrock_batch::commands::execute(args.command, prelude)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // Every error that reaches here stopped the run as a whole (rows

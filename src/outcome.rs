@@ -113,6 +113,10 @@ pub struct Success {
     pub source: Source,
     /// Every input column that is not the id, the prompt or a request parameter.
     pub meta: Map<String, Value>,
+    /// With `include_prompt`: the prompt as sent, a string for one user
+    /// turn, the turns (`[{"role", "text"}]`) for a conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,13 +144,4 @@ pub struct Failure {
 pub enum Outcome {
     Succeeded(Success),
     Failed(Failure),
-}
-
-impl Outcome {
-    pub fn id(&self) -> &str {
-        match self {
-            Outcome::Succeeded(s) => &s.id,
-            Outcome::Failed(f) => &f.id,
-        }
-    }
 }

@@ -16,6 +16,19 @@ pub enum StopReason {
     Interrupt,
     /// SIGTERM (a scheduler's time limit, an instance being replaced).
     Terminate,
+    /// An output file could not be written: an answer paid for now would have
+    /// nowhere to go, so nothing more is sent.
+    WriteFailed,
+    /// The breaker saw that the job as a whole cannot succeed (every call
+    /// refused the same way, a dead endpoint, credentials that cannot be
+    /// renewed).
+    Breaker,
+    /// The next call's worst case would pass `max_cost` (`cost/budget.rs`).
+    Budget,
+    /// Bedrock refused the service tier before any row succeeded.
+    ServiceTier,
+    /// `--dry-run --pilot N` has sent its N rows.
+    Pilot,
 }
 
 impl StopReason {
@@ -23,6 +36,11 @@ impl StopReason {
         match self {
             StopReason::Interrupt => "sigint",
             StopReason::Terminate => "sigterm",
+            StopReason::WriteFailed => "write_failed",
+            StopReason::Breaker => "breaker",
+            StopReason::Budget => "budget",
+            StopReason::ServiceTier => "service_tier",
+            StopReason::Pilot => "pilot",
         }
     }
 }

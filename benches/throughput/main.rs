@@ -335,7 +335,7 @@ async fn rss(n: u64) -> Vec<Line> {
     let before = emu.stats().requests;
     let again = run_in(&emu, &ws, n, "", &flags, 64, true).await;
     assert_eq!(
-        again.summary["skipped"].as_u64(),
+        again.summary["this_run"]["skipped"].as_u64(),
         Some(n),
         "the resume skips every row"
     );
@@ -449,12 +449,12 @@ async fn run_in(
     );
     println!(
         "summary.json: throttles {}, retries {}, attempts {}, {:.0} requests/min, {:.0} tokens/min, elapsed {:.1}s",
-        summary["throttles"],
-        summary["retries"],
+        summary["this_run"]["throttles"],
+        summary["this_run"]["retries"],
         summary["attempts"],
-        summary["throughput"]["requests_per_min"].as_f64().unwrap_or(0.0),
-        summary["throughput"]["tokens_per_min"].as_f64().unwrap_or(0.0),
-        summary["elapsed_secs"].as_f64().unwrap_or(0.0),
+        summary["this_run"]["throughput"]["requests_per_min"].as_f64().unwrap_or(0.0),
+        summary["this_run"]["throughput"]["tokens_per_min"].as_f64().unwrap_or(0.0),
+        summary["this_run"]["elapsed_secs"].as_f64().unwrap_or(0.0),
     );
     Run {
         rows: n,

@@ -17,6 +17,8 @@
 //! retries: a credential refresh is not a row attempt.
 
 use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::identity::IdentityCache;
@@ -33,7 +35,8 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_credential_types::Credentials;
 
 use crate::config::RoleSettings;
-use crate::error::SetupError;
+use crate::error::error_chain;
+use crate::time::{rfc3339, unix_secs};
 
 /// What decides who we are and where we call.
 #[derive(Debug, Clone, Default)]
@@ -59,7 +62,7 @@ pub struct Session {
 /// The SDK configuration from the default chain (plus `--role-arn`), and for
 /// `--role-arn` the base provider, which remembers where it found its
 /// credentials.
-async fn load(auth: &AuthSettings) -> Result<(SdkConfig, Option<Arc<Base>>), SetupError> {
+async fn load(auth: &AuthSettings) -> anyhow::Result<(SdkConfig, Option<Arc<Base>>)> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(p) = &auth.profile {
         loader = loader.profile_name(p);
@@ -69,17 +72,16 @@ async fn load(auth: &AuthSettings) -> Result<(SdkConfig, Option<Arc<Base>>), Set
     }
     let base = loader.load().await;
     if base.region().is_none() {
-        return Err(SetupError::Credentials(
+        anyhow::bail!(
             "no region: set `region` in config.toml, pass --region, set AWS_REGION, or add `region` to the profile"
-                .into(),
-        ));
+        );
     }
     let Some(role) = &auth.role else {
         return Ok((base, None));
     };
     let chain = base
         .credentials_provider()
-        .ok_or_else(|| SetupError::Credentials("no credentials provider configured".into()))?;
+        .context("no credentials provider configured")?;
     let observed = Arc::new(Base {
         chain,
         source: Mutex::new(None),
@@ -108,15 +110,15 @@ async fn load(auth: &AuthSettings) -> Result<(SdkConfig, Option<Arc<Base>>), Set
 ///
 /// The returned config signs with a [`CredentialCache`] seeded with those
 /// same credentials, so checking costs no extra AssumeRole.
-pub async fn connect(auth: &AuthSettings) -> Result<Session, SetupError> {
+pub async fn connect(auth: &AuthSettings) -> anyhow::Result<Session> {
     let (sdk, base) = load(auth).await?;
     let provider = sdk
         .credentials_provider()
-        .ok_or_else(|| SetupError::Credentials("no credentials provider configured".into()))?;
+        .context("no credentials provider configured")?;
     let creds = provider
         .provide_credentials()
         .await
-        .map_err(|e| SetupError::Credentials(refusal(&e)))?;
+        .map_err(|e| anyhow::anyhow!(refusal(&e)))?;
     let profile = selected_profile(auth);
     let source = match base.as_ref().and_then(|b| b.described()) {
         Some(b) => format!("--role-arn AssumeRole on top of: {b}"),
@@ -136,6 +138,18 @@ pub async fn connect(auth: &AuthSettings) -> Result<Session, SetupError> {
         first: creds,
         source,
     })
+}
+
+/// How to renew credentials that came from `source` (as [`Session::source`]
+/// words it) once they have expired and the chain cannot renew them.
+pub(crate) fn renewal_advice(source: &str) -> &'static str {
+    if source.contains("environment") {
+        "export new AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (e.g. `eval \"$(aws configure export-credentials --format env)\"`), or use a profile that can renew them"
+    } else if source.contains("sso") || source.contains("SSO") {
+        "run `aws sso login` for the profile"
+    } else {
+        "renew them where they come from (`aws sso login`, new keys in the profile, or a new AWS_SESSION_TOKEN)"
+    }
 }
 
 /// "no usable credentials: …" with what STS said, if it refused, and the
@@ -225,6 +239,11 @@ struct CacheState {
     /// Held while asking the chain, so the requests that find the credentials
     /// stale cause one refresh, not one each.
     refreshing: tokio::sync::Mutex<()>,
+    /// The access key id Bedrock last refused as expired.
+    refused: Mutex<Option<String>>,
+    /// The chain handed back the very keys Bedrock refused as expired (static
+    /// session keys in the environment, say): no retry can succeed.
+    stuck: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -271,6 +290,8 @@ impl CredentialCache {
             chain,
             current: Mutex::new(Some(Cached::new(first))),
             refreshing: tokio::sync::Mutex::new(()),
+            refused: Mutex::new(None),
+            stuck: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -297,8 +318,16 @@ impl CredentialCache {
                     .map(|t| format!(" (they claim to be valid until {})", rfc3339(t)))
                     .unwrap_or_default()
             );
+            *self.0.refused.lock().unwrap_or_else(|e| e.into_inner()) =
+                cur.as_ref().map(|c| c.creds.access_key_id().to_string());
             *cur = None;
         }
+    }
+
+    /// False once the chain has handed back credentials Bedrock already
+    /// refused as expired: they cannot be renewed from where they come from.
+    pub(crate) fn renewable(&self) -> bool {
+        !self.0.stuck.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn get(&self) -> aws_credential_types::provider::Result {
@@ -323,6 +352,12 @@ impl CredentialCache {
         }
         match self.0.chain.provide_credentials().await {
             Ok(creds) => {
+                let refused = self.0.refused.lock().unwrap_or_else(|e| e.into_inner());
+                let same = refused.as_deref() == Some(creds.access_key_id());
+                drop(refused);
+                self.0
+                    .stuck
+                    .store(same, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(
                     "credentials renewed{}",
                     creds
@@ -468,32 +503,4 @@ fn describe_source(creds: &Credentials, profile: Option<&str>) -> String {
         Some(p) if base.starts_with("profile") => format!("{base}, profile `{p}`"),
         _ => base.to_string(),
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ`, as STS writes expiry times.
-pub fn rfc3339(t: SystemTime) -> String {
-    aws_smithy_types::DateTime::from(t)
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_default()
-}
-
-pub fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// An error and its sources on one line.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = err.to_string();
-    let mut src = err.source();
-    while let Some(e) = src {
-        let part = e.to_string();
-        if !s.contains(&part) {
-            s.push_str(": ");
-            s.push_str(&part);
-        }
-        src = e.source();
-    }
-    s.replace('\n', " ")
 }

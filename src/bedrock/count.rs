@@ -13,7 +13,7 @@ use aws_sdk_bedrockruntime::types::{
 use aws_sdk_bedrockruntime::Client;
 
 use crate::bedrock::invoker::{classify, converse_parts, Classified, Disposition};
-use crate::config::Api;
+use crate::bedrock::request::Api;
 use crate::input::job::Job;
 use crate::outcome::ErrorKind;
 

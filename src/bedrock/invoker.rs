@@ -14,11 +14,17 @@ use aws_sdk_bedrockruntime::types::{
     InferenceConfiguration, Message, ServiceTier, ServiceTierType, SystemContentBlock,
 };
 use aws_sdk_bedrockruntime::Client;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use std::sync::{Arc, Mutex};
 
 use crate::bedrock::native;
+use crate::bedrock::request::Api;
 use crate::bedrock::request::{Answer, Request, Role};
-use crate::config::Api;
 use crate::input::job::Job;
 use crate::outcome::ErrorKind;
 
@@ -58,7 +64,12 @@ impl Classified {
         matches!(self.code.as_str(), "ExpiredTokenException" | "ExpiredToken")
     }
 
-    pub(crate) fn new(kind: ErrorKind, code: &str, message: String, disposition: Disposition) -> Classified {
+    pub(crate) fn new(
+        kind: ErrorKind,
+        code: &str,
+        message: String,
+        disposition: Disposition,
+    ) -> Classified {
         Classified {
             kind,
             code: code.to_string(),
@@ -174,7 +185,7 @@ fn is_credentials_failure(detail: &str) -> bool {
 /// The error and its sources on one line, capped: SDK errors never carry
 /// secrets in their messages, but they can be long.
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let s = crate::bedrock::auth::error_chain(err);
+    let s = crate::error::error_chain(err);
     if s.len() > 500 {
         format!("{}…", &s[..s.floor_char_boundary(500)])
     } else {
@@ -223,7 +234,11 @@ pub(crate) fn converse_parts(
             }
             msg = msg.content(ContentBlock::CachePoint(cache_point()?));
             // The "\n" that joined the next block to this one.
-            from = if m.text[at..].starts_with('\n') { at + 1 } else { at };
+            from = if m.text[at..].starts_with('\n') {
+                at + 1
+            } else {
+                at
+            };
         }
         if from < m.text.len() || m.cache_after.is_empty() {
             msg = msg.content(ContentBlock::Text(m.text[from..].to_string()));
@@ -308,7 +323,10 @@ async fn converse(client: &Client, r: &Request) -> Result<Answer, Classified> {
 /// that does not support the tier returns a ValidationException"): the
 /// message names the tier, and `tier_refused` lets the run stop early.
 fn tier_refused(mut c: Classified, r: &Request) -> Classified {
-    if let Some(tier) = r.service_tier.filter(|t| *t != crate::bedrock::request::ServiceTier::Default) {
+    if let Some(tier) = r
+        .service_tier
+        .filter(|t| *t != crate::bedrock::request::ServiceTier::Default)
+    {
         if c.code == "ValidationException" && c.message.to_ascii_lowercase().contains("tier") {
             c.message = format!(
                 "service tier `{}` refused for {}: {}",
@@ -335,6 +353,7 @@ async fn invoke(client: &Client, job: &Job) -> Result<Answer, Classified> {
     };
     let bytes = serde_json::to_vec(&invoke.body)
         .map_err(|e| fail(ErrorKind::Input, "InvalidRow", e.to_string()))?;
+    let counts = TokenCountHeaders::default();
     let out = client
         .invoke_model()
         .model_id(&job.request.model)
@@ -346,6 +365,8 @@ async fn invoke(client: &Client, job: &Job) -> Result<Answer, Classified> {
                 .map(|t| ServiceTierType::from(t.as_str())),
         )
         .body(Blob::new(bytes))
+        .customize()
+        .interceptor(counts.clone())
         .send()
         .await
         .map_err(|e| tier_refused(classify(&e), &job.request))?;
@@ -355,8 +376,50 @@ async fn invoke(client: &Client, job: &Job) -> Result<Answer, Classified> {
         None => native::parse_any(raw),
     }
     .map_err(|e| fail(ErrorKind::Model, "UnreadableResponse", e.to_string()))?;
+    // Some families' bodies carry no usage (Mistral's text completion), nor
+    // may a verbatim body's answer; the headers always do, and the limiter
+    // and the results need real counts.
+    if !invoke.family.is_some_and(native::Family::reports_usage) {
+        if let Some((input, output)) = counts.get() {
+            answer.input_tokens = input;
+            answer.output_tokens = output;
+        }
+    }
     answer.service_tier = out.service_tier().map(|t| t.as_str().to_string());
     Ok(answer)
+}
+
+/// Reads Bedrock's `X-Amzn-Bedrock-Input-Token-Count` and
+/// `-Output-Token-Count` headers off one InvokeModel response. The SDK's
+/// output type does not expose response headers, so an interceptor on the
+/// call keeps them.
+#[derive(Debug, Default, Clone)]
+struct TokenCountHeaders(Arc<Mutex<Option<(u64, u64)>>>);
+
+impl TokenCountHeaders {
+    fn get(&self) -> Option<(u64, u64)> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Intercept for TokenCountHeaders {
+    fn name(&self) -> &'static str {
+        "TokenCountHeaders"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let headers = context.response().headers();
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = native::usage_from_headers(
+            headers.get("x-amzn-bedrock-input-token-count"),
+            headers.get("x-amzn-bedrock-output-token-count"),
+        );
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! InvokeModel bodies (`native`) and the model-independent request (`request`).
 
 pub mod auth;
-pub mod count;
-pub mod invoker;
+pub(crate) mod count;
+pub(crate) mod invoker;
 pub mod native;
 pub mod request;

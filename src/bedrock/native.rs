@@ -43,8 +43,7 @@ pub enum Family {
 
 impl Family {
     /// Whether the response body carries token counts. When it does not, the
-    /// invoker should take them from the response headers
-    /// (see [`usage_from_headers`]).
+    /// invoker takes them from the response headers (see [`usage_from_headers`]).
     pub fn reports_usage(self) -> bool {
         !matches!(self, Family::Mistral)
     }

@@ -6,6 +6,17 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Which Bedrock operation carries each row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// `Converse`: one request shape for every model.
+    Converse,
+    /// `InvokeModel` with the model's native JSON body (built from the row, or
+    /// taken verbatim from a JSONL row's `body`).
+    Invoke,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -51,7 +62,11 @@ pub enum ServiceTier {
 }
 
 impl ServiceTier {
-    pub const ALL: [ServiceTier; 3] = [ServiceTier::Default, ServiceTier::Flex, ServiceTier::Priority];
+    pub const ALL: [ServiceTier; 3] = [
+        ServiceTier::Default,
+        ServiceTier::Flex,
+        ServiceTier::Priority,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -62,7 +77,9 @@ impl ServiceTier {
     }
 
     pub fn parse(s: &str) -> Option<ServiceTier> {
-        ServiceTier::ALL.into_iter().find(|t| t.as_str() == s.trim())
+        ServiceTier::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s.trim())
     }
 }
 

@@ -19,26 +19,23 @@ use crate::shutdown::Shutdown;
 
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/BedrockExecutionRole";
 
-pub async fn run(
-    args: &DemoArgs,
-    shutdown: Shutdown,
-    progress_bar: bool,
-) -> anyhow::Result<Summary> {
-    let emulator = Emulator::start(EmulatorConfig {
-        require_assumed_role: true,
-        latency_ms: args.latency_ms,
-        static_keys: vec![(STATIC_ACCESS_KEY_ID.into(), STATIC_SECRET_ACCESS_KEY.into())],
-        verify_signatures: true,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .context("cannot start the emulator on 127.0.0.1")?;
-    let url = emulator.url();
+/// What the demo sets up before the async runtime starts: the emulator's
+/// socket and a temporary AWS configuration, with the environment pointing the
+/// SDK at both. The environment is process-global and unsafe to change while
+/// other threads may read it, so `main` calls this before any thread exists;
+/// the SDK then finds everything the way it would in a user's shell.
+pub struct Stage {
+    listener: std::net::TcpListener,
+    /// Holds the AWS config files for as long as the demo runs.
+    _home: tempfile::TempDir,
+}
 
+pub fn stage() -> anyhow::Result<Stage> {
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .context("cannot listen on 127.0.0.1 for the emulator")?;
+    let url = format!("http://{}", listener.local_addr()?);
     let home = tempfile::tempdir().context("cannot create a temporary AWS config directory")?;
     write_aws_files(home.path())?;
-    // Set before any SDK client exists; nothing else in the process reads
-    // the environment concurrently at this point.
     for key in [
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
@@ -63,6 +60,31 @@ pub async fn run(
     std::env::set_var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &url);
     std::env::set_var("AWS_ENDPOINT_URL_STS", &url);
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    Ok(Stage {
+        listener,
+        _home: home,
+    })
+}
+
+pub(crate) async fn run(
+    args: &DemoArgs,
+    stage: Stage,
+    shutdown: Shutdown,
+    progress_bar: bool,
+) -> anyhow::Result<Summary> {
+    let Stage { listener, _home } = stage;
+    let emulator = Emulator::start_on(
+        listener,
+        EmulatorConfig {
+            require_assumed_role: true,
+            latency_ms: args.latency_ms,
+            static_keys: vec![(STATIC_ACCESS_KEY_ID.into(), STATIC_SECRET_ACCESS_KEY.into())],
+            verify_signatures: true,
+            ..EmulatorConfig::default()
+        },
+    )
+    .context("cannot start the emulator on 127.0.0.1")?;
+    let url = emulator.url();
 
     eprintln!("demo: emulated Bedrock + STS at {url} (accepts only assumed-role credentials)");
     eprintln!("demo: AWS_PROFILE=bedrock-app-dev → role_arn {ROLE_ARN}, source_profile default");

@@ -1,24 +1,42 @@
 //! Each subcommand, from parsed flags to an exit code.
 
-pub mod demo;
+pub(crate) mod demo;
+mod emulator;
 pub mod policy;
-pub mod prices;
-pub mod whoami;
+pub(crate) mod prices;
+pub(crate) mod whoami;
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
 
+use anyhow::Context;
+
 use crate::cli::{Command, PolicyArgs, RunArgs};
 use crate::config::{FileConfig, Settings};
 use crate::error::{
-    SetupError, EXIT_BUDGET, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP,
-    EXIT_TERMINATED,
+    EXIT_BUDGET, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, EXIT_TERMINATED,
 };
-use crate::input::reader::{Item, RowReader};
+use crate::input::inventory;
+use crate::input::reader::Item;
+use crate::input::rows::{RowSpec, Rows};
 use crate::output::summary::Summary;
 use crate::shutdown::{Shutdown, StopReason};
 
-pub async fn execute(command: Command) -> anyhow::Result<u8> {
+/// What a command needs done before the async runtime (and its threads)
+/// exists. Only `demo` needs anything: it sets the process environment.
+pub enum Prelude {
+    None,
+    Demo(demo::Stage),
+}
+
+pub fn prelude(command: &Command) -> anyhow::Result<Prelude> {
+    Ok(match command {
+        Command::Demo(_) => Prelude::Demo(demo::stage()?),
+        _ => Prelude::None,
+    })
+}
+
+pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
     match command {
         Command::Run(args) => {
             let settings = Settings::resolve(&args, std::io::stderr().is_terminal())?;
@@ -34,10 +52,14 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
             Ok(exit_code(&summary, shutdown.reason()))
         }
         Command::Demo(args) => {
+            let Prelude::Demo(stage) = prelude else {
+                anyhow::bail!("demo: commands::prelude was not called before the runtime started");
+            };
             let shutdown = Shutdown::new();
             shutdown.listen_for_signals()?;
-            let summary = crate::commands::demo::run(
+            let summary = demo::run(
                 &args,
+                stage,
                 shutdown.clone(),
                 std::io::stderr().is_terminal(),
             )
@@ -62,17 +84,24 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Prices(args) => {
-            let listing = crate::commands::prices::run(&args)?;
+            let listing = prices::run(&args)?;
             if args.json {
-                out(&format!("{}\n", serde_json::to_string_pretty(&listing.json)?))?;
+                out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&listing.json)?
+                ))?;
             } else {
                 out(&listing.text)?;
             }
             // A model asked for by name without a price: say so to scripts too.
-            Ok(if listing.all_known { EXIT_OK } else { EXIT_FAILED_ROWS })
+            Ok(if listing.all_known {
+                EXIT_OK
+            } else {
+                EXIT_FAILED_ROWS
+            })
         }
         Command::Emulator(args) => {
-            crate::emulator::serve_cli(args, async {
+            emulator::run(&args, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?;
@@ -84,10 +113,9 @@ pub async fn execute(command: Command) -> anyhow::Result<u8> {
 /// The policy document `policy` prints: the trust policy with --trust,
 /// otherwise the invoke policy for --model (or the config's model and every
 /// per-row `model` in its inputs) in the config's (or --region's) region.
-fn policy(args: &PolicyArgs) -> Result<serde_json::Value, SetupError> {
+fn policy(args: &PolicyArgs) -> anyhow::Result<serde_json::Value> {
     if args.trust {
-        return crate::commands::policy::trust_policy(&args.user_arn)
-            .map_err(|e| SetupError::Config(format!("policy: {e}")));
+        return policy::trust_policy(&args.user_arn).context("policy");
     }
     let path = args.config.clone().or_else(|| {
         let p = std::path::PathBuf::from(crate::config::DEFAULT_CONFIG);
@@ -105,11 +133,12 @@ fn policy(args: &PolicyArgs) -> Result<serde_json::Value, SetupError> {
         }
         _ => args.model.clone(),
     };
-    let region = args.region.clone().or(file.region).ok_or_else(|| {
-        SetupError::Config("policy: no region: pass --region or --config with a `region`".into())
-    })?;
-    crate::commands::policy::invoke_policy(&models, &region, args.account.as_deref())
-        .map_err(|e| SetupError::Config(format!("policy: {e}")))
+    let region = args
+        .region
+        .clone()
+        .or(file.region)
+        .context("policy: no region: pass --region or --config with a `region`")?;
+    policy::invoke_policy(&models, &region, args.account.as_deref()).context("policy")
 }
 
 /// Writes to stdout; a closed pipe (`bedrock-batch policy | head`) is not an
@@ -126,14 +155,18 @@ fn out(text: &str) -> std::io::Result<()> {
     }
 }
 
-/// 130/143 when stopped by a signal, 3 by the budget, 2 when Bedrock refused
-/// the service tier on the first rows, 1 when rows failed, 0 otherwise.
+/// 130/143 when stopped by a signal, 3 by the budget, 2 when the run could
+/// not go on (a write error, the breaker, a refused service tier), 1 when
+/// rows failed, 0 otherwise.
 pub fn exit_code(summary: &Summary, stopped: Option<StopReason>) -> u8 {
     match stopped {
         Some(StopReason::Interrupt) => EXIT_INTERRUPTED,
         Some(StopReason::Terminate) => EXIT_TERMINATED,
-        None if summary.stopped_by.as_deref() == Some("budget") => EXIT_BUDGET,
-        None if summary.stopped_by.as_deref() == Some("service_tier") => EXIT_SETUP,
+        // The run returns the write error itself; this is for completeness.
+        Some(StopReason::WriteFailed | StopReason::Breaker | StopReason::ServiceTier) => EXIT_SETUP,
+        Some(StopReason::Budget) => EXIT_BUDGET,
+        Some(StopReason::Pilot) | None if summary.failed > 0 => EXIT_FAILED_ROWS,
+        Some(StopReason::Pilot) => EXIT_OK,
         None if summary.failed > 0 => EXIT_FAILED_ROWS,
         None => EXIT_OK,
     }
@@ -141,25 +174,26 @@ pub fn exit_code(summary: &Summary, stopped: Option<StopReason>) -> u8 {
 
 /// The distinct per-row `model` values in a job's inputs: a row may name its
 /// own model (e.g. an `apac.` profile), and the policy must cover it or those
-/// rows fail with AccessDenied. A config without inputs has none.
-fn row_models(config: &std::path::Path) -> Result<BTreeSet<String>, SetupError> {
+/// rows fail with AccessDenied. A config the run would refuse is an error
+/// here too: a policy printed from half a job would miss models.
+fn row_models(config: &std::path::Path) -> anyhow::Result<BTreeSet<String>> {
     let run = RunArgs {
         config: Some(config.to_path_buf()),
         ..RunArgs::default()
     };
     // `resolve` finds the inputs exactly as `run` would (relative to the file).
-    let Ok(settings) = Settings::resolve(&run, false) else {
-        return Ok(BTreeSet::new());
-    };
+    let settings = Settings::resolve(&run, false)?;
     let mut models = BTreeSet::new();
-    for input in &settings.inputs {
-        let mut reader = RowReader::open(input, settings.max_row_bytes)?;
-        while let Some(item) = reader.next_item()? {
-            if let Item::Record(r) = item {
-                if let Some(m) = r.fields.get("model").and_then(|v| v.as_str()) {
-                    if !m.trim().is_empty() {
-                        models.insert(m.trim().to_string());
-                    }
+    // Only the `model` column matters here, not whether rows have prompts.
+    let spec = RowSpec {
+        prompt_column: None,
+        ..inventory::spec(&settings, None)
+    };
+    for row in Rows::new(spec, None) {
+        if let Item::Record(r) = row?.item {
+            if let Some(m) = r.fields.get("model").and_then(|v| v.as_str()) {
+                if !m.trim().is_empty() {
+                    models.insert(m.trim().to_string());
                 }
             }
         }

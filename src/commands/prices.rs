@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 use crate::cli::PricesArgs;
 use crate::config::{FileConfig, DEFAULT_CONFIG};
 use crate::cost::price::{Found, PriceTable};
-use crate::error::SetupError;
 
 /// What `prices` prints, and whether every model asked for has a price.
 pub struct Listing {
@@ -20,7 +19,7 @@ pub struct Listing {
     pub all_known: bool,
 }
 
-pub fn run(args: &PricesArgs) -> Result<Listing, SetupError> {
+pub fn run(args: &PricesArgs) -> anyhow::Result<Listing> {
     let path = args.config.clone().or_else(|| {
         let p = PathBuf::from(DEFAULT_CONFIG);
         p.exists().then_some(p)
@@ -33,7 +32,7 @@ pub fn run(args: &PricesArgs) -> Result<Listing, SetupError> {
         file.prices.unwrap_or_default(),
         path.as_ref().map(|p| p.display().to_string()),
     )
-    .map_err(SetupError::Config)?;
+    .map_err(anyhow::Error::msg)?;
 
     let rows: Vec<(String, Option<Found>)> = if args.model.is_empty() {
         table
@@ -53,7 +52,12 @@ pub fn run(args: &PricesArgs) -> Result<Listing, SetupError> {
         "USD per million tokens. Built-in table: {}, {}\n",
         table.date, table.source
     );
-    let width = rows.iter().map(|(id, _)| id.len()).max().unwrap_or(5).max(5);
+    let width = rows
+        .iter()
+        .map(|(id, _)| id.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     let _ = writeln!(
         text,
         "{:<width$}  {:>8}  {:>8}  {:>8}  {:>8}  {:>15}  {:>15}  {:>15}",

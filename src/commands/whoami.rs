@@ -12,7 +12,6 @@ use serde::Serialize;
 use crate::bedrock::auth::{self, AuthSettings};
 use crate::cli::WhoamiArgs;
 use crate::config::RoleSettings;
-use crate::error::SetupError;
 
 #[derive(Debug, Serialize)]
 pub struct Identity {
@@ -29,7 +28,7 @@ pub struct Identity {
     pub expires: Option<String>,
 }
 
-pub async fn run(args: &WhoamiArgs) -> Result<Identity, SetupError> {
+pub async fn run(args: &WhoamiArgs) -> anyhow::Result<Identity> {
     let auth = AuthSettings {
         region: args.region.clone(),
         profile: args.profile.clone(),
@@ -58,9 +57,9 @@ pub async fn run(args: &WhoamiArgs) -> Result<Identity, SetupError> {
             };
             let detail = match e.message() {
                 Some(m) if !code.is_empty() => format!("{code}: {m}"),
-                _ => auth::error_chain(&e),
+                _ => crate::error::error_chain(&e),
             };
-            SetupError::Credentials(format!("sts GetCallerIdentity failed: {detail}{why}"))
+            anyhow::anyhow!("sts GetCallerIdentity failed: {detail}{why}")
         })?;
     let arn = out.arn().unwrap_or_default().to_string();
     let (assumed_role, session_name) = parse_assumed_role(&arn);
@@ -77,7 +76,7 @@ pub async fn run(args: &WhoamiArgs) -> Result<Identity, SetupError> {
             .map(|r| r.to_string())
             .unwrap_or_default(),
         region_source: auth::region_source(&auth, "--region").await,
-        expires: session.first.expiry().map(auth::rfc3339),
+        expires: session.first.expiry().map(crate::time::rfc3339),
     })
 }
 

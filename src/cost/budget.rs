@@ -21,9 +21,10 @@ use crate::bedrock::request::ServiceTier;
 use crate::config::Settings;
 use crate::cost::price::PriceTable;
 use crate::cost::spend::{priced_tier, row_cost};
-use crate::error::SetupError;
-use crate::input::reader::{Item, RowReader};
-use crate::outcome::Success;
+use crate::input::inventory;
+use crate::input::reader::Item;
+use crate::input::rows::{RowSpec, Rows};
+use crate::outcome::Usage;
 use crate::output::sink::RESULTS;
 
 /// The cap and what counts against it.
@@ -84,10 +85,16 @@ impl Budget {
     pub fn spent(&self) -> f64 {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).spent
     }
+}
 
-    pub fn cap(&self) -> f64 {
-        self.cap
-    }
+/// The fields of a results line that say what it cost; the rest (the
+/// answer, the meta) is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct Priced {
+    model: Option<String>,
+    usage: Option<Usage>,
+    cost_usd: Option<f64>,
+    service_tier: Option<String>,
 }
 
 /// What earlier runs into `dir` spent, from `results.jsonl`: each row's
@@ -109,17 +116,20 @@ pub fn spent_so_far(dir: &Path, prices: &PriceTable) -> anyhow::Result<(f64, BTr
         }
         // Checkpoint has cut a torn tail already; a line that does not parse
         // is not a row of ours.
-        let Ok(s) = serde_json::from_str::<Success>(&line) else {
+        let Ok(s) = serde_json::from_str::<Priced>(&line) else {
+            continue;
+        };
+        let (Some(model), Some(usage)) = (s.model, s.usage) else {
             continue;
         };
         let cost = s.cost_usd.or_else(|| {
             let tier = priced_tier(s.service_tier.as_deref(), None);
-            row_cost(prices, &s.model, tier, &s.usage)
+            row_cost(prices, &model, tier, &usage)
         });
         match cost {
             Some(c) => total += c,
             None => {
-                unpriced.insert(s.model);
+                unpriced.insert(model);
             }
         }
     }
@@ -129,19 +139,19 @@ pub fn spent_so_far(dir: &Path, prices: &PriceTable) -> anyhow::Result<(f64, BTr
 /// Checks a job with `max_cost` can be held to it, and returns what earlier
 /// runs spent. Any model or tier without a price, or no `max_tokens`, is a
 /// setup error: nothing is sent.
-pub fn preflight(settings: &Settings) -> Result<Option<Budget>, SetupError> {
+pub fn preflight(settings: &Settings) -> anyhow::Result<Option<Budget>> {
     let Some(cap) = settings.cost.max_cost else {
         return Ok(None);
     };
     let refuse = |why: String| {
-        SetupError::Config(format!(
+        anyhow::anyhow!(
             "max_cost: {why}; a budget cannot hold without it (add [prices.\"MODEL-ID\"] to the config, or drop max_cost)"
-        ))
+        )
     };
     if settings.max_tokens.is_none() {
-        return Err(SetupError::Config(
-            "max_cost: max_tokens is not set, so an answer's cost has no bound; set max_tokens".into(),
-        ));
+        anyhow::bail!(
+            "max_cost: max_tokens is not set, so an answer's cost has no bound; set max_tokens"
+        );
     }
     let (models, tiers) = row_values(settings)?;
     let prices = &settings.cost.prices;
@@ -164,8 +174,7 @@ pub fn preflight(settings: &Settings) -> Result<Option<Budget>, SetupError> {
             }
         }
     }
-    let (spent, unpriced) = spent_so_far(&settings.output_dir, prices)
-        .map_err(|e| SetupError::OutputDir(format!("{e:#}")))?;
+    let (spent, unpriced) = spent_so_far(&settings.output_dir, prices)?;
     if let Some(m) = unpriced.iter().next() {
         return Err(refuse(format!(
             "earlier rows in {} of {m} have no price",
@@ -177,26 +186,28 @@ pub fn preflight(settings: &Settings) -> Result<Option<Budget>, SetupError> {
 
 /// The distinct per-row `model` and `service_tier` values of the inputs: a
 /// row may name its own, and the budget must be able to price it.
-fn row_values(settings: &Settings) -> Result<(BTreeSet<String>, BTreeSet<ServiceTier>), SetupError> {
+fn row_values(settings: &Settings) -> anyhow::Result<(BTreeSet<String>, BTreeSet<ServiceTier>)> {
     let mut models = BTreeSet::new();
     let mut tiers = BTreeSet::new();
-    for input in &settings.inputs {
-        let mut reader = RowReader::open(input, settings.max_row_bytes)?;
-        while let Some(item) = reader.next_item()? {
-            let Item::Record(r) = item else { continue };
-            if let Some(Value::String(m)) = r.fields.get("model") {
-                if !m.trim().is_empty() {
-                    models.insert(m.trim().to_string());
-                }
+    // Only these two columns matter here, not whether rows have prompts.
+    let spec = RowSpec {
+        prompt_column: None,
+        ..inventory::spec(settings, None)
+    };
+    for row in Rows::new(spec, None) {
+        let Item::Record(r) = row?.item else { continue };
+        if let Some(Value::String(m)) = r.fields.get("model") {
+            if !m.trim().is_empty() {
+                models.insert(m.trim().to_string());
             }
-            if let Some(t) = r
-                .fields
-                .get("service_tier")
-                .and_then(Value::as_str)
-                .and_then(ServiceTier::parse)
-            {
-                tiers.insert(t);
-            }
+        }
+        if let Some(t) = r
+            .fields
+            .get("service_tier")
+            .and_then(Value::as_str)
+            .and_then(ServiceTier::parse)
+        {
+            tiers.insert(t);
         }
     }
     Ok((models, tiers))

@@ -21,7 +21,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -32,12 +31,14 @@ use crate::cost::estimate::{input_upper_bound, local_input_tokens, uses_cache, L
 use crate::cost::price::PriceTable;
 use crate::input::inventory;
 use crate::input::job::Job;
+use crate::input::rows::id_hash;
 use crate::input::template::Template;
 use crate::outcome::{Failure, Success};
-use crate::output::checkpoint::{self, id_hash, IdSet};
+use crate::output::checkpoint::IdSet;
+use crate::output::fs::write_atomic;
 use crate::output::sink::{FAILURES, RESULTS};
 use crate::pipeline::runner::{self, Work};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, StopReason};
 
 pub const FILE: &str = "dry-run.json";
 
@@ -153,7 +154,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<(Repo
             summary.failed,
             summary.cost.total_usd
         );
-        if shutdown.reason().is_some() {
+        if !matches!(shutdown.reason(), None | Some(StopReason::Pilot)) {
             anyhow::bail!("stopped during the pilot; nothing estimated");
         }
     }
@@ -163,7 +164,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<(Repo
     let report = estimate(&settings, &samples, rows);
     std::fs::create_dir_all(&settings.output_dir)
         .with_context(|| format!("{}: cannot create", settings.output_dir.display()))?;
-    checkpoint::write_atomic(
+    write_atomic(
         &settings.output_dir.join(FILE),
         &serde_json::to_vec_pretty(&report)?,
     )?;
@@ -187,11 +188,13 @@ fn samples(dir: &Path, prices: &PriceTable) -> anyhow::Result<Samples> {
         let input = u.input_tokens
             + u.cache_read_input_tokens.unwrap_or(0)
             + u.cache_write_input_tokens.unwrap_or(0);
-        s.spent += r.cost_usd.or_else(|| {
-            let tier = crate::cost::spend::priced_tier(r.service_tier.as_deref(), None);
-            crate::cost::spend::row_cost(prices, &r.model, tier, u)
-        })
-        .unwrap_or(0.0);
+        s.spent += r
+            .cost_usd
+            .or_else(|| {
+                let tier = crate::cost::spend::priced_tier(r.service_tier.as_deref(), None);
+                crate::cost::spend::row_cost(prices, &r.model, tier, u)
+            })
+            .unwrap_or(0.0);
         s.by_id.insert(r.id, (input, u.output_tokens, r.latency_ms));
     }
     Ok(s)
@@ -230,9 +233,7 @@ async fn rows_to_send(
     count_tokens: bool,
 ) -> anyhow::Result<(Vec<Row>, Rows, Vec<(u64, u64)>)> {
     let template = match &settings.template {
-        Some(t) => Some(Arc::new(
-            Template::compile(t).map_err(crate::error::SetupError::Config)?,
-        )),
+        Some(t) => Some(Arc::new(Template::compile(t).map_err(anyhow::Error::msg)?)),
         None => None,
     };
     let inventory = {
@@ -252,7 +253,7 @@ async fn rows_to_send(
         let (s, t) = (settings.clone(), template.clone());
         std::thread::Builder::new()
             .name("dry-run reader".into())
-            .spawn(move || runner::read(&s, t.as_deref(), &done, &inventory, tx))
+            .spawn(move || runner::read(&s, t.as_deref(), &done, &inventory.repeated, tx))
             .context("cannot start the reader thread")?
     };
 
@@ -298,13 +299,50 @@ async fn rows_to_send(
                 None => Input::Local(local_input_tokens(job)),
             },
             input_max: counted.unwrap_or_else(|| input_upper_bound(job)),
-            output_max: job
-                .request
-                .max_tokens
-                .map_or(UNSET_MAX_TOKENS, u64::from),
+            output_max: job.request.max_tokens.map_or(UNSET_MAX_TOKENS, u64::from),
         })
         .collect();
     Ok((rows, counts, pairs))
+}
+
+/// CountTokens for one job; `None` falls back to the local estimate.
+async fn count_one(
+    client: &aws_sdk_bedrockruntime::Client,
+    api: crate::bedrock::request::Api,
+    job: &Job,
+    unsupported: &std::sync::Mutex<HashSet<String>>,
+) -> Option<u64> {
+    let model = &job.request.model;
+    if unsupported
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(model)
+    {
+        return None;
+    }
+    match crate::bedrock::count::count_tokens(client, api, job).await {
+        Ok(n) => Some(n),
+        Err(e) if e.code == "ValidationException" => {
+            let mut u = unsupported.lock().unwrap_or_else(|e| e.into_inner());
+            if u.insert(model.clone()) {
+                tracing::warn!(
+                    "{model}: CountTokens refused ({}); its rows use the local estimate",
+                    e.message
+                );
+            }
+            None
+        }
+        Err(e) => {
+            tracing::warn!(
+                "{}: line {}: CountTokens failed ({}: {}); local estimate used",
+                job.source.file,
+                job.source.line,
+                e.code,
+                e.message
+            );
+            None
+        }
+    }
 }
 
 /// CountTokens for every job, `concurrency` at a time. A model that does
@@ -317,46 +355,28 @@ async fn count_all(settings: &Settings, jobs: &[Job]) -> anyhow::Result<Vec<Opti
     })
     .await?;
     let client = auth::bedrock_client(&session.sdk, settings.request_timeout);
-    let unsupported = std::sync::Mutex::new(HashSet::<String>::new());
+    let unsupported = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
     let api = settings.api;
-    let results: Vec<Option<u64>> = futures::stream::iter(jobs.iter())
-        .map(|job| {
-            let (client, unsupported) = (&client, &unsupported);
-            async move {
-                let model = &job.request.model;
-                if unsupported
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains(model)
-                {
-                    return None;
-                }
-                match crate::bedrock::count::count_tokens(client, api, job).await {
-                    Ok(n) => Some(n),
-                    Err(e) => {
-                        let mut u = unsupported.lock().unwrap_or_else(|e| e.into_inner());
-                        if e.code == "ValidationException" && u.insert(model.clone()) {
-                            tracing::warn!(
-                                "{model}: CountTokens refused ({}); its rows use the local estimate",
-                                e.message
-                            );
-                        } else if e.code != "ValidationException" {
-                            tracing::warn!(
-                                "{}: line {}: CountTokens failed ({}: {}); local estimate used",
-                                job.source.file,
-                                job.source.line,
-                                e.code,
-                                e.message
-                            );
-                        }
-                        None
-                    }
-                }
-            }
-        })
-        .buffered(settings.concurrency.max(1))
-        .collect()
-        .await;
+    let permits = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, job) in jobs.iter().enumerate() {
+        // The semaphore is never closed, so acquiring cannot fail.
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        let (client, unsupported, job) = (client.clone(), unsupported.clone(), job.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            (i, count_one(&client, api, &job, &unsupported).await)
+        });
+    }
+    let mut results = vec![None; jobs.len()];
+    while let Some(r) = tasks.join_next().await {
+        let (i, n) = r.context("a CountTokens task panicked")?;
+        results[i] = n;
+    }
     Ok(results)
 }
 
@@ -410,14 +430,16 @@ fn estimate(
             unpriced.insert(r.model.clone());
             continue;
         };
-        let add = |acc: &mut Option<Cost>, rates: Option<(f64, f64)>, worst_in: Option<f64>| {
-            match (acc.as_mut(), rates, worst_in) {
-                (Some(c), Some((i, o)), Some(wi)) => {
-                    c.expected += (in_exp as f64 * i + out_exp as f64 * o) / 1e6;
-                    c.worst_case += (r.input_max as f64 * wi + r.output_max as f64 * o) / 1e6;
-                }
-                _ => *acc = None,
+        let add = |acc: &mut Option<Cost>, rates: Option<(f64, f64)>, worst_in: Option<f64>| match (
+            acc.as_mut(),
+            rates,
+            worst_in,
+        ) {
+            (Some(c), Some((i, o)), Some(wi)) => {
+                c.expected += (in_exp as f64 * i + out_exp as f64 * o) / 1e6;
+                c.worst_case += (r.input_max as f64 * wi + r.output_max as f64 * o) / 1e6;
             }
+            _ => *acc = None,
         };
         add(
             &mut configured,
@@ -513,7 +535,11 @@ fn render(r: &Report, settings: &Settings) -> String {
         "output tokens: {:>12} expected, {:>12} max  ({})",
         r.output_tokens.expected, r.output_tokens.max, r.output_tokens.method
     );
-    let _ = writeln!(o, "{:<22} {:>12} {:>12}", "cost (USD)", "expected", "worst case");
+    let _ = writeln!(
+        o,
+        "{:<22} {:>12} {:>12}",
+        "cost (USD)", "expected", "worst case"
+    );
     let line = |o: &mut String, name: &str, c: Option<Cost>| match c {
         Some(c) => {
             let _ = writeln!(o, "{name:<22} {:>12.4} {:>12.4}", c.expected, c.worst_case);
@@ -543,11 +569,7 @@ fn render(r: &Report, settings: &Settings) -> String {
         );
     }
     if r.already_spent_usd > 0.0 {
-        let _ = writeln!(
-            o,
-            "already spent on this job: ${:.4}",
-            r.already_spent_usd
-        );
+        let _ = writeln!(o, "already spent on this job: ${:.4}", r.already_spent_usd);
     }
     let t = &r.time;
     match t.minutes_at_quota {

@@ -30,7 +30,12 @@ pub fn input_chars(job: &Job) -> usize {
 
 fn input_bytes(job: &Job) -> u64 {
     let text: usize = job.request.system.as_deref().map_or(0, str::len)
-        + job.request.messages.iter().map(|m| m.text.len()).sum::<usize>();
+        + job
+            .request
+            .messages
+            .iter()
+            .map(|m| m.text.len())
+            .sum::<usize>();
     let body = match &job.body {
         Some(b) => serde_json::to_vec(&b.body).map_or(0, |v| v.len()),
         None => 0,
@@ -53,7 +58,11 @@ pub fn input_upper_bound(job: &Job) -> u64 {
 /// Whether a call of `job` may read or write the prompt cache.
 pub fn uses_cache(job: &Job) -> bool {
     (job.request.cache_system && job.request.system.is_some())
-        || job.request.messages.iter().any(|m| !m.cache_after.is_empty())
+        || job
+            .request
+            .messages
+            .iter()
+            .any(|m| !m.cache_after.is_empty())
 }
 
 /// The most one call of `job` can cost: every input token at the highest
@@ -77,9 +86,10 @@ pub fn worst_case_usd(prices: &PriceTable, job: &Job) -> Result<f64, String> {
     let (_, output_rate) = found
         .rates(tier)
         .ok_or_else(|| format!("{model}: no price for service tier {}", tier.as_str()))?;
-    let max_out = job.request.max_tokens.ok_or_else(|| {
-        "max_tokens is not set, so an answer's length has no bound".to_string()
-    })?;
+    let max_out = job
+        .request
+        .max_tokens
+        .ok_or_else(|| "max_tokens is not set, so an answer's length has no bound".to_string())?;
     Ok((input_upper_bound(job) as f64 * input_rate + f64::from(max_out) * output_rate) / 1e6)
 }
 
@@ -123,8 +133,11 @@ mod tests {
     #[test]
     fn what_cannot_be_bounded_is_refused() {
         let prices = PriceTable::built_in();
-        let e = worst_case_usd(&prices, &job("mistral.mistral-7b-instruct-v0:2", "x", Some(5)))
-            .unwrap_err();
+        let e = worst_case_usd(
+            &prices,
+            &job("mistral.mistral-7b-instruct-v0:2", "x", Some(5)),
+        )
+        .unwrap_err();
         assert!(e.contains("no price known"), "{e}");
         let e = worst_case_usd(&prices, &job("amazon.nova-lite-v1:0", "x", None)).unwrap_err();
         assert!(e.contains("max_tokens"), "{e}");

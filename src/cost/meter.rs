@@ -14,10 +14,11 @@ use crate::bedrock::request::Answer;
 use crate::cost::budget::{Budget, Hold};
 use crate::cost::estimate::worst_case_usd;
 use crate::cost::price::PriceTable;
-use crate::cost::spend::{priced_tier, row_cost};
+use crate::cost::spend::{priced_tier, row_cost, usage_of};
 use crate::input::job::Job;
-use crate::outcome::{ErrorKind, Usage};
-use crate::pipeline::early_stop::{EarlyStop, Halt};
+use crate::outcome::ErrorKind;
+use crate::pipeline::early_stop::EarlyStop;
+use crate::shutdown::{Shutdown, StopReason};
 
 pub struct Meter {
     pub prices: PriceTable,
@@ -32,11 +33,16 @@ pub struct Meter {
 pub type Reservation = Option<Hold>;
 
 impl Meter {
-    pub fn new(prices: PriceTable, budget: Option<Arc<Budget>>, row_limit: Option<u64>) -> Meter {
+    pub fn new(
+        prices: PriceTable,
+        budget: Option<Arc<Budget>>,
+        row_limit: Option<u64>,
+        shutdown: Shutdown,
+    ) -> Meter {
         Meter {
             prices,
             budget,
-            stop: EarlyStop::default(),
+            stop: EarlyStop::new(shutdown),
             row_limit,
             sent: AtomicU64::new(0),
         }
@@ -45,12 +51,12 @@ impl Meter {
     /// Whether `job` may be sent now, with its reservation. `None` means stop
     /// taking rows (the reason is recorded in `stop`).
     pub fn admit(&self, job: &Job) -> Option<Reservation> {
-        if self.stop.reason().is_some() {
+        if self.stop.is_stopping() {
             return None;
         }
         if let Some(limit) = self.row_limit {
             if self.sent.load(Relaxed) >= limit {
-                self.stop.halt(Halt::Pilot);
+                self.stop.halt(StopReason::Pilot);
                 return None;
             }
         }
@@ -60,7 +66,7 @@ impl Meter {
                 Ok(worst) => match b.reserve(worst) {
                     Some(h) => Some(h),
                     None => {
-                        self.stop.halt(Halt::Budget);
+                        self.stop.halt(StopReason::Budget);
                         return None;
                     }
                 },
@@ -73,7 +79,7 @@ impl Meter {
                         job.source.file,
                         job.source.line
                     );
-                    self.stop.halt(Halt::Budget);
+                    self.stop.halt(StopReason::Budget);
                     return None;
                 }
             },
@@ -84,10 +90,11 @@ impl Meter {
 
     /// Prices an answer and releases its reservation: returns `cost_usd` and
     /// the tier it was priced on, as reported.
-    pub fn answered(&self, job: &Job, answer: &Answer, usage: &Usage, hold: Reservation) -> Option<f64> {
+    pub fn answered(&self, job: &Job, answer: &Answer, hold: Reservation) -> Option<f64> {
         self.stop.answered();
         let tier = priced_tier(answer.service_tier.as_deref(), job.request.service_tier);
-        let cost = row_cost(&self.prices, &job.request.model, tier, usage);
+        let usage = usage_of(answer);
+        let cost = row_cost(&self.prices, &job.request.model, tier, &usage);
         if let (Some(b), Some(h)) = (&self.budget, hold) {
             // An unpriced answer cannot happen under a budget (preflight), but
             // if it does, it counts at its worst case.
@@ -101,7 +108,12 @@ impl Meter {
     /// been billed without an answer counts at its worst case, and the next
     /// attempt needs a new reservation. `None`: the budget is spent; leave
     /// the row for a resume.
-    pub fn attempt_failed(&self, job: &Job, kind: ErrorKind, hold: Reservation) -> Option<Reservation> {
+    pub fn attempt_failed(
+        &self,
+        job: &Job,
+        kind: ErrorKind,
+        hold: Reservation,
+    ) -> Option<Reservation> {
         let (Some(b), Some(h)) = (&self.budget, hold) else {
             return Some(None);
         };
@@ -118,7 +130,7 @@ impl Meter {
                     job.source.file,
                     job.source.line
                 );
-                self.stop.halt(Halt::Budget);
+                self.stop.halt(StopReason::Budget);
                 None
             }
         }
@@ -137,7 +149,11 @@ impl Meter {
             self.stop.tier_refused();
         }
         if let (Some(b), Some(h)) = (&self.budget, hold) {
-            let charged = if maybe_billed(kind) { h.worst_case() } else { 0.0 };
+            let charged = if maybe_billed(kind) {
+                h.worst_case()
+            } else {
+                0.0
+            };
             b.settle(h, charged);
         }
     }

@@ -5,10 +5,10 @@
 //! Nothing here sends a model call; `dry_run.rs` drives the ordinary runner
 //! for a pilot and `CountTokens` for exact input counts.
 
-pub mod budget;
-pub mod dry_run;
-pub mod estimate;
-pub mod meter;
+pub(crate) mod budget;
+pub(crate) mod dry_run;
+pub(crate) mod estimate;
+pub(crate) mod meter;
 pub mod price;
 pub mod settings;
 pub mod spend;
@@ -18,12 +18,11 @@ use std::sync::Arc;
 use crate::config::Settings;
 use crate::cost::budget::Budget;
 use crate::cost::spend::Spend;
-use crate::error::SetupError;
 
 /// What a run starts from: its budget (with `max_cost`; refused before
 /// anything is sent when it cannot hold) and what earlier runs into the
 /// output directory spent.
-pub fn start(settings: &Settings) -> Result<(Option<Arc<Budget>>, Spend), SetupError> {
+pub(crate) fn start(settings: &Settings) -> anyhow::Result<(Option<Arc<Budget>>, Spend)> {
     let budget = budget::preflight(settings)?.map(Arc::new);
     let earlier = match &budget {
         Some(b) => b.spent(),

@@ -133,7 +133,11 @@ impl Found {
         if tier != ServiceTier::Default {
             return None;
         }
-        let w = self.price.cache_write.map(|w| w * self.factor()).unwrap_or(i);
+        let w = self
+            .price
+            .cache_write
+            .map(|w| w * self.factor())
+            .unwrap_or(i);
         Some(i.max(w))
     }
 }
@@ -329,7 +333,10 @@ mod tests {
         assert!((us.cost(ServiceTier::Default, &one).unwrap() - 1.1).abs() < 1e-9);
         let global = t.find("global.anthropic.new-model-v1:0").unwrap();
         assert!((global.cost(ServiceTier::Default, &one).unwrap() - 1.0).abs() < 1e-9);
-        assert_eq!(global.origin, "job.toml: [prices.\"anthropic.new-model-v1:0\"]");
+        assert_eq!(
+            global.origin,
+            "job.toml: [prices.\"anthropic.new-model-v1:0\"]"
+        );
     }
 
     #[test]
@@ -367,7 +374,9 @@ mod tests {
             },
         );
         let t = PriceTable::with_overrides(o.clone(), None).unwrap();
-        let f = t.find("apac.anthropic.claude-3-haiku-20240307-v1:0").unwrap();
+        let f = t
+            .find("apac.anthropic.claude-3-haiku-20240307-v1:0")
+            .unwrap();
         assert_eq!(f.rates(ServiceTier::Flex), Some((0.1, 0.5)));
         assert!(f.origin.starts_with("config"), "{}", f.origin);
         o.values_mut().next().unwrap().input = -1.0;

@@ -9,11 +9,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::bedrock::request::Api;
 use crate::bedrock::request::ServiceTier;
 use crate::cli::RunArgs;
-use crate::config::Api;
 use crate::cost::price::{Price, PriceTable};
-use crate::error::SetupError;
 
 /// The job's cost settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,7 +69,7 @@ impl CostSettings {
         args: &RunArgs,
         file: FileKeys<'_>,
         origin: Option<&Path>,
-    ) -> Result<CostSettings, SetupError> {
+    ) -> anyhow::Result<CostSettings> {
         let where_ = |key: &str| match origin {
             Some(p) => format!("{}: `{key}`", p.display()),
             None => format!("--{}", key.replace('_', "-")),
@@ -78,36 +77,32 @@ impl CostSettings {
         let max_cost = args.max_cost.or(file.max_cost);
         if let Some(c) = max_cost {
             if !c.is_finite() || c <= 0.0 {
-                return Err(SetupError::Config(format!(
+                anyhow::bail!(
                     "{}: must be a number of US dollars above 0, got {c}",
                     where_("max_cost")
-                )));
+                );
             }
         }
         if args.count_tokens && !args.dry_run {
-            return Err(SetupError::Config(
-                "--count-tokens needs --dry-run (it counts instead of running)".into(),
-            ));
+            anyhow::bail!("--count-tokens needs --dry-run (it counts instead of running)");
         }
         if args.pilot.is_some() && !args.dry_run {
-            return Err(SetupError::Config(
-                "--pilot needs --dry-run (it sends N rows, then estimates the rest)".into(),
-            ));
+            anyhow::bail!("--pilot needs --dry-run (it sends N rows, then estimates the rest)");
         }
         let cache_system = args.cache_system || file.cache_system.unwrap_or(false);
         if cache_system && file.api == Api::Invoke {
-            return Err(SetupError::Config(format!(
+            anyhow::bail!(
                 "{}: needs api = \"converse\" (InvokeModel bodies carry their own cache markers)",
                 where_("cache_system")
-            )));
+            );
         }
         let prices = PriceTable::with_overrides(
             file.prices.cloned().unwrap_or_default(),
             origin.map(|p| p.display().to_string()),
         )
         .map_err(|e| match origin {
-            Some(p) => SetupError::Config(format!("{}: {e}", p.display())),
-            None => SetupError::Config(e),
+            Some(p) => anyhow::anyhow!("{}: {e}", p.display()),
+            None => anyhow::anyhow!(e),
         })?;
         Ok(CostSettings {
             service_tier: args.service_tier.or(file.service_tier),

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::bedrock::request::ServiceTier;
+use crate::bedrock::request::{Answer, ServiceTier};
 use crate::cost::price::{PriceTable, Tokens};
 use crate::outcome::{Success, Usage};
 
@@ -19,6 +19,16 @@ pub fn priced_tier(reported: Option<&str>, requested: Option<ServiceTier>) -> Se
         .and_then(ServiceTier::parse)
         .or(requested)
         .unwrap_or_default()
+}
+
+/// The usage a results line records, cache tokens included when reported.
+pub fn usage_of(answer: &Answer) -> Usage {
+    Usage {
+        input_tokens: answer.input_tokens,
+        output_tokens: answer.output_tokens,
+        cache_read_input_tokens: answer.cache_read_input_tokens,
+        cache_write_input_tokens: answer.cache_write_input_tokens,
+    }
 }
 
 /// A row's usage as the price table counts it.
@@ -175,6 +185,7 @@ mod tests {
                 line: 1,
             },
             meta: Default::default(),
+            prompt: None,
         }
     }
 
@@ -198,8 +209,14 @@ mod tests {
         assert_eq!(s.by_model["b"].unpriced_rows, 1);
         assert!(s.unpriced_models.contains("b"));
         let text = s.render();
-        assert!(text.contains("cost: $0.5000 this run, $1.5000 for the job so far (cap $5.0000)"), "{text}");
-        assert!(text.contains("75% of input read from the prompt cache"), "{text}");
+        assert!(
+            text.contains("cost: $0.5000 this run, $1.5000 for the job so far (cap $5.0000)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("75% of input read from the prompt cache"),
+            "{text}"
+        );
         assert!(text.contains("unpriced (not in the totals): b"), "{text}");
     }
 
@@ -209,7 +226,10 @@ mod tests {
             priced_tier(Some("default"), Some(ServiceTier::Flex)),
             ServiceTier::Default
         );
-        assert_eq!(priced_tier(None, Some(ServiceTier::Flex)), ServiceTier::Flex);
+        assert_eq!(
+            priced_tier(None, Some(ServiceTier::Flex)),
+            ServiceTier::Flex
+        );
         assert_eq!(priced_tier(None, None), ServiceTier::Default);
     }
 }

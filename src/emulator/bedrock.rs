@@ -214,10 +214,7 @@ pub async fn handle(
         return Ok(server.bedrock_error(f, None, trace));
     }
     let cached = match conv.cache_prefix {
-        Some(p) => server
-            .prompt_cache
-            .touch(&model_id, p)
-            .unwrap_or_default(),
+        Some(p) => server.prompt_cache.touch(&model_id, p).unwrap_or_default(),
         None => CacheUse::default(),
     };
     trace.cache_read_tokens = cached.read;
@@ -256,9 +253,7 @@ pub async fn handle(
     let latency_ms = started.elapsed().as_millis() as u64;
     let mut reply = match (op, family) {
         (Operation::Converse, _) => converse(server, &conv, &gen, cached, latency_ms),
-        (Operation::ConverseStream, _) => {
-            converse_stream(server, &conv, &gen, cached, latency_ms)
-        }
+        (Operation::ConverseStream, _) => converse_stream(server, &conv, &gen, cached, latency_ms),
         (Operation::Invoke, Some(f)) => invoke(server, f, &model_id, &conv, &gen, latency_ms),
         (Operation::InvokeStream, Some(f)) => {
             invoke_stream(server, f, &model_id, &conv, &gen, latency_ms)
@@ -289,7 +284,9 @@ fn check_tier(refused: &[String], model_id: &str, tier: &str) -> Result<(), Stri
     }
     let base = base_model(model_id);
     let hit = refused.iter().any(|spec| match spec.split_once('=') {
-        Some((prefix, t)) => t == tier && (model_id.starts_with(prefix) || base.starts_with(prefix)),
+        Some((prefix, t)) => {
+            t == tier && (model_id.starts_with(prefix) || base.starts_with(prefix))
+        }
         None => spec == tier,
     });
     if hit {
@@ -393,9 +390,7 @@ fn with_usage_headers(mut r: Reply, input: u64, output: u64, latency_ms: u64) ->
 /// Converse usage: cached tokens are reported apart from `inputTokens`, and only
 /// when the request had a cache point.
 fn usage(conv: &Conversation, gen: &Generation, cached: CacheUse) -> Value {
-    let uncached = conv
-        .input_tokens
-        .saturating_sub(cached.read + cached.write);
+    let uncached = conv.input_tokens.saturating_sub(cached.read + cached.write);
     let mut u = json!({
         "inputTokens": uncached,
         "outputTokens": gen.output_tokens,

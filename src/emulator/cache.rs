@@ -45,9 +45,14 @@ pub fn minimum_tokens(model_id: &str) -> Option<u64> {
         Some(1024)
     } else if base.starts_with("anthropic.claude-3-5-haiku") {
         Some(2048)
-    } else if ["amazon.nova-micro", "amazon.nova-lite", "amazon.nova-pro", "amazon.nova-premier"]
-        .iter()
-        .any(|p| base.starts_with(p))
+    } else if [
+        "amazon.nova-micro",
+        "amazon.nova-lite",
+        "amazon.nova-pro",
+        "amazon.nova-premier",
+    ]
+    .iter()
+    .any(|p| base.starts_with(p))
     {
         Some(1000)
     } else {
@@ -108,10 +113,28 @@ mod tests {
             hash: 7,
         };
         let m = "us.anthropic.claude-3-7-sonnet-20250219-v1:0";
-        assert_eq!(c.touch(m, p), Ok(CacheUse { read: 0, write: 1500 }));
-        assert_eq!(c.touch(m, p), Ok(CacheUse { read: 1500, write: 0 }));
+        assert_eq!(
+            c.touch(m, p),
+            Ok(CacheUse {
+                read: 0,
+                write: 1500
+            })
+        );
+        assert_eq!(
+            c.touch(m, p),
+            Ok(CacheUse {
+                read: 1500,
+                write: 0
+            })
+        );
         let other = Prefix { hash: 8, ..p };
-        assert_eq!(c.touch(m, other), Ok(CacheUse { read: 0, write: 1500 }));
+        assert_eq!(
+            c.touch(m, other),
+            Ok(CacheUse {
+                read: 0,
+                write: 1500
+            })
+        );
     }
 
     #[test]
@@ -124,7 +147,13 @@ mod tests {
         let m = "anthropic.claude-3-5-haiku-20241022-v1:0";
         c.touch(m, p).unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(c.touch(m, p), Ok(CacheUse { read: 0, write: 3000 }));
+        assert_eq!(
+            c.touch(m, p),
+            Ok(CacheUse {
+                read: 0,
+                write: 3000
+            })
+        );
     }
 
     #[test]

@@ -1,12 +1,10 @@
 //! `EmulatorConfig`: every knob of the emulator, with defaults that mimic one AWS account in
 //! `ap-northeast-2` with no quotas, faults or latency.
 //!
-//! Plain data. The CLI flags map onto it in `From<&EmulatorArgs>`; knobs that can also change
-//! while running are set through `Emulator`'s setters.
+//! Plain data, independent of the command line (`commands/emulator.rs` maps the flags onto
+//! it); knobs that can also change while running are set through `Emulator`'s setters.
 
 use std::time::Duration;
-
-use crate::cli::EmulatorArgs;
 
 /// The static test key pair the emulator knows the secret of (so it verifies signatures made
 /// with it) and that `bedrock-batch emulator` prints for shells and test fixtures.
@@ -61,7 +59,7 @@ pub struct EmulatorConfig {
     /// Service tiers refused with a ValidationException: `TIER` for every model, or
     /// `MODEL-PREFIX=TIER` (e.g. `anthropic.=flex`), as a model or region without the tier.
     pub refused_tiers: Vec<String>,
-    /// Flex calls take this many times the configured latency, plus `FLEX_EXTRA_MS`.
+    /// Flex calls take this many times the configured latency, plus 20 ms.
     pub flex_latency_factor: f64,
     /// How long a prompt-cache entry lives after its last use (Bedrock: 5 minutes).
     pub cache_ttl: Duration,
@@ -96,30 +94,6 @@ impl Default for EmulatorConfig {
             refused_tiers: Vec::new(),
             flex_latency_factor: 3.0,
             cache_ttl: Duration::from_secs(300),
-        }
-    }
-}
-
-impl From<&EmulatorArgs> for EmulatorConfig {
-    fn from(a: &EmulatorArgs) -> Self {
-        EmulatorConfig {
-            port: a.port,
-            rpm: a.rpm,
-            tpm: a.tpm,
-            burst_secs: a.burst_secs,
-            latency_ms: a.latency_ms,
-            fault_rate: a.fault_rate,
-            drop_rate: a.drop_rate,
-            require_assumed_role: a.require_assumed_role,
-            credential_ttl: Duration::from_secs(a.credential_ttl),
-            seed: a.seed,
-            deny_assume_role: a.deny_assume_role,
-            denied_models: a.deny_models.clone(),
-            max_records: a.max_records,
-            refused_tiers: a.refuse_tiers.clone(),
-            flex_latency_factor: a.flex_latency_factor,
-            cache_ttl: Duration::from_secs(a.cache_ttl_secs),
-            ..EmulatorConfig::default()
         }
     }
 }

@@ -12,8 +12,8 @@
 //! (`[[emu:tokens=N]]`, `[[emu:sleep=MS]]`, `[[emu:KIND]]`, `[[emu:KIND*N]]`).
 
 mod auth;
-mod cache;
 mod bedrock;
+mod cache;
 mod config;
 mod conversation;
 mod credentials;
@@ -30,7 +30,6 @@ mod stats;
 mod sts;
 mod tokenizer;
 
-use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
@@ -44,7 +43,6 @@ pub use credentials::{IssuedCredentials, Origin};
 pub use model::{answer, count_tokens, fnv1a, output_tokens};
 pub use stats::{RequestRecord, StatsSnapshot, Throttles};
 
-use crate::cli::EmulatorArgs;
 use server::Server;
 
 /// A running emulator. Dropping it stops serving (open connections are closed).
@@ -58,6 +56,20 @@ impl Emulator {
     /// Binds `127.0.0.1:config.port` and serves in the background on the current runtime.
     pub async fn start(config: EmulatorConfig) -> io::Result<Emulator> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, config.port)).await?;
+        Emulator::serve(listener, config)
+    }
+
+    /// Serves on a socket bound earlier (`config.port` is ignored): for a
+    /// caller that must know the address before the runtime starts.
+    pub fn start_on(
+        listener: std::net::TcpListener,
+        config: EmulatorConfig,
+    ) -> io::Result<Emulator> {
+        listener.set_nonblocking(true)?;
+        Emulator::serve(TcpListener::from_std(listener)?, config)
+    }
+
+    fn serve(listener: TcpListener, config: EmulatorConfig) -> io::Result<Emulator> {
         let addr = listener.local_addr()?;
         let server = Arc::new(Server::new(config));
         let task = tokio::spawn(server.clone().run(listener));
@@ -162,20 +174,4 @@ pub fn env_lines(url: &str) -> String {
          export AWS_SECRET_ACCESS_KEY={STATIC_SECRET_ACCESS_KEY}\n\
          unset AWS_SESSION_TOKEN AWS_PROFILE AWS_BEARER_TOKEN_BEDROCK\n"
     )
-}
-
-/// `bedrock-batch emulator`: serves until `shutdown` resolves, printing where and how to
-/// reach it first and the final counters last.
-pub async fn serve_cli(args: EmulatorArgs, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-    let emulator = Emulator::start(EmulatorConfig::from(&args)).await?;
-    let url = emulator.url();
-    println!("bedrock-batch emulator listening on {url}");
-    println!("# point an AWS SDK at it:");
-    print!("{}", env_lines(&url));
-    println!("# counters: curl {url}/__stats   records: curl {url}/__requests");
-    shutdown.await;
-    let stats = serde_json::to_string(&emulator.stats()).unwrap_or_default();
-    eprintln!("emulator stopped: {stats}");
-    emulator.shutdown().await;
-    Ok(())
 }

@@ -5,108 +5,116 @@
 //! Ids are compared by 128-bit hash in one sorted vector (16 bytes a row); only
 //! when hashes repeat does a second pass collect the ids and lines to report.
 
-use std::collections::HashMap;
-
 use crate::config::Settings;
-use crate::error::SetupError;
-use crate::input::job::{stand_in_id, Builder};
-use crate::input::reader::{Item, RowReader};
+use crate::input::rows::{id_hash, Repeated, Row, RowSpec, Rows};
 use crate::input::template::Template;
 use crate::outcome::Source;
-use crate::output::checkpoint::id_hash;
 
 #[derive(Debug, Default)]
-pub struct Inventory {
-    pub rows: u64,
+pub(crate) struct Inventory {
+    pub(crate) rows: u64,
     /// Hashes of ids that occur more than once (allowed with --allow-duplicate-ids).
-    pub repeated: HashMap<u128, u32>,
+    pub(crate) repeated: Repeated,
 }
 
+/// Repeated ids named in the error, at most.
 const SHOW: usize = 10;
 
-pub fn take(settings: &Settings, template: Option<&Template>) -> Result<Inventory, SetupError> {
-    let builder = Builder::new(settings, template);
-    let mut hashes = Vec::new();
-    let mut rows = 0u64;
-    for path in &settings.inputs {
-        let mut reader = RowReader::open(path, settings.max_row_bytes)?;
-        let rows_before = rows;
-        let mut checked_columns = false;
-        if let (Some(t), Some(headers)) = (template, reader.headers()) {
-            if let Some(col) = t.missing_column(headers) {
-                return Err(missing_template_column(reader.name(), 1, col));
-            }
-            checked_columns = true;
-        }
-        while let Some(item) = reader.next_item()? {
-            rows += 1;
-            let (fields, source) = match &item {
-                Item::Record(r) => (&r.fields, &r.source),
-                Item::Bad(b) => (&b.fields, &b.source),
-            };
-            // JSONL has no header: the first good row stands for the file's columns.
-            if let (Some(t), false, Item::Record(r)) = (template, checked_columns, &item) {
-                let cols: Vec<String> = r.fields.keys().cloned().collect();
-                if let Some(col) = t.missing_column(&cols) {
-                    return Err(missing_template_column(reader.name(), r.source.line, col));
-                }
-                checked_columns = true;
-            }
-            let id = builder
-                .id_of(fields, source)
-                .unwrap_or_else(|_| stand_in_id(source));
-            hashes.push(id_hash(&id));
-        }
-        if rows == rows_before {
-            tracing::warn!("{}: no rows", reader.name());
-        }
+/// How the job's rows are read and identified, on every pass.
+pub(crate) fn spec<'a>(settings: &'a Settings, template: Option<&'a Template>) -> RowSpec<'a> {
+    RowSpec {
+        inputs: &settings.inputs,
+        id_column: &settings.id_column,
+        max_row_bytes: settings.max_row_bytes,
+        template,
+        prompt_column: template
+            .is_none()
+            .then_some(settings.prompt_column.as_str()),
     }
+}
+
+pub(crate) fn take(settings: &Settings, template: Option<&Template>) -> anyhow::Result<Inventory> {
+    let spec = spec(settings, template);
+    let mut hashes = Vec::new();
+    let mut rows = Rows::new(spec, None);
+    for row in rows.by_ref() {
+        hashes.push(id_hash(&row?.id));
+    }
+    for file in rows.empty_files() {
+        tracing::warn!("{file}: no rows");
+    }
+    let count = hashes.len() as u64;
     hashes.sort_unstable();
-    let mut repeated = HashMap::new();
+    let mut repeated = Repeated::new();
     for w in hashes.windows(2) {
         if w[0] == w[1] {
             *repeated.entry(w[0]).or_insert(1) += 1;
         }
     }
-    drop(hashes);
     if !repeated.is_empty() && !settings.allow_duplicate_ids {
-        return Err(duplicates_error(settings, &builder, &repeated)?);
+        return Err(duplicates_error(spec, &repeated)?);
     }
-    Ok(Inventory { rows, repeated })
+    if !repeated.is_empty() {
+        refuse_suffix_collisions(spec, &repeated, &hashes)?;
+    }
+    drop(hashes);
+    Ok(Inventory {
+        rows: count,
+        repeated,
+    })
 }
 
-fn missing_template_column(file: &str, line: u64, col: &str) -> SetupError {
-    SetupError::Input {
-        path: file.to_string(),
-        message: format!(
-            "line {line}: the template uses column `{col}`, which the file does not have"
-        ),
+/// With --allow-duplicate-ids, the second `a` becomes `a#2`: a literal id
+/// `a#2` elsewhere in the inputs would then be two rows under one id, and
+/// resume could not tell them apart. Refused, naming both. `sorted` holds
+/// the hash of every id of the inputs.
+fn refuse_suffix_collisions(
+    spec: RowSpec,
+    repeated: &Repeated,
+    sorted: &[u128],
+) -> anyhow::Result<()> {
+    // The suffixed ids the run would make, each with the id and ordinal it stands for.
+    let mut made: std::collections::HashMap<u128, (String, u32)> = Default::default();
+    let mut named = std::collections::HashSet::new();
+    for row in Rows::new(spec, None) {
+        let row = row?;
+        let h = id_hash(&row.id);
+        if let Some(&count) = repeated.get(&h) {
+            if named.insert(h) {
+                for n in 2..=count {
+                    made.insert(id_hash(&format!("{}#{n}", row.id)), (row.id.clone(), n));
+                }
+            }
+        }
     }
+    let clash = made
+        .iter()
+        .find(|(h, _)| sorted.binary_search(h).is_ok())
+        .map(|(h, v)| (*h, v.clone()));
+    let Some((h, (id, n))) = clash else {
+        return Ok(());
+    };
+    let at = Rows::new(spec, None)
+        .filter_map(Result::ok)
+        .find(|r| id_hash(&r.id) == h)
+        .map(|r| r.source().to_string())
+        .unwrap_or_default();
+    anyhow::bail!(
+        "{at}: the id `{id}#{n}` is also what --allow-duplicate-ids names row {n} of the repeated id `{id}`; rename one of them so every row keeps its own id"
+    )
 }
 
 /// Second pass: names the repeated ids and their lines.
-fn duplicates_error(
-    settings: &Settings,
-    builder: &Builder,
-    repeated: &HashMap<u128, u32>,
-) -> Result<SetupError, SetupError> {
+fn duplicates_error(spec: RowSpec, repeated: &Repeated) -> anyhow::Result<anyhow::Error> {
     let mut found: Vec<(String, Vec<Source>)> = Vec::new();
-    for path in &settings.inputs {
-        let mut reader = RowReader::open(path, settings.max_row_bytes)?;
-        while let Some(item) = reader.next_item()? {
-            let (fields, source) = match item {
-                Item::Record(r) => (r.fields, r.source),
-                Item::Bad(b) => (b.fields, b.source),
-            };
-            let id = builder
-                .id_of(&fields, &source)
-                .unwrap_or_else(|_| stand_in_id(&source));
-            if repeated.contains_key(&id_hash(&id)) {
-                if let Some((_, lines)) = found.iter_mut().find(|(i, _)| *i == id) {
-                    lines.push(source);
-                } else if found.len() < SHOW {
-                    found.push((id, vec![source]));
-                }
+    for row in Rows::new(spec, None) {
+        let row: Row = row?;
+        if repeated.contains_key(&id_hash(&row.id)) {
+            let source = row.source().clone();
+            if let Some((_, lines)) = found.iter_mut().find(|(i, _)| *i == row.id) {
+                lines.push(source);
+            } else if found.len() < SHOW {
+                found.push((row.id, vec![source]));
             }
         }
     }
@@ -123,8 +131,8 @@ fn duplicates_error(
     } else {
         String::new()
     };
-    Ok(SetupError::Config(format!(
+    Ok(anyhow::anyhow!(
         "duplicate ids: {}{more}; ids must be unique for resume to know what is done (fix the input, or pass --allow-duplicate-ids to give later rows a suffixed id)",
         listed.join("; ")
-    )))
+    ))
 }

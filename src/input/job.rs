@@ -9,31 +9,32 @@
 use serde_json::{Map, Value};
 
 use crate::bedrock::native;
+use crate::bedrock::request::Api;
 use crate::bedrock::request::{Message, Request, Role, ServiceTier};
-use crate::config::{Api, Settings};
+use crate::config::Settings;
 use crate::input::reader::{json_type, Bad, Record};
 use crate::input::template::Template;
 use crate::outcome::{ErrorInfo, ErrorKind, Failure, Source};
 
 /// A row ready to send.
 #[derive(Debug, Clone)]
-pub struct Job {
-    pub id: String,
-    pub source: Source,
-    pub request: Request,
+pub(crate) struct Job {
+    pub(crate) id: String,
+    pub(crate) source: Source,
+    pub(crate) request: Request,
     /// The InvokeModel body (api = invoke): a JSONL row's own `body`, sent
     /// verbatim, or the model's native body built from `request`.
-    pub body: Option<Invoke>,
-    pub meta: Map<String, Value>,
+    pub(crate) body: Option<Invoke>,
+    pub(crate) meta: Map<String, Value>,
 }
 
 /// What InvokeModel sends for a row, and how to read the answer.
 #[derive(Debug, Clone)]
-pub struct Invoke {
-    pub body: Value,
+pub(crate) struct Invoke {
+    pub(crate) body: Value,
     /// Known when the body was built for a model family; `None` for a
     /// verbatim body, whose answer is recognised by its shape.
-    pub family: Option<native::Family>,
+    pub(crate) family: Option<native::Family>,
 }
 
 /// Columns with a meaning; everything else is meta.
@@ -48,38 +49,21 @@ const RESERVED: [&str; 8] = [
     "body",
 ];
 
-/// Turns records into jobs under one job's settings.
-pub struct Builder<'a> {
+/// What each column of a row means under one job's settings: turns a row
+/// into a [`Job`], or into the input [`Failure`] it is recorded as.
+pub(crate) struct Columns<'a> {
     settings: &'a Settings,
     template: Option<&'a Template>,
 }
 
-impl<'a> Builder<'a> {
-    pub fn new(settings: &'a Settings, template: Option<&'a Template>) -> Builder<'a> {
-        Builder { settings, template }
+impl<'a> Columns<'a> {
+    pub(crate) fn new(settings: &'a Settings, template: Option<&'a Template>) -> Columns<'a> {
+        Columns { settings, template }
     }
 
-    /// The row's id, or the stand-in a row without one is recorded under
-    /// (`FILE:LINE`), so that resume counts it as done like any other row.
-    pub fn id_of(&self, fields: &Map<String, Value>, source: &Source) -> Result<String, String> {
-        match fields.get(&self.settings.id_column) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-            Some(Value::Number(n)) => Ok(n.to_string()),
-            Some(Value::String(_)) | Some(Value::Null) | None => {
-                Err(format!("missing id (column `{}`)", self.settings.id_column))
-            }
-            Some(other) => Err(format!(
-                "id (column `{}`) is a {}, expected a string or number",
-                self.settings.id_column,
-                json_type(other)
-            )),
-        }
-        .map_err(|m| m + &format!("; recorded as `{}`", stand_in_id(source)))
-    }
-
-    /// The failure a bad row is recorded as, under `id`: the row's (possibly
-    /// suffixed) id as the run decided it, or its stand-in.
-    pub fn bad(&self, bad: Bad, id: String) -> Failure {
+    /// The failure a bad row is recorded as, under `id`: its final id from
+    /// the row stream (possibly suffixed, or its stand-in).
+    pub(crate) fn failure(&self, bad: Bad, id: String) -> Failure {
         input_failure(
             id,
             &self.settings.model,
@@ -89,20 +73,38 @@ impl<'a> Builder<'a> {
         )
     }
 
-    /// `id` is the row's (possibly suffixed) id as the run decided it.
-    pub fn build(&self, record: Record, id: String) -> Result<Job, Box<Failure>> {
+    /// The row as a job to send, under `id` (its final id from the row
+    /// stream), or the input failure saying what is wrong with it.
+    pub(crate) fn job(&self, record: Record, id: String) -> Result<Job, Box<Failure>> {
         let Record { source, mut fields } = record;
-        let fail = |message: String, meta: Map<String, Value>| {
-            Err(Box::new(input_failure(
-                id.clone(),
-                &self.settings.model,
-                source.clone(),
-                message,
-                meta,
-            )))
-        };
         let s = self.settings;
+        match self.request(&fields) {
+            Ok((request, body)) => {
+                fields.remove(&s.id_column);
+                if self.template.is_none() {
+                    fields.remove(&s.prompt_column);
+                }
+                Ok(Job {
+                    id,
+                    source,
+                    request,
+                    body,
+                    meta: meta_of(fields, s),
+                })
+            }
+            Err(message) => Err(Box::new(input_failure(
+                id,
+                &s.model,
+                source,
+                message,
+                meta_of(fields, s),
+            ))),
+        }
+    }
 
+    /// The request a row asks for, and its InvokeModel body (api = invoke).
+    fn request(&self, fields: &Map<String, Value>) -> Result<(Request, Option<Invoke>), String> {
+        let s = self.settings;
         let mut request = Request {
             model: s.model.clone(),
             system: s.system.clone(),
@@ -114,196 +116,158 @@ impl<'a> Builder<'a> {
             service_tier: s.cost.service_tier,
             cache_system: s.cost.cache_system,
         };
-
         // The prompt first, so a template sees every column.
         let rendered = match self.template {
-            Some(t) => match t.render(&fields) {
-                Ok(text) => Some(text),
-                Err(e) => return fail(format!("template: {e}"), meta_of(fields, s)),
-            },
+            Some(t) => Some(t.render(fields).map_err(|e| format!("template: {e}"))?),
             None => None,
         };
+        apply_row_parameters(fields, &mut request)?;
+        let verbatim = self.verbatim_body(fields)?;
+        request.messages = self.messages(fields, rendered, verbatim.is_some())?;
+        let body = self.invoke_body(&request, verbatim)?;
+        Ok((request, body))
+    }
 
-        let row_param = |fields: &Map<String, Value>, key: &str| -> Option<Value> {
-            match fields.get(key) {
-                None | Some(Value::Null) => None,
-                Some(Value::String(v)) if v.trim().is_empty() => None,
-                Some(v) => Some(v.clone()),
+    /// A JSONL row's own native body, sent as it is (api = invoke only).
+    fn verbatim_body(&self, fields: &Map<String, Value>) -> Result<Option<Value>, String> {
+        match fields.get("body") {
+            Some(Value::Object(_)) if self.settings.api == Api::Invoke => {
+                Ok(fields.get("body").cloned())
             }
-        };
-        if let Some(v) = row_param(&fields, "system") {
-            match v {
-                Value::String(v) => request.system = Some(v),
-                other => {
-                    return fail(
-                        format!("column `system` is a {}, expected text", json_type(&other)),
-                        meta_of(fields, s),
-                    )
-                }
-            }
-        }
-        if let Some(v) = row_param(&fields, "model") {
-            match v {
-                Value::String(v) => request.model = v.trim().to_string(),
-                other => {
-                    return fail(
-                        format!("column `model` is a {}, expected text", json_type(&other)),
-                        meta_of(fields, s),
-                    )
-                }
-            }
-        }
-        if let Some(v) = row_param(&fields, "max_tokens") {
-            match as_u32(&v) {
-                Some(n) if n > 0 => request.max_tokens = Some(n),
-                _ => {
-                    return fail(
-                        format!(
-                            "column `max_tokens`: {} is not a whole number above 0",
-                            short(&v)
-                        ),
-                        meta_of(fields, s),
-                    )
-                }
-            }
-        }
-        for key in ["temperature", "top_p"] {
-            if let Some(v) = row_param(&fields, key) {
-                match as_f32(&v) {
-                    Some(x) if (0.0..=1.0).contains(&x) => {
-                        if key == "temperature" {
-                            request.temperature = Some(x)
-                        } else {
-                            request.top_p = Some(x)
-                        }
-                    }
-                    _ => {
-                        return fail(
-                            format!("column `{key}`: {} is not a number from 0 to 1", short(&v)),
-                            meta_of(fields, s),
-                        )
-                    }
-                }
-            }
-        }
-
-        if let Some(v) = row_param(&fields, "service_tier") {
-            match v.as_str().and_then(ServiceTier::parse) {
-                Some(t) => request.service_tier = Some(t),
-                None => {
-                    return fail(
-                        format!(
-                            "column `service_tier`: {} is not default, flex or priority",
-                            short(&v)
-                        ),
-                        meta_of(fields, s),
-                    )
-                }
-            }
-        }
-
-        let body = match fields.get("body") {
-            Some(Value::Object(_)) if s.api == Api::Invoke => fields.get("body").cloned(),
             Some(Value::Object(_)) => {
-                return fail(
-                    "column `body` (a native InvokeModel body) needs api = \"invoke\"".into(),
-                    meta_of(fields, s),
-                )
+                Err("column `body` (a native InvokeModel body) needs api = \"invoke\"".into())
             }
-            _ => None,
-        };
+            _ => Ok(None),
+        }
+    }
 
+    /// The turns to send: the rendered template, a `messages` column, or the
+    /// prompt column. A row with a verbatim body needs none of them.
+    fn messages(
+        &self,
+        fields: &Map<String, Value>,
+        rendered: Option<String>,
+        has_body: bool,
+    ) -> Result<Vec<Message>, String> {
+        let column = &self.settings.prompt_column;
         if let Some(text) = rendered {
             if text.trim().is_empty() {
-                return fail(
-                    "empty prompt (the template rendered to nothing)".into(),
-                    meta_of(fields, s),
-                );
+                return Err("empty prompt (the template rendered to nothing)".into());
             }
-            request.messages.push(Message {
+            return Ok(vec![Message {
                 role: Role::User,
                 text,
                 ..Message::default()
-            });
-        } else if let Some(messages) = fields.get("messages") {
-            match parse_messages(messages) {
-                Ok(m) => request.messages = m,
-                Err(e) => return fail(format!("column `messages`: {e}"), meta_of(fields, s)),
-            }
-        } else if body.is_none() {
-            match fields.get(&s.prompt_column) {
-                Some(Value::String(p)) if !p.trim().is_empty() => request.messages.push(Message {
-                    role: Role::User,
-                    text: p.clone(),
-                    ..Message::default()
-                }),
-                Some(Value::String(_)) | Some(Value::Null) => {
-                    return fail(
-                        format!("empty prompt (column `{}`)", s.prompt_column),
-                        meta_of(fields, s),
-                    )
-                }
-                Some(other) => {
-                    return fail(
-                        format!(
-                            "column `{}` is a {}, expected text",
-                            s.prompt_column,
-                            json_type(other)
-                        ),
-                        meta_of(fields, s),
-                    )
-                }
-                None => {
-                    return fail(
-                        format!("missing column `{}`", s.prompt_column),
-                        meta_of(fields, s),
-                    )
-                }
-            }
+            }]);
         }
+        if let Some(messages) = fields.get("messages") {
+            return parse_messages(messages).map_err(|e| format!("column `messages`: {e}"));
+        }
+        if has_body {
+            return Ok(Vec::new());
+        }
+        match fields.get(column) {
+            Some(Value::String(p)) if !p.trim().is_empty() => Ok(vec![Message {
+                role: Role::User,
+                text: p.clone(),
+                ..Message::default()
+            }]),
+            Some(Value::String(_)) | Some(Value::Null) => {
+                Err(format!("empty prompt (column `{column}`)"))
+            }
+            Some(other) => Err(format!(
+                "column `{column}` is a {}, expected text",
+                json_type(other)
+            )),
+            None => Err(format!("missing column `{column}`")),
+        }
+    }
 
-        let body = match (s.api, body) {
-            (Api::Converse, _) => None,
-            (Api::Invoke, Some(verbatim)) => Some(Invoke {
-                body: verbatim,
-                family: None,
-            }),
-            (Api::Invoke, None) => {
-                let Some(family) = native::family(&request.model) else {
-                    return fail(
-                        format!(
-                            "model `{}` has no known native body format: use api = \"converse\", or give the row a `body`",
-                            request.model
-                        ),
-                        meta_of(fields, s),
-                    );
-                };
-                match native::request_body(family, &request) {
-                    Ok(b) => Some(Invoke {
-                        body: b,
-                        family: Some(family),
-                    }),
-                    Err(e) => return fail(e.to_string(), meta_of(fields, s)),
-                }
-            }
-        };
-        fields.remove(&s.id_column);
-        if self.template.is_none() {
-            fields.remove(&s.prompt_column);
+    /// What InvokeModel sends: the verbatim body, or the model family's
+    /// native body built from the request. `None` for Converse.
+    fn invoke_body(
+        &self,
+        request: &Request,
+        verbatim: Option<Value>,
+    ) -> Result<Option<Invoke>, String> {
+        if self.settings.api == Api::Converse {
+            return Ok(None);
         }
-        Ok(Job {
-            id,
-            source,
-            request,
+        if let Some(body) = verbatim {
+            return Ok(Some(Invoke { body, family: None }));
+        }
+        let Some(family) = native::family(&request.model) else {
+            return Err(format!(
+                "model `{}` has no known native body format: use api = \"converse\", or give the row a `body`",
+                request.model
+            ));
+        };
+        let body = native::request_body(family, request).map_err(|e| e.to_string())?;
+        Ok(Some(Invoke {
             body,
-            meta: meta_of(fields, s),
-        })
+            family: Some(family),
+        }))
     }
 }
 
-/// The id a row without a usable id is recorded under.
-pub fn stand_in_id(source: &Source) -> String {
-    format!("{}:{}", source.file, source.line)
+/// A row's own `system`, `model`, `max_tokens`, `temperature`, `top_p` and
+/// `service_tier` over the job's; a blank cell keeps the job's value.
+fn apply_row_parameters(fields: &Map<String, Value>, request: &mut Request) -> Result<(), String> {
+    let given = |key: &str| -> Option<&Value> {
+        match fields.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(v)) if v.trim().is_empty() => None,
+            Some(v) => Some(v),
+        }
+    };
+    let text = |key: &str, v: &Value| match v {
+        Value::String(v) => Ok(v.clone()),
+        other => Err(format!(
+            "column `{key}` is a {}, expected text",
+            json_type(other)
+        )),
+    };
+    if let Some(v) = given("system") {
+        request.system = Some(text("system", v)?);
+    }
+    if let Some(v) = given("model") {
+        request.model = text("model", v)?.trim().to_string();
+    }
+    if let Some(v) = given("max_tokens") {
+        match as_u32(v) {
+            Some(n) if n > 0 => request.max_tokens = Some(n),
+            _ => {
+                return Err(format!(
+                    "column `max_tokens`: {} is not a whole number above 0",
+                    short(v)
+                ))
+            }
+        }
+    }
+    for key in ["temperature", "top_p"] {
+        if let Some(v) = given(key) {
+            let x = as_f32(v)
+                .filter(|x| (0.0..=1.0).contains(x))
+                .ok_or_else(|| {
+                    format!("column `{key}`: {} is not a number from 0 to 1", short(v))
+                })?;
+            if key == "temperature" {
+                request.temperature = Some(x);
+            } else {
+                request.top_p = Some(x);
+            }
+        }
+    }
+    if let Some(v) = given("service_tier") {
+        let tier = v.as_str().and_then(ServiceTier::parse).ok_or_else(|| {
+            format!(
+                "column `service_tier`: {} is not default, flex or priority",
+                short(v)
+            )
+        })?;
+        request.service_tier = Some(tier);
+    }
+    Ok(())
 }
 
 fn input_failure(
@@ -368,7 +332,7 @@ fn parse_messages(v: &Value) -> Result<Vec<Message>, String> {
                 for b in blocks {
                     if b.get("cachePoint").is_some() {
                         // Converse form, passed through: `{"cachePoint": {"type": "default"}}`.
-                        if cache_after.last() != Some(&joined.len()) && !joined.is_empty() {
+                        if !joined.is_empty() && cache_after.last() != Some(&joined.len()) {
                             cache_after.push(joined.len());
                         }
                         continue;
@@ -478,6 +442,7 @@ mod tests {
             max_row_bytes: 1000,
             resume: ResumeMode::Continue,
             allow_duplicate_ids: false,
+            include_prompt: false,
             cost: Default::default(),
             progress_bar: false,
         }
@@ -496,9 +461,9 @@ mod tests {
     #[test]
     fn prompt_row_with_overrides_and_meta() {
         let s = settings();
-        let b = Builder::new(&s, None);
+        let b = Columns::new(&s, None);
         let job = b
-            .build(
+            .job(
                 record(json!({"id": "a", "prompt": "hi", "model": "m2", "max_tokens": "50", "temperature": 0.5, "expected": "x", "label": 3})),
                 "a".into(),
             )
@@ -524,8 +489,8 @@ mod tests {
     #[test]
     fn multi_turn_messages() {
         let s = settings();
-        let job = Builder::new(&s, None)
-            .build(
+        let job = Columns::new(&s, None)
+            .job(
                 record(json!({"id": 1, "messages": [
                     {"role": "user", "content": [{"text": "a"}]},
                     {"role": "assistant", "content": "b"},
@@ -534,8 +499,8 @@ mod tests {
             )
             .unwrap();
         assert_eq!(job.request.messages.len(), 3);
-        let err = Builder::new(&s, None)
-            .build(
+        let err = Columns::new(&s, None)
+            .job(
                 record(json!({"id": 1, "messages": [{"role": "assistant", "content": "b"}]})),
                 "1".into(),
             )
@@ -552,7 +517,7 @@ mod tests {
     #[test]
     fn bad_rows_name_the_problem_and_location() {
         let s = settings();
-        let b = Builder::new(&s, None);
+        let b = Columns::new(&s, None);
         let cases = [
             (
                 json!({"id": "x"}),
@@ -576,20 +541,11 @@ mod tests {
             ),
         ];
         for (row, want) in cases {
-            let f = b.build(record(row), "x".into()).unwrap_err();
+            let f = b.job(record(row), "x".into()).unwrap_err();
             assert_eq!(f.error.kind, ErrorKind::Input);
             assert_eq!(f.error.message, want);
             assert_eq!(f.attempts, 0);
         }
-        let src = Source {
-            file: "p.csv".into(),
-            line: 3,
-        };
-        assert_eq!(
-            b.id_of(&json!({"prompt": "p"}).as_object().unwrap().clone(), &src)
-                .unwrap_err(),
-            "missing id (column `id`); recorded as `p.csv:3`"
-        );
     }
 
     #[test]
@@ -597,8 +553,8 @@ mod tests {
         let mut s = settings();
         s.template = Some("Q: {{ question }}".into());
         let t = Template::compile(s.template.as_deref().unwrap()).unwrap();
-        let job = Builder::new(&s, Some(&t))
-            .build(
+        let job = Columns::new(&s, Some(&t))
+            .job(
                 record(json!({"id": "q1", "question": "why?", "answer": "because"})),
                 "q1".into(),
             )

@@ -6,4 +6,5 @@
 pub mod inventory;
 pub mod job;
 pub mod reader;
+pub mod rows;
 pub mod template;

@@ -15,7 +15,6 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::error::SetupError;
 use crate::outcome::Source;
 
 /// A row as read: columns and where it came from.
@@ -47,7 +46,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn of(path: &Path) -> Result<Format, SetupError> {
+    pub fn of(path: &Path) -> anyhow::Result<Format> {
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
@@ -55,10 +54,10 @@ impl Format {
         match ext.as_deref() {
             Some("csv") => Ok(Format::Csv),
             Some("jsonl") | Some("ndjson") => Ok(Format::Jsonl),
-            _ => Err(SetupError::Input {
-                path: path.display().to_string(),
-                message: "unknown input format (expected .csv, .jsonl or .ndjson)".into(),
-            }),
+            _ => Err(input_error(
+                &path.display().to_string(),
+                "unknown input format (expected .csv, .jsonl or .ndjson)",
+            )),
         }
     }
 }
@@ -89,13 +88,10 @@ enum Inner {
 
 impl RowReader {
     /// Opens a file and, for CSV, reads and checks its header row.
-    pub fn open(path: &Path, max_row_bytes: usize) -> Result<RowReader, SetupError> {
+    pub fn open(path: &Path, max_row_bytes: usize) -> anyhow::Result<RowReader> {
         let format = Format::of(path)?;
         let name = path.display().to_string();
-        let err = |message: String| SetupError::Input {
-            path: name.clone(),
-            message,
-        };
+        let err = |message: String| input_error(&name, message);
         let file = File::open(path).map_err(|e| err(format!("cannot open: {}", io_message(&e))))?;
         if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
             return Err(err("is a directory, not a file".into()));
@@ -171,7 +167,7 @@ impl RowReader {
 
     /// The next row, `None` at the end. An I/O error mid-file is fatal: the
     /// rows after it cannot be accounted for.
-    pub fn next_item(&mut self) -> Result<Option<Item>, SetupError> {
+    pub fn next_item(&mut self) -> anyhow::Result<Option<Item>> {
         let name = &self.name;
         let max = self.max_row_bytes;
         match &mut self.inner {
@@ -184,10 +180,7 @@ impl RowReader {
             } => {
                 let more = reader
                     .read_byte_record(record)
-                    .map_err(|e| SetupError::Input {
-                        path: name.clone(),
-                        message: format!("read failed: {e}"),
-                    })?;
+                    .map_err(|e| input_error(name, format!("read failed: {e}")))?;
                 if !more {
                     return Ok(None);
                 }
@@ -222,9 +215,11 @@ impl RowReader {
                     message: format!("malformed quoting: {problem}"),
                 });
                 if let Some(offset) = next_line.filter(|&o| o < end) {
-                    **reader = reopen_at(path, offset, line).map_err(|e| SetupError::Input {
-                        path: name.clone(),
-                        message: format!("line {}: cannot read on: {}", line + 1, io_message(&e)),
+                    **reader = reopen_at(path, offset, line).map_err(|e| {
+                        input_error(
+                            name,
+                            format!("line {}: cannot read on: {}", line + 1, io_message(&e)),
+                        )
                     })?;
                     *base = offset;
                 }
@@ -232,11 +227,12 @@ impl RowReader {
             }
             Inner::Jsonl { reader, line, buf } => loop {
                 buf.clear();
-                let (n, overflow) =
-                    read_line_limited(reader, buf, max).map_err(|e| SetupError::Input {
-                        path: name.clone(),
-                        message: format!("line {}: read failed: {}", *line + 1, io_message(&e)),
-                    })?;
+                let (n, overflow) = read_line_limited(reader, buf, max).map_err(|e| {
+                    input_error(
+                        name,
+                        format!("line {}: read failed: {}", *line + 1, io_message(&e)),
+                    )
+                })?;
                 if n == 0 {
                     return Ok(None);
                 }
@@ -270,10 +266,15 @@ impl RowReader {
 }
 
 impl Iterator for RowReader {
-    type Item = Result<Item, SetupError>;
+    type Item = anyhow::Result<Item>;
     fn next(&mut self) -> Option<Self::Item> {
         self.next_item().transpose()
     }
+}
+
+/// A file that cannot be read at all, as a setup error: `FILE: what`.
+fn input_error(path: &str, message: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{path}: {message}")
 }
 
 /// A CSV reader over `read`, which starts at byte `offset` of the file, on

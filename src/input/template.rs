@@ -38,6 +38,7 @@ impl Template {
     }
 
     /// Column names the template reads.
+    #[cfg(test)]
     pub fn columns(&self) -> &BTreeSet<String> {
         &self.columns
     }

@@ -11,19 +11,22 @@
 //! a million-row resume costs 16 MB, and a false match would need a 2^-128
 //! coincidence.
 
-use std::collections::hash_map::DefaultHasher;
 use std::fs::File;
-use std::hash::{Hash, Hasher};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
+use hdrhistogram::Histogram;
 use serde::Deserialize;
 
 use crate::config::ResumeMode;
-use crate::error::SetupError;
+use crate::input::rows::id_hash;
+use crate::output::fs::write_atomic;
 use crate::output::manifest::{self, Manifest};
 use crate::output::sink::{FAILURES, RESULTS};
+use crate::output::summary::{Latency, Tokens};
 
 pub const SUMMARY: &str = "summary.json";
 
@@ -50,30 +53,65 @@ impl IdSet {
     }
 }
 
-/// Two independent SipHash values of the id: stable across runs and builds
-/// (fixed keys), which matters because the set is rebuilt from files.
-pub fn id_hash(id: &str) -> u128 {
-    let mut a = DefaultHasher::new();
-    (0u8, id).hash(&mut a);
-    let mut b = DefaultHasher::new();
-    (1u8, id).hash(&mut b);
-    ((a.finish() as u128) << 64) | b.finish() as u128
-}
-
 /// The state of the output directory, ready for the run.
 #[derive(Debug, Default)]
 pub struct Checkpoint {
     pub done: IdSet,
+    /// What the files held before this run, for the job's summary.
+    pub earlier: Earlier,
     /// Things a person should know (torn lines cut, files moved aside).
     pub notes: Vec<String>,
 }
 
-/// Prepares `dir` for a run of `job`. Errors are setup errors: nothing has been sent.
-pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> Result<Checkpoint, SetupError> {
-    prepare_inner(dir, mode, job).map_err(|e| SetupError::OutputDir(format!("{e:#}")))
+/// The rows earlier runs wrote, counted in the same pass that collects
+/// their ids, so the job's summary costs no second read of the files.
+#[derive(Debug)]
+pub struct Earlier {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub failed_by_kind: BTreeMap<String, u64>,
+    pub tokens: Tokens,
+    pub attempts: u64,
+    pub latency: Histogram<u64>,
 }
 
-fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<Checkpoint> {
+impl Default for Earlier {
+    fn default() -> Earlier {
+        Earlier {
+            succeeded: 0,
+            failed: 0,
+            failed_by_kind: BTreeMap::new(),
+            tokens: Tokens::default(),
+            attempts: 0,
+            latency: Latency::histogram(),
+        }
+    }
+}
+
+impl Earlier {
+    fn count(&mut self, rec: &Line) {
+        self.attempts += u64::from(rec.attempts.unwrap_or(0));
+        match &rec.error {
+            Some(e) => {
+                self.failed += 1;
+                *self.failed_by_kind.entry(e.kind.clone()).or_default() += 1;
+            }
+            None => {
+                self.succeeded += 1;
+                if let Some(u) = &rec.usage {
+                    self.tokens.input += u.input_tokens;
+                    self.tokens.output += u.output_tokens;
+                }
+                if let Some(ms) = rec.latency_ms {
+                    self.latency.saturating_record(ms.max(1));
+                }
+            }
+        }
+    }
+}
+
+/// Prepares `dir` for a run of `job`. Errors are setup errors: nothing has been sent.
+pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<Checkpoint> {
     let mut cp = Checkpoint::default();
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let names = [RESULTS, FAILURES, SUMMARY, manifest::FILE];
@@ -95,14 +133,21 @@ fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Resul
         ));
     } else {
         match Manifest::read(dir)? {
-            Some(old) if old != *job => {
+            Some(old) if !old.same_job(job) => {
                 anyhow::bail!(
                     "{}: holds a different job ({}); run with --fresh to start over (the old files are moved aside) or choose another --output-dir",
                     dir.display(),
                     job.changes_from(&old).join("; ")
                 );
             }
-            Some(_) => {}
+            Some(old) => {
+                if let (Some(kind), ResumeMode::Continue) = (&old.job_wide_failure, mode) {
+                    let n = drop_failures(&dir.join(FAILURES), std::slice::from_ref(kind))?;
+                    cp.notes.push(format!(
+                        "the last run stopped because every call failed with {kind}; its {n} {kind} failure(s) will be sent again"
+                    ));
+                }
+            }
             None if existing.iter().any(|n| *n == RESULTS || *n == FAILURES) => {
                 anyhow::bail!(
                     "{}: holds results.jsonl/failures.jsonl but no manifest.json, so it cannot tell which job they belong to; run with --fresh (they are moved aside) or choose another --output-dir",
@@ -128,7 +173,10 @@ fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Resul
         ));
     }
     for name in [RESULTS, FAILURES] {
-        collect_ids(&dir.join(name), &mut hashes)?;
+        for_each_record(&dir.join(name), |_, rec| {
+            hashes.push(id_hash(&rec.id));
+            cp.earlier.count(&rec);
+        })?;
     }
     cp.done = IdSet::from_hashes(hashes);
     Ok(cp)
@@ -138,7 +186,7 @@ fn prepare_inner(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Resul
 /// that one exists: two `--fresh` runs in one second must not move files onto
 /// each other, since rename replaces an existing file).
 fn claim_aside_dir(dir: &Path) -> anyhow::Result<PathBuf> {
-    let secs = crate::bedrock::auth::unix_secs(std::time::SystemTime::now());
+    let secs = crate::time::unix_secs(std::time::SystemTime::now());
     for n in 1u32.. {
         let name = match n {
             1 => format!("previous-{secs}"),
@@ -154,11 +202,26 @@ fn claim_aside_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     unreachable!("u32 names run out only after 4 billion directories")
 }
 
+/// The parts of a results or failures line that resume reads.
 #[derive(Deserialize)]
 struct Line {
     id: String,
     #[serde(default)]
     error: Option<LineError>,
+    #[serde(default)]
+    usage: Option<LineUsage>,
+    #[serde(default)]
+    latency_ms: Option<u64>,
+    #[serde(default)]
+    attempts: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct LineUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
 }
 
 #[derive(Deserialize)]
@@ -233,10 +296,6 @@ fn for_each_record(path: &Path, mut each: impl FnMut(&str, Line)) -> anyhow::Res
     Ok(())
 }
 
-fn collect_ids(path: &Path, into: &mut Vec<u128>) -> anyhow::Result<()> {
-    for_each_record(path, |_, rec| into.push(id_hash(&rec.id)))
-}
-
 /// Removes the failures to retry (all, or those of `kinds`) from the file,
 /// atomically. Returns how many were removed.
 fn drop_failures(path: &Path, kinds: &[String]) -> anyhow::Result<usize> {
@@ -258,27 +317,10 @@ fn drop_failures(path: &Path, kinds: &[String]) -> anyhow::Result<usize> {
     Ok(dropped)
 }
 
-/// Temp file in the same directory, fsync, rename: a reader (or a crash) sees
-/// the old file or the new one, never half of one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp: PathBuf = path.with_extension("tmp");
-    {
-        let mut f = crate::output::sink::owner_only()
-            .write(true)
-            .truncate(true)
-            .open(&tmp)
-            .with_context(|| format!("{}: cannot write", tmp.display()))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot replace", path.display()))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Api;
+    use crate::bedrock::request::Api;
 
     fn job(model: &str) -> Manifest {
         Manifest {
@@ -293,6 +335,7 @@ mod tests {
             temperature: None,
             top_p: None,
             stop_sequences: vec![],
+            job_wide_failure: None,
         }
     }
 
@@ -353,7 +396,7 @@ mod tests {
     fn fresh_twice_in_one_second_keeps_both_earlier_sets_of_files() {
         let dir = tempfile::tempdir().unwrap();
         // Stand-ins for the directories a --fresh run made a moment ago.
-        let now = crate::bedrock::auth::unix_secs(std::time::SystemTime::now());
+        let now = crate::time::unix_secs(std::time::SystemTime::now());
         for secs in [now, now + 1] {
             let earlier = dir.path().join(format!("previous-{secs}"));
             std::fs::create_dir(&earlier).unwrap();
@@ -410,12 +453,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no manifest.json"), "{err}");
-    }
-
-    #[test]
-    fn id_hash_is_stable() {
-        // Rebuilt from files across runs and builds: must never change.
-        assert_eq!(id_hash("a"), id_hash("a"));
-        assert_ne!(id_hash("a"), id_hash("b"));
     }
 }

@@ -9,7 +9,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Api, Settings};
+use crate::bedrock::request::Api;
+use crate::config::Settings;
 
 pub const FILE: &str = "manifest.json";
 
@@ -26,6 +27,12 @@ pub struct Manifest {
     pub temperature: Option<f32>,
     pub top_p: Option<f32>,
     pub stop_sequences: Vec<String>,
+    /// Set when the breaker stopped the last run: the kind every call failed
+    /// with (`validation`, `access_denied`, …). Not part of the job's
+    /// identity: the next run sends that kind's failed rows again, since the
+    /// cause was the job's, not theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_wide_failure: Option<String>,
 }
 
 impl Manifest {
@@ -52,7 +59,26 @@ impl Manifest {
             temperature: s.temperature,
             top_p: s.top_p,
             stop_sequences: s.stop_sequences.clone(),
+            job_wide_failure: None,
         }
+    }
+
+    /// Whether `other` describes the same job (the breaker's mark aside).
+    pub fn same_job(&self, other: &Manifest) -> bool {
+        let strip = |m: &Manifest| Manifest {
+            job_wide_failure: None,
+            ..m.clone()
+        };
+        strip(self) == strip(other)
+    }
+
+    /// Records in `dir`'s manifest that the breaker stopped the run for `kind`.
+    pub(crate) fn mark_job_wide_failure(dir: &Path, kind: &str) -> anyhow::Result<()> {
+        let Some(mut m) = Manifest::read(dir)? else {
+            return Ok(());
+        };
+        m.job_wide_failure = Some(kind.to_string());
+        crate::output::fs::write_atomic(&dir.join(FILE), &serde_json::to_vec_pretty(&m)?)
     }
 
     pub fn read(dir: &Path) -> anyhow::Result<Option<Manifest>> {
@@ -76,6 +102,7 @@ impl Manifest {
             return vec!["the manifest format".into()];
         };
         b.iter()
+            .filter(|(k, _)| *k != "job_wide_failure")
             .filter(|(k, v)| a.get(*k) != Some(v))
             .map(|(k, v)| {
                 let was = a.get(k).map(short).unwrap_or_else(|| "unset".into());

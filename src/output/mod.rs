@@ -2,7 +2,8 @@
 //! state (`checkpoint`, `manifest`), the summary and the progress display.
 
 pub mod checkpoint;
+pub(crate) mod fs;
 pub mod manifest;
 pub mod progress;
-pub mod sink;
+pub(crate) mod sink;
 pub mod summary;

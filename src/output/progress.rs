@@ -11,28 +11,15 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::output::summary::Run;
+
 /// The bar that log lines must step around. Global because the tracing
 /// subscriber is global; it holds nothing but a handle to the drawn bar.
 static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
-/// A moment of the run, as the sink counts it.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub done: u64,
-    pub succeeded: u64,
-    pub failed: u64,
-    pub skipped: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub throttles: u64,
-    pub allowed_rpm: Option<f64>,
-    /// Spent by this run's answers so far (priced ones), in USD.
-    pub spent_usd: f64,
-}
-
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     total: Option<u64>,
     started: Instant,
@@ -40,7 +27,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(total: Option<u64>, draw_bar: bool) -> Progress {
+    pub(crate) fn new(total: Option<u64>, draw_bar: bool) -> Progress {
         let bar = draw_bar.then(|| {
             let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr_with_hz(8));
             let style = ProgressStyle::with_template(
@@ -63,11 +50,12 @@ impl Progress {
         }
     }
 
-    pub fn update(&mut self, s: &Snapshot) {
-        let rate = s
-            .allowed_rpm
+    /// Shows the counts so far; `allowed_rpm` is the limiter's current pace, if it has one.
+    pub(crate) fn update(&mut self, s: &Run, allowed_rpm: Option<f64>, spent_usd: f64) {
+        let rate = allowed_rpm
             .map(|r| format!(" | allowed {r:.0} rpm"))
             .unwrap_or_default();
+        let done = s.succeeded + s.failed + s.skipped;
         let secs = self.started.elapsed().as_secs_f64();
         let per_sec = if secs > 0.0 {
             (s.succeeded + s.failed) as f64 / secs
@@ -75,37 +63,32 @@ impl Progress {
             0.0
         };
         let msg = format!(
-            "| {per_sec:.1} rows/s | ok {} | failed {} | skipped {} | tokens in/out {}/{} | ${:.4} | throttled {}{rate}",
+            "| {per_sec:.1} rows/s | ok {} | failed {} | skipped {} | tokens in/out {}/{} | ${spent_usd:.4} | throttled {}{rate}",
             s.succeeded,
             s.failed,
             s.skipped,
-            compact(s.input_tokens),
-            compact(s.output_tokens),
-            s.spent_usd,
-            s.throttles
+            compact(s.tokens.input),
+            compact(s.tokens.output),
+            s.throttles.requests + s.throttles.tokens
         );
         match &self.bar {
             Some(bar) => {
-                bar.set_position(s.done);
+                bar.set_position(done);
                 bar.set_message(msg);
             }
             None => {
                 if self.last_plain.elapsed() >= PLAIN_EVERY {
                     self.last_plain = Instant::now();
                     let secs = self.started.elapsed().as_secs_f64();
-                    let per_sec = if secs > 0.0 {
-                        s.done as f64 / secs
-                    } else {
-                        0.0
-                    };
+                    let per_sec = if secs > 0.0 { done as f64 / secs } else { 0.0 };
                     let of = self.total.map(|t| format!("/{t}")).unwrap_or_default();
-                    eprintln!("progress: {}{of} rows {:.1}/s {msg}", s.done, per_sec);
+                    eprintln!("progress: {done}{of} rows {per_sec:.1}/s {msg}");
                 }
             }
         }
     }
 
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
             *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
             bar.finish_and_clear();

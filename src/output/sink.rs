@@ -8,28 +8,28 @@
 //! interleave. The task ends when every sender has dropped: "done" means the
 //! channel closed, not that a counter reached N.
 
-use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::bedrock::invoker::Throttle;
 use crate::cost::spend::Spend;
 use crate::outcome::Outcome;
-use crate::output::progress::{Progress, Snapshot};
+use crate::output::fs::{open_append, write_line};
+use crate::output::progress::Progress;
+use crate::output::summary::{Latency, Run};
 use crate::pipeline::limiter::Limiter;
+use crate::shutdown::{Shutdown, StopReason};
 
 pub const RESULTS: &str = "results.jsonl";
 pub const FAILURES: &str = "failures.jsonl";
 
 #[derive(Debug)]
-pub enum Event {
+pub(crate) enum Event {
     /// A row ended. `slot` is the row's concurrency permit, released only once
     /// its line is written: a row answered but not yet on disk would be paid
     /// for again if the process died now, and this keeps such rows within
@@ -47,98 +47,50 @@ pub enum Event {
     },
 }
 
-/// What the sink counted, handed to the report at the end.
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub succeeded: u64,
-    pub failed: u64,
-    pub skipped: u64,
-    pub failed_by_kind: BTreeMap<String, u64>,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub attempts: u64,
-    pub retries: u64,
-    pub throttles_requests: u64,
-    pub throttles_tokens: u64,
-    pub latency_p50: u64,
-    pub latency_p95: u64,
-    pub latency_p99: u64,
-    pub latency_max: u64,
-    pub spend: Spend,
-}
-
 /// The two JSONL files, open for appending.
-pub struct Output {
+pub(crate) struct Output {
     results: File,
     failures: File,
+    results_path: PathBuf,
+    failures_path: PathBuf,
 }
 
 impl Output {
-    pub fn open(dir: &Path) -> anyhow::Result<Output> {
+    pub(crate) fn open(dir: &Path) -> anyhow::Result<Output> {
+        let (results_path, failures_path) = (dir.join(RESULTS), dir.join(FAILURES));
         Ok(Output {
-            results: open_append(&dir.join(RESULTS))?,
-            failures: open_append(&dir.join(FAILURES))?,
+            results: open_append(&results_path)?,
+            failures: open_append(&failures_path)?,
+            results_path,
+            failures_path,
         })
     }
 }
 
-/// Opens for appending, creating with owner-only permissions: prompts and
-/// answers may be confidential.
-pub fn open_append(path: &PathBuf) -> anyhow::Result<File> {
-    owner_only()
-        .append(true)
-        .open(path)
-        .with_context(|| format!("{}: cannot open for writing", path.display()))
-}
-
-/// Options that create files readable and writable by their owner only
-/// (0600): every file bedrock-batch writes may hold prompts or answers.
-pub fn owner_only() -> std::fs::OpenOptions {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts
-}
-
-/// Writes one record as one line with a single `write` call.
-pub fn write_line<T: serde::Serialize>(file: &mut File, record: &T) -> anyhow::Result<()> {
-    let mut line = serde_json::to_vec(record)?;
-    line.push(b'\n');
-    file.write_all(&line)?;
-    Ok(())
-}
-
-pub async fn run(
+/// Writes every row's line as it arrives, counts it, and keeps the
+/// progress display current, until every sender has dropped.
+///
+/// Backpressure: the channel is bounded, so when the disk is slow the call
+/// tasks wait in `send` (holding their permits, see [`Event::Done`]), and the
+/// dispatcher, which needs a permit for every new row, stops taking rows.
+///
+/// A line that cannot be written (disk full, a file-size limit, an I/O
+/// error) stops the run at once: `shutdown` is told, so nothing new is sent
+/// and no row is retried, and the error comes back once the channel is
+/// closed. A call paid for now has no place to go, so the only answers lost
+/// are those of the calls already in flight; their rows are sent on resume.
+pub(crate) async fn run(
     mut rx: mpsc::Receiver<Event>,
     mut out: Output,
     mut progress: Progress,
     limiter: Arc<Limiter>,
-    spend: Spend,
-) -> anyhow::Result<Tally> {
-    let mut t = Tally {
-        spend,
-        ..Tally::default()
-    };
-    // 1 ms to 1 hour, 3 significant digits.
-    let mut latency =
-        Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).context("latency histogram bounds")?;
+    shutdown: Shutdown,
+    mut spend: Spend,
+) -> anyhow::Result<(Run, Histogram<u64>, Spend)> {
+    let mut summary = Run::default();
+    let mut latency = Latency::histogram();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let snapshot = |t: &Tally| Snapshot {
-        done: t.succeeded + t.failed + t.skipped,
-        succeeded: t.succeeded,
-        failed: t.failed,
-        skipped: t.skipped,
-        input_tokens: t.input_tokens,
-        output_tokens: t.output_tokens,
-        throttles: t.throttles_requests + t.throttles_tokens,
-        allowed_rpm: limiter.allowed_rpm(),
-        spent_usd: t.spend.total_usd,
-    };
     loop {
         let event = tokio::select! {
             e = rx.recv() => match e {
@@ -146,52 +98,75 @@ pub async fn run(
                 None => break,
             },
             _ = tick.tick() => {
-                progress.update(&snapshot(&t));
+                progress.update(&summary, limiter.allowed_rpm(), spend.total_usd);
                 continue;
             }
         };
-        match event {
-            Event::Done { outcome, slot } => match *outcome {
-                Outcome::Succeeded(s) => {
-                    write_line(&mut out.results, &s).context("writing results.jsonl")?;
-                    drop(slot);
-                    t.succeeded += 1;
-                    t.input_tokens += s.usage.input_tokens;
-                    t.output_tokens += s.usage.output_tokens;
-                    t.attempts += s.attempts as u64;
-                    t.spend.add(&s);
-                    latency.saturating_record(s.latency_ms.max(1));
-                }
-                Outcome::Failed(f) => {
-                    write_line(&mut out.failures, &f).context("writing failures.jsonl")?;
-                    drop(slot);
-                    t.failed += 1;
-                    t.attempts += f.attempts as u64;
-                    *t.failed_by_kind
-                        .entry(f.error.kind.as_str().to_string())
-                        .or_default() += 1;
-                }
-            },
-            Event::Skipped(n) => t.skipped += n,
-            Event::AttemptFailed { throttle, retry } => {
-                t.retries += retry as u64;
-                match throttle {
-                    Some(Throttle::Requests) => t.throttles_requests += 1,
-                    Some(Throttle::Tokens) => t.throttles_tokens += 1,
-                    None => {}
-                }
+        if let Event::Done { outcome, .. } = &event {
+            if let Outcome::Succeeded(r) = outcome.as_ref() {
+                spend.add(r);
             }
         }
+        if let Err(e) = record(event, &mut out, &mut summary, &mut latency, &shutdown) {
+            progress.finish();
+            return Err(e);
+        }
     }
-    progress.update(&snapshot(&t));
+    progress.update(&summary, limiter.allowed_rpm(), spend.total_usd);
     progress.finish();
     out.results.sync_all().ok();
     out.failures.sync_all().ok();
-    if !latency.is_empty() {
-        t.latency_p50 = latency.value_at_quantile(0.50);
-        t.latency_p95 = latency.value_at_quantile(0.95);
-        t.latency_p99 = latency.value_at_quantile(0.99);
-        t.latency_max = latency.max();
+    summary.latency_ms = Latency::of(&latency);
+    Ok((summary, latency, spend))
+}
+
+/// One event: its line written (the permit released only after), its counts
+/// added. A line that cannot be written asks for the stop *before* its permit
+/// is released, so no new call can take the permit and be paid for.
+fn record(
+    event: Event,
+    out: &mut Output,
+    s: &mut Run,
+    latency: &mut Histogram<u64>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let unwritable = |path: &Path, e: anyhow::Error| {
+        shutdown.request(StopReason::WriteFailed);
+        anyhow::anyhow!(
+            "{}: cannot write ({e:#}); stopped sending: rows in flight were not recorded and are sent again on resume",
+            path.display()
+        )
+    };
+    match event {
+        Event::Done { outcome, slot } => match *outcome {
+            Outcome::Succeeded(r) => {
+                write_line(&mut out.results, &r).map_err(|e| unwritable(&out.results_path, e))?;
+                drop(slot);
+                s.succeeded += 1;
+                s.tokens.input += r.usage.input_tokens;
+                s.tokens.output += r.usage.output_tokens;
+                s.attempts += r.attempts as u64;
+                latency.saturating_record(r.latency_ms.max(1));
+            }
+            Outcome::Failed(f) => {
+                write_line(&mut out.failures, &f).map_err(|e| unwritable(&out.failures_path, e))?;
+                drop(slot);
+                s.failed += 1;
+                s.attempts += f.attempts as u64;
+                *s.failed_by_kind
+                    .entry(f.error.kind.as_str().to_string())
+                    .or_default() += 1;
+            }
+        },
+        Event::Skipped(n) => s.skipped += n,
+        Event::AttemptFailed { throttle, retry } => {
+            s.retries += retry as u64;
+            match throttle {
+                Some(Throttle::Requests) => s.throttles.requests += 1,
+                Some(Throttle::Tokens) => s.throttles.tokens += 1,
+                None => {}
+            }
+        }
     }
-    Ok(t)
+    Ok(())
 }

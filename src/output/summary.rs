@@ -3,14 +3,45 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::cost::spend::Spend;
 
+/// The job as the output directory holds it after this run: every line of
+/// `results.jsonl` and `failures.jsonl`, whichever run wrote it. A nightly
+/// job that resumes reads the same figures as one that ran in one go; what
+/// this run did alone is in [`Summary::this_run`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// Rows read from the inputs in this run (skipped ones included).
+    /// Rows in the inputs.
     pub total: u64,
+    /// Rows with an answer in results.jsonl.
+    pub succeeded: u64,
+    /// Rows in failures.jsonl.
+    pub failed: u64,
+    /// Rows in neither file: not sent yet (a stopped run, or the breaker); a
+    /// rerun sends them.
+    pub unfinished: u64,
+    pub failed_by_kind: BTreeMap<String, u64>,
+    pub tokens: Tokens,
+    /// Calls paid or attempted for the rows in the files.
+    pub attempts: u64,
+    /// Over every answered row of the job.
+    pub latency_ms: Latency,
+    /// Why this run stopped early (`sigint`, `sigterm`, `breaker`, `budget`,
+    /// `service_tier`, `pilot`, …), if it did.
+    pub stopped_by: Option<String>,
+    pub output_dir: PathBuf,
+    pub this_run: Run,
+    /// What this run and the job so far cost, per model (`cost/spend.rs`).
+    #[serde(default)]
+    pub cost: Spend,
+}
+
+/// What one run did: the rows it sent and how, and the rows it skipped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Run {
     pub succeeded: u64,
     pub failed: u64,
     /// Already in results.jsonl or failures.jsonl from an earlier run.
@@ -23,16 +54,10 @@ pub struct Summary {
     pub throughput: Throughput,
     pub latency_ms: Latency,
     pub throttles: Throttles,
-    /// Attempts beyond the first, over all rows.
+    /// Attempts beyond the first, over this run's rows.
     pub retries: u64,
-    /// Calls sent, over all rows.
+    /// Calls sent by this run.
     pub attempts: u64,
-    /// Why the run stopped early (`sigint`, `sigterm`, `budget`, `service_tier`, `pilot`), if it did.
-    pub stopped_by: Option<String>,
-    pub output_dir: PathBuf,
-    /// What the run (and the job so far) cost, per model; `cost.rs` explains the figures.
-    #[serde(default)]
-    pub cost: Spend,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -56,6 +81,26 @@ pub struct Latency {
     pub max: u64,
 }
 
+impl Latency {
+    /// An empty latency histogram: 1 ms to 1 hour, 3 significant digits.
+    pub(crate) fn histogram() -> Histogram<u64> {
+        // Bounds this wide with 3 digits are valid: cannot fail.
+        Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid histogram bounds")
+    }
+
+    pub(crate) fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            p50: h.value_at_quantile(0.50),
+            p95: h.value_at_quantile(0.95),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Throttles {
     pub requests: u64,
@@ -63,61 +108,66 @@ pub struct Throttles {
 }
 
 impl Summary {
-    /// A few lines for a person, printed after the progress bar is gone.
+    /// A few lines for a person, printed after the progress bar is gone: the
+    /// job first (what the directory holds now), then what this run did.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let kinds = if self.failed_by_kind.is_empty() {
-            String::new()
-        } else {
-            let parts: Vec<String> = self
-                .failed_by_kind
-                .iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect();
-            format!(" ({})", parts.join(", "))
-        };
         let head = match &self.stopped_by {
             Some(why) if why == "budget" => "stopped by the budget (max_cost):".to_string(),
             Some(why) if why == "service_tier" => {
                 "stopped: Bedrock refused the service tier on the first rows:".to_string()
             }
+            Some(why) if why == "pilot" => "pilot done:".to_string(),
             Some(why) => format!("stopped by {why}:"),
             None => "done:".to_string(),
         };
+        let r = &self.this_run;
         out.push_str(&format!(
-            "{head} {} rows in {} — {} succeeded, {} failed{kinds}, {} skipped",
-            self.total,
-            duration(self.elapsed_secs),
-            self.succeeded,
-            self.failed,
-            self.skipped
+            "{head} {} rows in {} — {} succeeded, {} failed{}, {} skipped",
+            r.succeeded + r.failed + r.skipped + r.unfinished,
+            duration(r.elapsed_secs),
+            r.succeeded,
+            r.failed,
+            by_kind(&r.failed_by_kind),
+            r.skipped
         ));
-        if self.unfinished > 0 {
+        if r.unfinished > 0 {
             out.push_str(&format!(
                 ", {} unfinished (run again to finish them)",
-                self.unfinished
+                r.unfinished
             ));
         }
         out.push('\n');
+        if r.skipped > 0 {
+            // A resume: the job's figures differ from this run's.
+            out.push_str(&format!(
+                "job: {} rows — {} succeeded, {} failed{}, {} not yet sent\n",
+                self.total,
+                self.succeeded,
+                self.failed,
+                by_kind(&self.failed_by_kind),
+                self.unfinished
+            ));
+        }
         out.push_str(&format!(
             "tokens: {} in / {} out; {:.0} rows/min, {:.0} requests/min, {:.0} tokens/min\n",
-            self.tokens.input,
-            self.tokens.output,
-            self.throughput.rows_per_min,
-            self.throughput.requests_per_min,
-            self.throughput.tokens_per_min
+            r.tokens.input,
+            r.tokens.output,
+            r.throughput.rows_per_min,
+            r.throughput.requests_per_min,
+            r.throughput.tokens_per_min
         ));
-        if self.attempts > 0 {
+        if r.attempts > 0 {
             out.push_str(&format!(
                 "latency: p50 {} ms, p95 {} ms, p99 {} ms; {} attempts, {} retries, throttled {} (requests {}, tokens {})\n",
-                self.latency_ms.p50,
-                self.latency_ms.p95,
-                self.latency_ms.p99,
-                self.attempts,
-                self.retries,
-                self.throttles.requests + self.throttles.tokens,
-                self.throttles.requests,
-                self.throttles.tokens
+                r.latency_ms.p50,
+                r.latency_ms.p95,
+                r.latency_ms.p99,
+                r.attempts,
+                r.retries,
+                r.throttles.requests + r.throttles.tokens,
+                r.throttles.requests,
+                r.throttles.tokens
             ));
         }
         out.push_str(&self.cost.render());
@@ -127,6 +177,15 @@ impl Summary {
         out.push_str(&format!("summary:  {dir}/summary.json\n"));
         out
     }
+}
+
+/// ` (validation 2, throttled 1)`, or nothing when no row failed.
+fn by_kind(kinds: &BTreeMap<String, u64>) -> String {
+    if kinds.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    format!(" ({})", parts.join(", "))
 }
 
 fn duration(secs: f64) -> String {

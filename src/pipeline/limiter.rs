@@ -365,6 +365,7 @@ impl TokenBucket {
         self.level = (self.level + n as f64).min(self.capacity);
     }
 
+    #[cfg(test)]
     pub fn level(&self) -> f64 {
         self.level
     }

@@ -1,48 +1,58 @@
 //! The run: inputs → jobs → limiter + permit → one task per call → events → sink.
 //!
 //! ```text
-//!  reader thread ──(bounded)──▶ dispatcher ──▶ [permit][limiter] ──▶ call task ─┐
-//!  (rows, skip done,            (this task)                          retries,   │
-//!   build requests)                                                  backoff    ▼
-//!                                                       sink (files, bar, counts)
+//!  reader thread ──(bounded)──▶ intake ──▶ [permit][limiter] ──▶ call task ─┐
+//!  (one row stream, skip done,  (this task)                     retries,    │
+//!   rows → jobs)                   │ then drain                 backoff     ▼
+//!                                  ▼                     sink (files, bar, counts)
+//!                            summary.json
 //! ```
-//! Backpressure all the way: the reader blocks on a full channel, the
-//! dispatcher takes a row only once it holds a concurrency permit and the
-//! limiter lets it send, and workers block on a full event channel. Memory is
-//! bounded by the channel sizes and the concurrency, not by the file size.
+//! Backpressure all the way: the reader blocks on a full channel, intake takes
+//! a row only once it holds a concurrency permit and the limiter lets it send,
+//! and call tasks block on a full event channel while holding their permits.
+//! Memory is bounded by the channel sizes and the concurrency, not by the
+//! file size.
+//!
+//! The run is four named steps: [`prepare`] (everything before the first call:
+//! a setup error here has cost nothing), [`intake`] and [`drain`] (the
+//! pipeline), and [`finish`] (the summary).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::bedrock::auth::{self, AuthSettings};
-use crate::bedrock::invoker::{self, Disposition};
-use crate::config::{Api, Settings};
+use crate::bedrock::invoker::{self, Classified, Disposition};
+use crate::bedrock::request::{Answer, Api};
+use crate::config::Settings;
 use crate::cost::meter::{Meter, Reservation};
-use crate::error::SetupError;
+use crate::cost::spend::Spend;
 use crate::input::inventory::{self, Inventory};
-use crate::input::job::{stand_in_id, Builder, Job};
-use crate::input::reader::{Bad, Item, RowReader};
+use crate::input::job::{Columns, Job};
+use crate::input::reader::Item;
+use crate::input::rows::{Repeated, Rows};
 use crate::input::template::Template;
-use crate::outcome::{ErrorInfo, Failure, Outcome, Success, Usage};
-use crate::output::checkpoint::{self, id_hash, IdSet};
+use crate::outcome::{ErrorInfo, ErrorKind, Failure, Outcome, Success};
+use crate::output::checkpoint::{self, Earlier, IdSet};
+use crate::output::fs::write_atomic;
 use crate::output::manifest::Manifest;
 use crate::output::progress::Progress;
 use crate::output::sink::{self, Event, Output};
-use crate::output::summary::{Latency, Summary, Throttles, Throughput, Tokens};
+use crate::output::summary::{Latency, Run, Summary, Throughput, Tokens};
 use crate::pipeline::backoff::Backoff;
+use crate::pipeline::breaker::{Breaker, Trip};
 use crate::pipeline::limiter::{Limiter, Ticket};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, StopReason};
 
 /// Output tokens Bedrock reserves when a request sets no `max_tokens`; we
 /// reserve the same so the token limiter errs on the safe side.
 const UNSET_MAX_TOKENS: u64 = 4096;
 
-/// What the reader thread hands the dispatcher (and the dry-run's estimator).
+/// What the reader thread hands intake (and the dry-run's estimator).
 pub(crate) enum Work {
     Job(Box<Job>),
     Failed(Box<Failure>),
@@ -54,22 +64,145 @@ pub(crate) enum Work {
 /// Most done rows counted into one [`Work::Skip`], so progress still moves.
 const SKIP_BATCH: u64 = 10_000;
 
-/// Rows handed from the reader thread to the dispatcher per channel message.
+/// Rows handed from the reader thread to intake per channel message.
 /// One message per row cost ~8% of the client's CPU in thread wake-ups
 /// (BENCHMARKS.md); 32 rows take microseconds to read, so nothing waits on a
 /// batch filling up.
 const WORK_BATCH: usize = 32;
 
+/// Batches of [`WORK_BATCH`] rows read ahead: a few hundred rows, no more.
+const WORK_AHEAD: usize = 8;
+
+/// Events waiting for the writer. Call tasks wait (holding their permits)
+/// when it is full, so this bounds memory, not the calls in flight.
+const EVENTS_AHEAD: usize = 1024;
+
 /// Runs a job to the end (or until `shutdown`), and returns its summary.
 /// Setup errors come back before anything is sent.
 pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summary> {
     let started = Instant::now();
+    let prepared = prepare(settings).await?;
+    let settings = prepared.settings.clone();
+    let rows = prepared.inventory.rows;
+
+    let (budget, spend) = crate::cost::start(&settings)?;
+    let client = auth::bedrock_client(&prepared.session.sdk, settings.request_timeout);
+    let limiter = Arc::new(Limiter::new(settings.rpm, settings.tpm));
+    let (events, event_rx) = mpsc::channel(EVENTS_AHEAD);
+    let output = Output::open(&settings.output_dir)?;
+    let writer = tokio::spawn(sink::run(
+        event_rx,
+        output,
+        Progress::new(Some(rows), settings.progress_bar),
+        limiter.clone(),
+        shutdown.clone(),
+        spend,
+    ));
+
+    let (work_tx, work_rx) = mpsc::channel(WORK_AHEAD);
+    let reader = start_reader(
+        settings.clone(),
+        prepared.template,
+        prepared.done,
+        prepared.inventory.repeated,
+        work_tx,
+    )?;
+    let caller = Arc::new(Caller {
+        client,
+        credentials: prepared.session.credentials,
+        breaker: Breaker::new(),
+        include_prompt: settings.include_prompt,
+        api: settings.api,
+        limiter,
+        events: events.clone(),
+        backoff: Backoff::new(settings.max_attempts, settings.row_deadline),
+        shutdown: shutdown.clone(),
+        meter: Meter::new(
+            settings.cost.prices.clone(),
+            budget,
+            settings.cost.row_limit,
+            shutdown.clone(),
+        ),
+    });
+    let in_flight = intake(
+        settings.concurrency,
+        work_rx,
+        events,
+        caller.clone(),
+        &shutdown,
+    )
+    .await;
+    drain(in_flight, settings.grace_period, &shutdown).await;
+    let tripped = caller.breaker.tripped();
+    drop(caller);
+
+    // The reader ends once its channel is gone; a read error mid-file ends
+    // the run with that error after what was read has been written.
+    let read_result = tokio::task::spawn_blocking(move || reader.join())
+        .await
+        .context("waiting for the reader thread")?
+        .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
+    // Every sender is gone now (intake's and the call tasks'), so the
+    // writer's channel closes and it returns its counts, or the write error
+    // that stopped the run.
+    let counts = writer.await.context("the writer task panicked")??;
+    let summary = finish(
+        counts,
+        prepared.earlier,
+        &settings,
+        rows,
+        started,
+        &shutdown,
+    )?;
+    if let Some(trip) = tripped {
+        return Err(stopped_by_breaker(
+            &trip,
+            &settings,
+            &prepared.session.source,
+        ));
+    }
+    read_result?;
+    Ok(summary)
+}
+
+/// The one line a breaker trip ends the run with; the manifest is marked so
+/// that a plain rerun sends the rows that failed for this job-wide reason.
+fn stopped_by_breaker(trip: &Trip, settings: &Settings, credential_source: &str) -> anyhow::Error {
+    let marked = Manifest::mark_job_wide_failure(&settings.output_dir, trip.kind.as_str());
+    let why = if trip.kind == ErrorKind::Credentials && trip.message.is_empty() {
+        format!(
+            "Bedrock says the credentials expired, and they come from {credential_source}, which cannot renew them: {}",
+            auth::renewal_advice(credential_source)
+        )
+    } else {
+        trip.message.clone()
+    };
+    let rerun = match marked {
+        Ok(()) => "run the same command again once fixed: rows not sent, and those that failed this way, are sent then".to_string(),
+        Err(e) => format!("(the manifest could not be marked: {e:#}; use --retry-failures {} once fixed)", trip.kind.as_str()),
+    };
+    anyhow::anyhow!("stopped early: {why}; {rerun}")
+}
+
+/// Everything settled before the first call; nothing has been paid for yet.
+struct Prepared {
+    settings: Arc<Settings>,
+    template: Option<Arc<Template>>,
+    inventory: Inventory,
+    done: IdSet,
+    earlier: Earlier,
+    session: auth::Session,
+}
+
+/// Reads every input once (counts, duplicate ids, template columns), gets
+/// the output directory ready (same job? done ids, torn tails), and resolves
+/// credentials. Every error here is a setup error: nothing was sent.
+async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     let settings = Arc::new(settings);
     let template = match &settings.template {
-        Some(t) => Some(Arc::new(Template::compile(t).map_err(SetupError::Config)?)),
+        Some(t) => Some(Arc::new(Template::compile(t).map_err(anyhow::Error::msg)?)),
         None => None,
     };
-
     let inventory = {
         let (s, t) = (settings.clone(), template.clone());
         tokio::task::spawn_blocking(move || inventory::take(&s, t.as_deref()))
@@ -84,7 +217,6 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     for note in &checkpoint.notes {
         tracing::warn!("{note}");
     }
-
     let session = auth::connect(&AuthSettings {
         region: settings.region.clone(),
         profile: settings.profile.clone(),
@@ -101,96 +233,14 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
             .unwrap_or_default()
     );
     warn_about_token_budget(&settings);
-    let (budget, spend) = crate::cost::start(&settings)?;
-    let client = auth::bedrock_client(&session.sdk, settings.request_timeout);
-
-    let limiter = Arc::new(Limiter::new(settings.rpm, settings.tpm));
-    let (event_tx, event_rx) = mpsc::channel(1024);
-    let progress = Progress::new(Some(inventory.rows), settings.progress_bar);
-    let output = Output::open(&settings.output_dir)?;
-    let sink = tokio::spawn(sink::run(event_rx, output, progress, limiter.clone(), spend));
-
-    // 8 batches of WORK_BATCH rows: a few hundred rows read ahead, no more.
-    let (work_tx, work_rx) = mpsc::channel(8);
-    let rows = inventory.rows;
-    let reader = {
-        let (s, t) = (settings.clone(), template.clone());
-        let done = checkpoint.done;
-        std::thread::Builder::new()
-            .name("reader".into())
-            .spawn(move || read(&s, t.as_deref(), &done, &inventory, work_tx))
-            .context("cannot start the reader thread")?
-    };
-
-    let meter = Arc::new(Meter::new(
-        settings.cost.prices.clone(),
-        budget,
-        settings.cost.row_limit,
-    ));
-    let ctx = Arc::new(Ctx {
-        client,
-        credentials: session.credentials,
-        api: settings.api,
-        limiter,
-        events: event_tx.clone(),
-        backoff: Backoff::new(settings.max_attempts, settings.row_deadline),
-        shutdown: shutdown.clone(),
-        meter: meter.clone(),
-    });
-    dispatch(&settings, work_rx, event_tx, ctx, &shutdown).await;
-
-    // The reader ends once its channel is gone; a read error mid-file ends
-    // the run with that error after what was read has been written.
-    let read_result = tokio::task::spawn_blocking(move || reader.join())
-        .await
-        .context("waiting for the reader thread")?
-        .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
-    let tally = sink.await.context("the writer task panicked")??;
-    let elapsed = started.elapsed().as_secs_f64();
-    let minutes = (elapsed / 60.0).max(1e-9);
-    let finished = tally.succeeded + tally.failed + tally.skipped;
-    let summary = Summary {
-        total: rows,
-        succeeded: tally.succeeded,
-        failed: tally.failed,
-        skipped: tally.skipped,
-        unfinished: rows.saturating_sub(finished),
-        failed_by_kind: tally.failed_by_kind,
-        tokens: Tokens {
-            input: tally.input_tokens,
-            output: tally.output_tokens,
-        },
-        elapsed_secs: elapsed,
-        throughput: Throughput {
-            rows_per_min: (tally.succeeded + tally.failed) as f64 / minutes,
-            requests_per_min: tally.attempts as f64 / minutes,
-            tokens_per_min: (tally.input_tokens + tally.output_tokens) as f64 / minutes,
-        },
-        latency_ms: Latency {
-            p50: tally.latency_p50,
-            p95: tally.latency_p95,
-            p99: tally.latency_p99,
-            max: tally.latency_max,
-        },
-        throttles: Throttles {
-            requests: tally.throttles_requests,
-            tokens: tally.throttles_tokens,
-        },
-        retries: tally.retries,
-        attempts: tally.attempts,
-        stopped_by: shutdown
-            .reason()
-            .map(|r| r.as_str().to_string())
-            .or_else(|| meter.stop.reason().map(|h| h.as_str().to_string())),
-        output_dir: settings.output_dir.clone(),
-        cost: tally.spend,
-    };
-    checkpoint::write_atomic(
-        &settings.output_dir.join(checkpoint::SUMMARY),
-        &serde_json::to_vec_pretty(&summary)?,
-    )?;
-    read_result?;
-    Ok(summary)
+    Ok(Prepared {
+        settings,
+        template,
+        inventory,
+        done: checkpoint.done,
+        earlier: checkpoint.earlier,
+        session,
+    })
 }
 
 fn warn_about_token_budget(s: &Settings) {
@@ -210,17 +260,85 @@ fn warn_about_token_budget(s: &Settings) {
     }
 }
 
-/// The reader thread: rows → jobs, skipping what is done. Ends at the end of
-/// the inputs or when the dispatcher stops listening.
+/// The job's summary: what earlier runs left in the files plus what this
+/// run wrote, completed with what only the run knows, and written to
+/// `summary.json`.
+fn finish(
+    (mut run, latency, spend): (Run, Histogram<u64>, Spend),
+    mut earlier: Earlier,
+    settings: &Settings,
+    rows: u64,
+    started: Instant,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Summary> {
+    let elapsed = started.elapsed().as_secs_f64();
+    let minutes = (elapsed / 60.0).max(1e-9);
+    run.unfinished = rows.saturating_sub(run.succeeded + run.failed + run.skipped);
+    run.elapsed_secs = elapsed;
+    run.throughput = Throughput {
+        rows_per_min: (run.succeeded + run.failed) as f64 / minutes,
+        requests_per_min: run.attempts as f64 / minutes,
+        tokens_per_min: (run.tokens.input + run.tokens.output) as f64 / minutes,
+    };
+    // The histogram's bounds are the same on both sides: cannot fail.
+    earlier
+        .latency
+        .add(&latency)
+        .expect("same histogram bounds");
+    let mut failed_by_kind = earlier.failed_by_kind;
+    for (kind, n) in &run.failed_by_kind {
+        *failed_by_kind.entry(kind.clone()).or_default() += n;
+    }
+    let succeeded = earlier.succeeded + run.succeeded;
+    let failed = earlier.failed + run.failed;
+    let summary = Summary {
+        total: rows,
+        succeeded,
+        failed,
+        unfinished: rows.saturating_sub(succeeded + failed),
+        failed_by_kind,
+        tokens: Tokens {
+            input: earlier.tokens.input + run.tokens.input,
+            output: earlier.tokens.output + run.tokens.output,
+        },
+        attempts: earlier.attempts + run.attempts,
+        latency_ms: Latency::of(&earlier.latency),
+        stopped_by: shutdown.reason().map(|r| r.as_str().to_string()),
+        output_dir: settings.output_dir.clone(),
+        this_run: run,
+        cost: spend,
+    };
+    write_atomic(
+        &settings.output_dir.join(checkpoint::SUMMARY),
+        &serde_json::to_vec_pretty(&summary)?,
+    )?;
+    Ok(summary)
+}
+
+/// Starts the reader thread: the one row stream → jobs, skipping what is
+/// done. It ends at the end of the inputs or when intake stops listening.
+fn start_reader(
+    settings: Arc<Settings>,
+    template: Option<Arc<Template>>,
+    done: IdSet,
+    repeated: Repeated,
+    tx: mpsc::Sender<Vec<Work>>,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    std::thread::Builder::new()
+        .name("reader".into())
+        .spawn(move || read(&settings, template.as_deref(), &done, &repeated, tx))
+        .context("cannot start the reader thread")
+}
+
 pub(crate) fn read(
     settings: &Settings,
     template: Option<&Template>,
     done: &IdSet,
-    inventory: &Inventory,
+    repeated: &Repeated,
     tx: mpsc::Sender<Vec<Work>>,
 ) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(WORK_BATCH);
-    // False once the dispatcher has stopped listening.
+    // False once intake has stopped listening.
     let send = |work: Work, batch: &mut Vec<Work>, flush: bool| -> bool {
         batch.push(work);
         if batch.len() < WORK_BATCH && !flush {
@@ -229,66 +347,35 @@ pub(crate) fn read(
         tx.blocking_send(std::mem::replace(batch, Vec::with_capacity(WORK_BATCH)))
             .is_ok()
     };
-    let builder = Builder::new(settings, template);
-    let mut seen: HashMap<u128, u32> = HashMap::new();
+    let columns = Columns::new(settings, template);
     let mut skipped = 0u64;
-    for path in &settings.inputs {
-        let mut reader = RowReader::open(path, settings.max_row_bytes)?;
-        while let Some(item) = reader.next_item()? {
-            let (fields, source) = match &item {
-                Item::Record(r) => (&r.fields, &r.source),
-                Item::Bad(b) => (&b.fields, &b.source),
-            };
-            // Every row gets its id the way the inventory counted it, bad rows
-            // included, so a repeated id is suffixed the same way whichever
-            // of its rows are bad, and no id is written twice.
-            let named = builder.id_of(fields, source);
-            let mut id = match &named {
-                Ok(id) => id.clone(),
-                Err(_) => stand_in_id(source),
-            };
-            let h = id_hash(&id);
-            if inventory.repeated.contains_key(&h) {
-                let n = seen.entry(h).or_insert(0);
-                *n += 1;
-                if *n > 1 {
-                    id = format!("{id}#{n}");
-                }
-            }
-            if done.contains(&id) {
-                skipped += 1;
-                if skipped == SKIP_BATCH {
-                    if !send(Work::Skip(skipped), &mut batch, true) {
-                        return Ok(());
-                    }
-                    skipped = 0;
-                }
-                continue;
-            }
-            if skipped > 0 {
-                if !send(Work::Skip(skipped), &mut batch, false) {
+    for row in Rows::new(inventory::spec(settings, template), Some(repeated)) {
+        let row = row?;
+        if done.contains(&row.id) {
+            skipped += 1;
+            if skipped == SKIP_BATCH {
+                if !send(Work::Skip(skipped), &mut batch, true) {
                     return Ok(());
                 }
                 skipped = 0;
             }
-            let work = match (item, named) {
-                (Item::Bad(bad), _) => Work::Failed(Box::new(builder.bad(bad, id))),
-                (Item::Record(r), Err(message)) => {
-                    let bad = Bad {
-                        source: r.source,
-                        fields: r.fields,
-                        message,
-                    };
-                    Work::Failed(Box::new(builder.bad(bad, id)))
-                }
-                (Item::Record(r), Ok(_)) => match builder.build(r, id) {
-                    Ok(job) => Work::Job(Box::new(job)),
-                    Err(f) => Work::Failed(f),
-                },
-            };
-            if !send(work, &mut batch, false) {
+            continue;
+        }
+        if skipped > 0 {
+            if !send(Work::Skip(skipped), &mut batch, false) {
                 return Ok(());
             }
+            skipped = 0;
+        }
+        let work = match row.item {
+            Item::Bad(bad) => Work::Failed(Box::new(columns.failure(bad, row.id))),
+            Item::Record(r) => match columns.job(r, row.id) {
+                Ok(job) => Work::Job(Box::new(job)),
+                Err(f) => Work::Failed(f),
+            },
+        };
+        if !send(work, &mut batch, false) {
+            return Ok(());
         }
     }
     if skipped > 0 {
@@ -300,35 +387,22 @@ pub(crate) fn read(
     Ok(())
 }
 
-/// Everything a call task needs.
-struct Ctx {
-    client: aws_sdk_bedrockruntime::Client,
-    /// What `client` signs with; told when Bedrock refuses them as expired.
-    credentials: auth::CredentialCache,
-    api: Api,
-    limiter: Arc<Limiter>,
-    events: mpsc::Sender<Event>,
-    backoff: Backoff,
-    shutdown: Shutdown,
-    /// Prices answers, holds the budget, says when to stop taking rows.
-    meter: Arc<Meter>,
-}
-
-impl Ctx {
-    fn reservation(&self, job: &Job) -> u64 {
-        self.limiter.estimate_input(job.request.input_chars())
-            + job.request.max_tokens.map_or(UNSET_MAX_TOKENS, u64::from)
-    }
-}
-
-async fn dispatch(
-    settings: &Settings,
+/// Takes rows and starts one call task per row, until the inputs end, a stop
+/// is requested, or the writer is gone.
+///
+/// Backpressure: a row is taken only once a concurrency permit is held, and
+/// its call starts only once the limiter lets it; the permit travels with the
+/// row to the writer (see [`Event::Done`]). So at most `concurrency` rows are
+/// in flight or answered but not yet written, and the reader is never more
+/// than [`WORK_AHEAD`] batches ahead. Returns the call tasks still running.
+async fn intake(
+    concurrency: usize,
     mut work_rx: mpsc::Receiver<Vec<Work>>,
     events: mpsc::Sender<Event>,
-    ctx: Arc<Ctx>,
+    caller: Arc<Caller>,
     shutdown: &Shutdown,
-) {
-    let permits = Arc::new(Semaphore::new(settings.concurrency));
+) -> JoinSet<()> {
+    let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
     let mut pending = std::collections::VecDeque::new();
     loop {
@@ -353,42 +427,57 @@ async fn dispatch(
         let Some(work) = pending.pop_front() else {
             continue;
         };
+        // A failed send means the writer is gone (it has asked for the stop).
         let job = match work {
             Work::Skip(n) => {
-                let _ = events.send(Event::Skipped(n)).await;
+                if events.send(Event::Skipped(n)).await.is_err() {
+                    break;
+                }
                 continue;
             }
             Work::Failed(f) => {
-                let _ = events
-                    .send(Event::Done {
-                        outcome: Box::new(Outcome::Failed(*f)),
-                        slot: None,
-                    })
-                    .await;
+                let done = Event::Done {
+                    outcome: Box::new(Outcome::Failed(*f)),
+                    slot: None,
+                };
+                if events.send(done).await.is_err() {
+                    break;
+                }
                 continue;
             }
             Work::Job(job) => job,
         };
-        let Some(hold) = ctx.meter.admit(&job) else {
+        // The budget (and a pilot's row count) may say no: intake stops.
+        let Some(hold) = caller.meter.admit(&job) else {
             break;
         };
         let ticket = tokio::select! {
             biased;
             _ = shutdown.stopping() => {
-                ctx.meter.release(hold);
+                caller.meter.release(hold);
                 break;
             }
-            t = ctx.limiter.acquire(ctx.reservation(&job)) => t,
+            t = caller.limiter.acquire(caller.reservation(&job)) => t,
         };
-        tasks.spawn(process(*job, permit, ticket, hold, ctx.clone()));
+        // The limiter may have waited: a stop that came meanwhile (the
+        // writer failing among them) means this call must not be paid for.
+        if shutdown.is_stopping() {
+            caller.limiter.release(ticket);
+            caller.meter.release(hold);
+            break;
+        }
+        tasks.spawn(process(*job, permit, ticket, hold, caller.clone()));
     }
-    // Stop reading: the reader thread sees the closed channel and ends.
-    drop(work_rx);
-    drop(events);
+    tasks
+}
 
+/// Waits for the calls in flight once intake has stopped. After a stop they
+/// get the grace period to finish and be written; when it runs out, or on a
+/// second signal, they are aborted (their rows are sent on resume).
+async fn drain(mut tasks: JoinSet<()>, grace: Duration, shutdown: &Shutdown) {
     let mut grace_deadline = shutdown
         .is_stopping()
-        .then(|| tokio::time::Instant::now() + settings.grace_period);
+        .then(|| tokio::time::Instant::now() + grace);
     // Once aborted, stop listening: both tokens stay cancelled and would
     // otherwise wake this loop until the last task is gone.
     let mut aborted = false;
@@ -396,7 +485,7 @@ async fn dispatch(
         tokio::select! {
             r = tasks.join_next() => if r.is_none() { break },
             _ = shutdown.stopping(), if grace_deadline.is_none() && !aborted => {
-                grace_deadline = Some(tokio::time::Instant::now() + settings.grace_period);
+                grace_deadline = Some(tokio::time::Instant::now() + grace);
             }
             _ = sleep_until_opt(grace_deadline), if !aborted => {
                 tracing::warn!("grace period over: aborting {} call(s) in flight; their rows are sent on resume", tasks.len());
@@ -418,6 +507,44 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// What every call task shares: how to send, how fast, how often to retry,
+/// and where the outcome goes.
+struct Caller {
+    client: aws_sdk_bedrockruntime::Client,
+    /// What `client` signs with; told when Bedrock refuses them as expired.
+    credentials: auth::CredentialCache,
+    /// Watches every attempt for a job that cannot succeed.
+    breaker: Breaker,
+    include_prompt: bool,
+    api: Api,
+    limiter: Arc<Limiter>,
+    events: mpsc::Sender<Event>,
+    backoff: Backoff,
+    shutdown: Shutdown,
+    /// Prices answers, holds each call's worst case against the budget,
+    /// stops intake for the budget, a refused tier or a finished pilot.
+    meter: Meter,
+}
+
+impl Caller {
+    /// Tokens a call reserves against the token quota: its estimated input
+    /// plus the output it may produce.
+    fn reservation(&self, job: &Job) -> u64 {
+        self.limiter.estimate_input(job.request.input_chars())
+            + job.request.max_tokens.map_or(UNSET_MAX_TOKENS, u64::from)
+    }
+
+    /// Hands a row's outcome, with its permit, to the writer. If the writer
+    /// is gone the row is simply not recorded: it is sent on resume.
+    async fn finish(&self, outcome: Outcome, permit: OwnedSemaphorePermit) {
+        let done = Event::Done {
+            outcome: Box::new(outcome),
+            slot: Some(permit),
+        };
+        let _ = self.events.send(done).await;
+    }
+}
+
 /// One row, from its first attempt to its line in an output file. Dropped
 /// (aborted) tasks write nothing: the row is sent again on resume. The
 /// permit goes to the writer with the outcome (see [`Event::Done`]).
@@ -426,7 +553,7 @@ async fn process(
     permit: OwnedSemaphorePermit,
     first: Ticket,
     mut hold: Reservation,
-    ctx: Arc<Ctx>,
+    caller: Arc<Caller>,
 ) {
     let started = Instant::now();
     let input_bytes = job.request.input_chars();
@@ -434,118 +561,144 @@ async fn process(
     let mut attempt = 1u32;
     loop {
         let t0 = Instant::now();
-        let result = invoker::call(&ctx.client, ctx.api, &job).await;
+        let result = invoker::call(&caller.client, caller.api, &job).await;
         let latency_ms = t0.elapsed().as_millis() as u64;
         let error = match result {
             Ok(answer) => {
-                ctx.limiter.settle(
+                caller.breaker.succeeded();
+                caller.limiter.settle(
                     ticket,
                     answer.input_tokens,
                     answer.output_tokens,
                     input_bytes,
                 );
-                let usage = Usage {
-                    input_tokens: answer.input_tokens,
-                    output_tokens: answer.output_tokens,
-                    cache_read_input_tokens: answer.cache_read_input_tokens,
-                    cache_write_input_tokens: answer.cache_write_input_tokens,
-                };
-                let cost_usd = ctx.meter.answered(&job, &answer, &usage, hold);
-                let success = Success {
-                    id: job.id,
-                    model: job.request.model,
-                    output: answer.text,
-                    stop_reason: answer.stop_reason,
-                    usage,
-                    cost_usd,
-                    service_tier: answer.service_tier,
+                let cost = caller.meter.answered(&job, &answer, hold);
+                let success = succeeded(
+                    job,
+                    answer,
+                    cost,
                     latency_ms,
-                    attempts: attempt,
-                    source: job.source,
-                    meta: job.meta,
-                };
-                let _ = ctx
-                    .events
-                    .send(Event::Done {
-                        outcome: Box::new(Outcome::Succeeded(success)),
-                        slot: Some(permit),
-                    })
-                    .await;
+                    attempt,
+                    caller.include_prompt,
+                );
+                caller.finish(Outcome::Succeeded(success), permit).await;
                 return;
             }
             Err(e) => e,
         };
         if error.expired_credentials() {
             // Otherwise the retry would sign with the same refused credentials.
-            ctx.credentials.invalidate(t0);
+            caller.credentials.invalidate(t0);
+        }
+        let renewable = caller.credentials.renewable();
+        if caller
+            .breaker
+            .failed(&error, &job.request.model, renewable)
+            .is_some()
+            && !caller.shutdown.is_stopping()
+        {
+            caller.shutdown.request(StopReason::Breaker);
         }
         match error.throttle {
             Some(quota) => {
-                ctx.limiter.throttled(ticket, quota);
+                caller.limiter.throttled(ticket, quota);
             }
-            None => ctx.limiter.release(ticket),
+            None => caller.limiter.release(ticket),
         }
         let wait = match error.disposition {
-            Disposition::Retry => ctx
+            Disposition::Retry => caller
                 .backoff
                 .next(attempt, started.elapsed(), fastrand::f64()),
             Disposition::Fail => None,
         };
-        let _ = ctx
-            .events
-            .send(Event::AttemptFailed {
-                throttle: error.throttle,
-                retry: wait.is_some() && !ctx.shutdown.is_stopping(),
-            })
-            .await;
+        let attempt_failed = Event::AttemptFailed {
+            throttle: error.throttle,
+            retry: wait.is_some() && !caller.shutdown.is_stopping(),
+        };
+        if caller.events.send(attempt_failed).await.is_err() {
+            // The writer is gone: nothing this row does can be recorded.
+            return;
+        }
         let Some(wait) = wait else {
-            ctx.meter.failed(error.kind, error.tier_refused, hold);
-            let failure = Failure {
-                id: job.id,
-                model: job.request.model,
-                error: ErrorInfo {
-                    kind: error.kind,
-                    code: error.code,
-                    message: error.message,
-                },
-                attempts: attempt,
-                source: job.source,
-                meta: job.meta,
-            };
-            let _ = ctx
-                .events
-                .send(Event::Done {
-                    outcome: Box::new(Outcome::Failed(failure)),
-                    slot: Some(permit),
-                })
+            caller.meter.failed(error.kind, error.tier_refused, hold);
+            caller
+                .finish(Outcome::Failed(failed(job, error, attempt)), permit)
                 .await;
             return;
         };
         // The budget may not cover another attempt: the row is left for the resume.
-        hold = match ctx.meter.attempt_failed(&job, error.kind, hold) {
+        hold = match caller.meter.attempt_failed(&job, error.kind, hold) {
             Some(h) => h,
             None => return,
         };
         // Stopping: a row that needs another attempt is left for the resume,
         // not written as failed.
-        if ctx.shutdown.is_stopping() {
-            ctx.meter.release(hold);
+        if caller.shutdown.is_stopping() {
+            caller.meter.release(hold);
             return;
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = ctx.shutdown.stopping() => {
-                ctx.meter.release(hold);
+            _ = caller.shutdown.stopping() => {
+                caller.meter.release(hold);
                 return;
             }
         }
         ticket = tokio::select! {
-            t = ctx.limiter.acquire(ctx.reservation(&job)) => t,
-            _ = ctx.shutdown.stopping() => {
-                ctx.meter.release(hold);
+            t = caller.limiter.acquire(caller.reservation(&job)) => t,
+            _ = caller.shutdown.stopping() => {
+                caller.meter.release(hold);
                 return;
             }
         };
         attempt += 1;
+    }
+}
+
+/// The results line of a row answered on its `attempt`-th call.
+fn succeeded(
+    job: Job,
+    answer: Answer,
+    cost_usd: Option<f64>,
+    latency_ms: u64,
+    attempt: u32,
+    include_prompt: bool,
+) -> Success {
+    let prompt = include_prompt.then(|| match (job.request.messages.as_slice(), &job.body) {
+        ([one], _) => serde_json::Value::String(one.text.clone()),
+        // A verbatim native body is the prompt as sent.
+        ([], Some(invoke)) => invoke.body.clone(),
+        (turns, _) => serde_json::to_value(turns).unwrap_or_default(),
+    });
+    let usage = crate::cost::spend::usage_of(&answer);
+    Success {
+        id: job.id,
+        model: job.request.model,
+        output: answer.text,
+        stop_reason: answer.stop_reason,
+        usage,
+        cost_usd,
+        service_tier: answer.service_tier,
+        latency_ms,
+        attempts: attempt,
+        source: job.source,
+        meta: job.meta,
+        prompt,
+    }
+}
+
+/// The failures line of a row whose last attempt failed with `error`.
+fn failed(job: Job, error: Classified, attempts: u32) -> Failure {
+    Failure {
+        id: job.id,
+        model: job.request.model,
+        error: ErrorInfo {
+            kind: error.kind,
+            code: error.code,
+            message: error.message,
+        },
+        attempts,
+        source: job.source,
+        meta: job.meta,
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use serde_json::Value;
 
-use crate::cli_util::{show, Workspace};
+use crate::cli_util::{show, Workspace, MODEL};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/corpus.toml");
@@ -21,7 +21,7 @@ fn data(name: &str) -> String {
 
 /// What one corpus file must give: the good rows (id, line, prompt) and the
 /// bad ones (id, line, message after `FILE: line N: `). `{file}` in an id or
-/// message stands for the file's path.
+/// message stands for the file's name, as stand-in ids name it.
 struct Case {
     file: &'static str,
     good: &'static [(&'static str, u64, &'static str)],
@@ -205,11 +205,14 @@ fn check(ws: &Workspace, cases: &[&Case]) -> usize {
             good += 1;
         }
         for (id, line, message) in case.bad {
-            let id = id.replace("{file}", &path);
+            let id = id.replace("{file}", case.file);
             let f = failures
                 .get(&id)
                 .unwrap_or_else(|| panic!("{}: row {id} has no failure", case.file));
-            let want = format!("{path}: line {line}: {}", message.replace("{file}", &path));
+            let want = format!(
+                "{path}: line {line}: {}",
+                message.replace("{file}", case.file)
+            );
             assert_eq!(f["error"]["kind"], "input", "{}: {id}", case.file);
             assert_eq!(f["error"]["message"], want.as_str());
             assert_eq!(f["source"]["line"], *line);
@@ -278,14 +281,17 @@ async fn the_whole_corpus_in_one_job_loses_no_row_and_resumes_without_spend() {
     assert_eq!(emu.stats().requests, good as u64);
 
     // Bad rows are done too: the resume sends nothing and writes nothing.
+    // The job still holds the bad rows' failures: exit 1, whatever this run did.
     let out = ws.run(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     check(&ws, &cases);
     assert_eq!(emu.stats().requests, good as u64, "the resume sent nothing");
     let summary = ws.summary();
     let bad: usize = CASES.iter().map(|c| c.bad.len()).sum();
-    assert_eq!(summary["skipped"], (good + bad) as u64);
-    assert_eq!(summary["succeeded"], 0);
+    assert_eq!(summary["this_run"]["skipped"], (good + bad) as u64);
+    assert_eq!(summary["this_run"]["succeeded"], 0);
+    assert_eq!(summary["succeeded"], good as u64);
+    assert_eq!(summary["failed"], bad as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,8 +362,82 @@ async fn allowed_duplicate_ids_stay_unique_when_some_of_their_rows_are_bad() {
     let bad: Vec<&str> = failures.keys().map(String::as_str).collect();
     assert_eq!(bad, ["a", "b#2"], "each id in exactly one file");
 
+    // The job still holds failures: exit 1, whatever this run did.
     let out = ws.run(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(ws.summary()["skipped"], 5);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(ws.summary()["this_run"]["skipped"], 5);
     assert_eq!(emu.stats().requests, 3);
+}
+
+/// A row without an id is recorded under its file's name and line, not the
+/// path as typed: a resume from another working directory finds it done and
+/// writes nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stand_in_ids_survive_a_resume_from_another_directory() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("data/p.csv", "id,prompt\na,first\n,no id here\nb,second\n");
+    let out = ws.run(&["--model", MODEL, "--input", "data/p.csv"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(ws.failures()[0]["id"], "p.csv:3");
+
+    let out = ws
+        .command()
+        .current_dir(ws.path("data"))
+        .args([
+            "run",
+            "--config",
+            "/dev/null",
+            "--model",
+            MODEL,
+            "--input",
+            "p.csv",
+        ])
+        .arg("--output-dir")
+        .arg(ws.out())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(
+        ws.failures().len(),
+        1,
+        "the id-less row is not written again"
+    );
+    assert_eq!(ws.summary()["this_run"]["skipped"], 3);
+    assert_eq!(emu.stats().requests, 2);
+}
+
+/// With --allow-duplicate-ids the second `a` would be `a#2`: a literal id
+/// `a#2` in the inputs would share it, so the job is refused, naming both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_literal_id_that_a_duplicate_suffix_would_take_is_refused() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("p.csv", "id,prompt\na,one\nb,two\na,three\na#2,four\n");
+    let out = ws.run(&[
+        "--model",
+        MODEL,
+        "--input",
+        "p.csv",
+        "--allow-duplicate-ids",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("p.csv: line 5: the id `a#2` is also what --allow-duplicate-ids names row 2 of the repeated id `a`"),
+        "{stderr}"
+    );
+    assert_eq!(emu.stats().requests, 0);
+
+    // Without the literal, the same duplicates run with suffixed ids.
+    ws.write("p.csv", "id,prompt\na,one\nb,two\na,three\n");
+    let out = ws.run(&[
+        "--model",
+        MODEL,
+        "--input",
+        "p.csv",
+        "--allow-duplicate-ids",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(ws.results().len(), 3);
 }

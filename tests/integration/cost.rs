@@ -46,7 +46,10 @@ async fn every_row_is_priced_and_the_summary_adds_it_up() {
     assert_eq!(s["cost"]["by_model"][MODEL]["rows"], 20);
     assert_eq!(s["cost"]["unpriced_models"], serde_json::json!([]));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("cost: ${total:.4} this run")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("cost: ${total:.4} this run")),
+        "{stdout}"
+    );
 
     // A resume adds nothing to this run and keeps the job's total.
     let again = ws.run(&["--model", MODEL, "--input", "in.csv", "--max-tokens", "64"]);
@@ -68,14 +71,25 @@ async fn a_model_without_a_price_gets_null_and_is_listed() {
     let s = ws.summary();
     assert_eq!(s["cost"]["unpriced_models"], serde_json::json!([model]));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.matches("no price known").count(), 1, "warned once: {stderr}");
+    assert_eq!(
+        stderr.matches("no price known").count(),
+        1,
+        "warned once: {stderr}"
+    );
 
     // A budget with that model refuses to start: nothing is sent.
     let before = emu.stats().requests;
     let ws2 = Workspace::new(&emu.url());
     ws2.write("in.csv", csv_rows(3));
     let out = ws2.run(&[
-        "--model", model, "--input", "in.csv", "--max-tokens", "64", "--max-cost", "1",
+        "--model",
+        model,
+        "--input",
+        "in.csv",
+        "--max-tokens",
+        "64",
+        "--max-cost",
+        "1",
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
@@ -92,8 +106,16 @@ async fn a_budget_stops_within_the_cap_and_a_resume_with_more_finishes() {
     let rows = 60;
     let args = |cap: &str| -> Vec<String> {
         [
-            "--model", MODEL, "--input", "in.csv", "--max-tokens", "64", "--concurrency", "4",
-            "--max-cost", cap,
+            "--model",
+            MODEL,
+            "--input",
+            "in.csv",
+            "--max-tokens",
+            "64",
+            "--concurrency",
+            "4",
+            "--max-cost",
+            cap,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -171,8 +193,16 @@ async fn a_service_tier_is_sent_echoed_and_priced() {
         "id,prompt,service_tier\nx,first question,priority\ny,second question,\n",
     );
     let out = ws.run(&[
-        "--model", MODEL, "--input", "in.csv", "--max-tokens", "64", "--api", "invoke",
-        "--service-tier", "default",
+        "--model",
+        MODEL,
+        "--input",
+        "in.csv",
+        "--max-tokens",
+        "64",
+        "--api",
+        "invoke",
+        "--service-tier",
+        "default",
     ]);
     // Priority has no price here: the row is answered, its cost is null.
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -196,8 +226,16 @@ async fn a_refused_tier_fails_its_row_naming_the_tier_and_stops_the_job() {
     let ws = Workspace::new(&emu.url());
     ws.write("in.csv", csv_rows(50));
     let out = ws.run(&[
-        "--model", MODEL, "--input", "in.csv", "--max-tokens", "64", "--service-tier", "flex",
-        "--concurrency", "2",
+        "--model",
+        MODEL,
+        "--input",
+        "in.csv",
+        "--max-tokens",
+        "64",
+        "--service-tier",
+        "flex",
+        "--concurrency",
+        "2",
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let failures = ws.failures();
@@ -240,10 +278,12 @@ async fn cache_system_writes_once_then_reads_and_is_priced() {
         let u = &r["usage"];
         assert_eq!(u["cache_read_input_tokens"], 1200, "{u}");
         assert_eq!(u["cache_write_input_tokens"], 0, "{u}");
-        let want = (f(&u["input_tokens"]) * 3.0 + f(&u["output_tokens"]) * 15.0 + 1200.0 * 0.3) / 1e6;
+        let want =
+            (f(&u["input_tokens"]) * 3.0 + f(&u["output_tokens"]) * 15.0 + 1200.0 * 0.3) / 1e6;
         assert!((f(&r["cost_usd"]) - want).abs() < 1e-12, "{r}");
     }
-    let first = (f(&u0["input_tokens"]) * 3.0 + f(&u0["output_tokens"]) * 15.0 + 1200.0 * 3.75) / 1e6;
+    let first =
+        (f(&u0["input_tokens"]) * 3.0 + f(&u0["output_tokens"]) * 15.0 + 1200.0 * 3.75) / 1e6;
     assert!((f(&res[0]["cost_usd"]) - first).abs() < 1e-12);
     let share = f(&ws.summary()["cost"]["cache_read_share"]);
     assert!(share > 0.7 && share < 1.0, "{share}");
@@ -253,7 +293,13 @@ async fn cache_system_writes_once_then_reads_and_is_priced() {
     let ws = Workspace::new(&emu.url());
     ws.write("in.csv", csv_rows(1));
     let out = ws.run(&[
-        "--model", MODEL, "--input", "in.csv", "--max-tokens", "64", "--cache-system",
+        "--model",
+        MODEL,
+        "--input",
+        "in.csv",
+        "--max-tokens",
+        "64",
+        "--cache-system",
     ]);
     // No system prompt: no cache point is sent, nothing to refuse.
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -271,7 +317,14 @@ async fn jsonl_cache_points_pass_through() {
         ]}]
     });
     ws.write("in.jsonl", format!("{row}\n"));
-    let out = ws.run(&["--model", SONNET_37, "--input", "in.jsonl", "--max-tokens", "64"]);
+    let out = ws.run(&[
+        "--model",
+        SONNET_37,
+        "--input",
+        "in.jsonl",
+        "--max-tokens",
+        "64",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let r = &ws.results()[0];
     assert_eq!(r["usage"]["cache_write_input_tokens"], 1100, "{r}");
@@ -285,7 +338,14 @@ async fn jsonl_cache_points_pass_through() {
     // The same row against Claude 3 Haiku (no prompt caching): Bedrock's refusal.
     let ws = Workspace::new(&emu.url());
     ws.write("in.jsonl", format!("{row}\n"));
-    let out = ws.run(&["--model", MODEL, "--input", "in.jsonl", "--max-tokens", "64"]);
+    let out = ws.run(&[
+        "--model",
+        MODEL,
+        "--input",
+        "in.jsonl",
+        "--max-tokens",
+        "64",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let f = &ws.failures()[0];
     assert!(
@@ -355,7 +415,14 @@ async fn pilot_estimate_is_within_ten_percent_and_the_worst_case_is_never_below(
     let ws = Workspace::new(&emu.url());
     ws.write("in.csv", varied_rows(1200, 7));
     let base = [
-        "--model", MODEL, "--input", "in.csv", "--max-tokens", "300", "--concurrency", "16",
+        "--model",
+        MODEL,
+        "--input",
+        "in.csv",
+        "--max-tokens",
+        "300",
+        "--concurrency",
+        "16",
     ];
     let mut a = base.to_vec();
     a.extend(["--dry-run", "--pilot", "50"]);
@@ -386,8 +453,19 @@ async fn pilot_estimate_is_within_ten_percent_and_the_worst_case_is_never_below(
 fn varied_rows(n: usize, seed: u64) -> String {
     let mut rng = fastrand::Rng::with_seed(seed);
     let words = [
-        "the", "model", "answers", "questions", "about", "international", "regulations",
-        "quickly", "and", "evaluation", "datasets", "with", "care",
+        "the",
+        "model",
+        "answers",
+        "questions",
+        "about",
+        "international",
+        "regulations",
+        "quickly",
+        "and",
+        "evaluation",
+        "datasets",
+        "with",
+        "care",
     ];
     let mut out = String::from("id,prompt\n");
     for i in 0..n {

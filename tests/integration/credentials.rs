@@ -273,7 +273,7 @@ async fn expired_token_from_bedrock_drops_the_cached_credentials_even_when_the_c
     eprintln!(
         "48 rows: {expired} ExpiredToken refusals, {} AssumeRole, {} retries",
         stats.assume_role,
-        ws.summary()["retries"]
+        ws.summary()["this_run"]["retries"]
     );
     assert!(expired >= 2, "the lifetime ran out mid-run: {expired}");
     // One renewal per wave of refusals at most (plus the start), not one per refused row.

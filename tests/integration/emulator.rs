@@ -17,8 +17,8 @@ use aws_sdk_bedrockruntime::types::{
     ResponseStream, StopReason, SystemContentBlock,
 };
 use bedrock_batch::emulator::{
-    answer, count_tokens, output_tokens, Emulator, EmulatorConfig, RequestRecord, STATIC_ACCESS_KEY_ID,
-    STATIC_SECRET_ACCESS_KEY,
+    answer, count_tokens, output_tokens, Emulator, EmulatorConfig, RequestRecord,
+    STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY,
 };
 use serde_json::Value;
 

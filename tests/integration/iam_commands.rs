@@ -5,11 +5,11 @@
 use std::process::{Command, Output};
 use std::time::{Duration, UNIX_EPOCH};
 
-use bedrock_batch::bedrock::auth::rfc3339;
 use bedrock_batch::commands::policy::{invoke_policy, trust_policy};
 use bedrock_batch::emulator::{
     Emulator, EmulatorConfig, IssuedCredentials, Origin, STATIC_ACCESS_KEY_ID,
 };
+use bedrock_batch::time::rfc3339;
 use serde_json::Value;
 
 use crate::cli_util::{show, Workspace, BIN, MODEL};
@@ -397,4 +397,28 @@ fn the_iam_guides_show_what_policy_really_prints() {
             );
         }
     }
+}
+
+/// A config `run` would refuse is refused by `policy --config` too: a policy
+/// printed without the rows' models would let those rows fail AccessDenied.
+#[test]
+fn policy_refuses_a_config_that_run_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.csv"), "id,prompt,model\n1,hi,apac.x\n").unwrap();
+    let cfg = dir.path().join("job.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "region = \"ap-northeast-2\"\nmodel = \"{MODEL}\"\ninputs = [\"p.csv\"]\noutput_dir = \"o\"\nconcurrency = 0\n"
+        ),
+    )
+    .unwrap();
+    let out = policy(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("job.toml: `concurrency`: must be between 1 and 4096, got 0"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "no policy printed: {}", show(&out));
 }

@@ -20,6 +20,8 @@ mod bad_input;
 mod resume;
 // SIGINT/SIGTERM, a second signal, the grace period and kill -9, each followed by a resume.
 mod shutdown;
+// The breaker: a job that cannot succeed stops early; a rerun after the fix sends what is missing.
+mod breaker;
 // Throughput control against small quotas: no lost rows, bounded 429s, counts that add up.
 mod throughput;
 // Money: cost per row and in the summary, the budget, service tiers, prompt caching, --dry-run.

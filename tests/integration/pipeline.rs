@@ -464,3 +464,211 @@ async fn library_run_returns_the_summary_and_stops_when_told() {
     assert_eq!((summary.succeeded, summary.unfinished), (0, 30));
     assert_eq!(emu.stats().requests, before);
 }
+
+/// Mistral's text-completion body carries no token counts: they come from
+/// Bedrock's `X-Amzn-Bedrock-*-Token-Count` headers, so the results and the
+/// token limiter see real usage, not zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_rows_of_a_family_without_body_usage_take_it_from_the_headers() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let ws = Workspace::new(&emu.url());
+    ws.write(
+        "p.csv",
+        "id,prompt\nm1,Name a river\nm2,Name a mountain range in Europe\n",
+    );
+    let out = ws.run(&[
+        "--model",
+        "mistral.mistral-7b-instruct-v0:2",
+        "--api",
+        "invoke",
+        "--input",
+        "p.csv",
+        "--max-tokens",
+        "100",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let results = ws.results();
+    assert_eq!(results.len(), 2);
+    for r in &results {
+        assert!(r["usage"]["input_tokens"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["usage"]["output_tokens"].as_u64().unwrap() > 0, "{r}");
+    }
+    let summary = ws.summary();
+    assert!(
+        summary["tokens"]["input"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+}
+
+/// An output file that cannot be written (here, a file-size limit the
+/// kernel enforces with EFBIG) stops the run: nothing new is sent and no row
+/// is retried, so the answers paid for but not recorded are at most the calls
+/// in flight when the write failed. Before this, a 3,000-row run paid for
+/// 3,000 answers and recorded 828.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_failure_stops_sending_at_once() {
+    use std::os::unix::process::CommandExt;
+
+    const LIMIT: u64 = 300 * 1024;
+    const CONCURRENCY: usize = 8;
+    let emu = emulator(EmulatorConfig {
+        latency_ms: 5,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let ws = Workspace::new(&emu.url());
+    ws.write("p.csv", csv_rows(3000));
+    let mut cmd = ws.command();
+    cmd.arg("run")
+        .args([
+            "--config",
+            "/dev/null",
+            "--model",
+            MODEL,
+            "--input",
+            "p.csv",
+        ])
+        .args([
+            "--max-tokens",
+            "50",
+            "--concurrency",
+            &CONCURRENCY.to_string(),
+        ])
+        .arg("--output-dir")
+        .arg(ws.out());
+    // SAFETY: setrlimit and signal are async-signal-safe, and nothing else
+    // runs in the child between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: LIMIT,
+                rlim_max: LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Ignored, a write past the limit fails with EFBIG instead of
+            // killing the process.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run the binary");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("results.jsonl: cannot write (File too large")
+            && stderr.contains("stopped sending"),
+        "{stderr}"
+    );
+
+    let text = std::fs::read(ws.out().join("results.jsonl")).unwrap();
+    let recorded = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count() as i64
+        - i64::from(!text.ends_with(b"\n"));
+    let paid = emu
+        .requests()
+        .iter()
+        .filter(|r| r.service == "bedrock" && r.status == 200)
+        .count() as i64;
+    assert!(
+        recorded > 100,
+        "the limit leaves room for some rows: {recorded}"
+    );
+    assert!(
+        paid - recorded <= CONCURRENCY as i64,
+        "paid {paid}, recorded {recorded}: more than the calls in flight were lost\n{}",
+        show(&out)
+    );
+}
+
+/// `--include-prompt` writes each row's prompt as sent into its results line:
+/// the rendered template for one turn, the turns of a conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn include_prompt_writes_the_prompt_as_sent() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let ws = Workspace::new(&emu.url());
+    ws.write("q.csv", "id,question\nq1,why is the sky blue\n");
+    let out = ws.run(&[
+        "--model",
+        MODEL,
+        "--input",
+        "q.csv",
+        "--template",
+        "Answer briefly: {{ question }}?",
+        "--include-prompt",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let r = &ws.results()[0];
+    assert_eq!(r["prompt"], "Answer briefly: why is the sky blue?");
+    assert_eq!(r["output"], answer("Answer briefly: why is the sky blue?"));
+
+    let ws = Workspace::new(&emu.url());
+    ws.write(
+        "c.jsonl",
+        "{\"id\":\"c1\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"hello\"},{\"role\":\"user\",\"content\":\"bye\"}]}\n",
+    );
+    let out = ws.run(&["--model", MODEL, "--input", "c.jsonl", "--include-prompt"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        ws.results()[0]["prompt"],
+        json!([{"role": "user", "text": "hi"}, {"role": "assistant", "text": "hello"}, {"role": "user", "text": "bye"}])
+    );
+    // Without the flag, no prompt in the line.
+    let ws = Workspace::new(&emu.url());
+    ws.write("q.csv", "id,prompt\nq1,plain\n");
+    let out = ws.run(&["--model", MODEL, "--input", "q.csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(ws.results()[0].get("prompt").is_none());
+}
+
+/// A file whose header lacks the prompt column (and no template) is refused
+/// before anything is sent, naming the columns it does have; the flags that
+/// name the columns make the same file run with no config file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_without_the_prompt_column_is_refused_before_any_call() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let ws = Workspace::new(&emu.url());
+    ws.write(
+        "q.csv",
+        "key,question,expected\nk1,why,because\nk2,how,so\n",
+    );
+    let out = ws.run(&["--model", MODEL, "--input", "q.csv"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("q.csv: line 1: no `prompt` column for the prompt (the file has: key, question, expected)"),
+        "{stderr}"
+    );
+    assert_eq!(emu.stats().requests, 0);
+
+    let out = ws.run(&[
+        "--model",
+        MODEL,
+        "--input",
+        "q.csv",
+        "--id-column",
+        "key",
+        "--prompt-column",
+        "question",
+        "--system",
+        "Be brief.",
+        "--temperature",
+        "0.2",
+        "--top-p",
+        "0.9",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let ids: BTreeSet<String> = ws
+        .results()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, BTreeSet::from(["k1".to_string(), "k2".to_string()]));
+    assert_eq!(
+        ws.results()[0]["meta"],
+        json!({"expected": if ws.results()[0]["id"] == "k1" { "because" } else { "so" }})
+    );
+}

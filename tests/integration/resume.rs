@@ -97,8 +97,10 @@ async fn a_second_run_sends_only_the_rows_not_yet_written() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, 30 + 18, "only the 18 missing rows");
     let summary = ws.summary();
-    assert_eq!(summary["skipped"], 12);
-    assert_eq!(summary["succeeded"], 18);
+    // The job's figures cover both runs; this run's, what it sent.
+    assert_eq!(summary["this_run"]["skipped"], 12);
+    assert_eq!(summary["this_run"]["succeeded"], 18);
+    assert_eq!(summary["succeeded"], 30);
     assert_eq!(summary["unfinished"], 0);
     assert_each_id_once(&ws.out(), &csv_ids(30));
     // The rows sent again are exactly the ones that were missing.
@@ -165,12 +167,13 @@ async fn a_finished_200_000_row_job_resumes_without_a_request() {
     let started = std::time::Instant::now();
     let out = ws.command().args(&argv[1..]).output().unwrap();
     let elapsed = started.elapsed();
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    // A tenth of the job's rows are failures: exit 1, though this run sent nothing.
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert_eq!(emu.stats().requests, 0, "not a single Bedrock request");
     let summary = ws.summary();
     assert_eq!(summary["total"], ROWS);
-    assert_eq!(summary["skipped"], ROWS);
-    assert_eq!(summary["succeeded"], 0);
+    assert_eq!(summary["this_run"]["skipped"], ROWS);
+    assert_eq!(summary["this_run"]["succeeded"], 0);
     assert_eq!(summary["unfinished"], 0);
     // Generous: about 4 s in a debug build on a shared 2-core machine.
     assert!(elapsed.as_secs() < 60, "took {elapsed:?}");
@@ -251,7 +254,7 @@ async fn another_job_in_the_same_directory_is_refused_until_fresh() {
     faster.extend(["--concurrency", "3", "--rpm", "600"]);
     let out = ws.run(&faster);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(ws.summary()["skipped"], 5);
+    assert_eq!(ws.summary()["this_run"]["skipped"], 5);
 
     // --fresh: the old files move to previous-<secs>/, the new job starts over.
     let t1 = [
@@ -384,15 +387,16 @@ async fn retry_failures_moves_rows_that_now_succeed_out_of_failures() {
         ])
     );
     let summary = ws.summary();
-    assert_eq!(summary["succeeded"], 1);
-    assert_eq!(summary["failed"], 1);
-    assert_eq!(summary["skipped"], 3);
+    assert_eq!(summary["this_run"]["succeeded"], 1);
+    assert_eq!(summary["this_run"]["failed"], 1);
+    assert_eq!(summary["this_run"]["skipped"], 3);
 
     // Several kinds at once.
     let mut retry = job.to_vec();
     retry.extend(["--retry-failures", "throttled,server"]);
     let out = ws.run(&retry);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    // v1's validation failure is still in the job: exit 1.
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert_eq!(emu.stats().requests, 7 + 2, "t2 and s1 sent");
     assert_each_id_once(&ws.out(), &all);
     assert_eq!(
@@ -454,7 +458,7 @@ async fn a_torn_last_line_is_cut_reported_and_its_row_sent_again() {
     );
     assert!(stderr.contains(&note), "{}", show(&out));
     assert_eq!(emu.stats().requests, 11, "only the torn row again");
-    assert_eq!(ws.summary()["skipped"], 9);
+    assert_eq!(ws.summary()["this_run"]["skipped"], 9);
     assert_each_id_once(&ws.out(), &csv_ids(10));
     let last = ws.results().pop().unwrap();
     assert_eq!(last["id"], torn_id.as_str());
@@ -593,10 +597,58 @@ async fn a_fault_soak_loses_nothing_duplicates_nothing_and_attempts_add_up() {
     assert_eq!(attempts, stats.requests);
     let summary = ws.summary();
     assert_eq!(summary["attempts"], stats.requests);
-    assert_eq!(summary["retries"], stats.requests - ROWS as u64);
+    assert_eq!(summary["this_run"]["retries"], stats.requests - ROWS as u64);
     assert_eq!(summary["succeeded"], ROWS);
     eprintln!(
         "fault soak: {ROWS} rows, {} calls ({} forced faults, {} dropped) in {} s",
-        stats.requests, stats.forced, stats.dropped, summary["elapsed_secs"]
+        stats.requests, stats.forced, stats.dropped, summary["this_run"]["elapsed_secs"]
+    );
+}
+
+/// summary.json and the exit code describe the job, not the last run: a
+/// resume that sends nothing still reports the job's 5 answers and 1 failure,
+/// with latency over every answered row, and exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_and_exit_code_describe_the_whole_job_after_a_resume() {
+    let emu = Emulator::start(EmulatorConfig {
+        latency_ms: 20,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write(
+        "p.csv",
+        "id,prompt\na,one\nb,two\nc,three [[emu:validation]]\nd,four\ne,five\nf,six\n",
+    );
+    let args = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"];
+    let first = ws.run(&args);
+    assert_eq!(first.status.code(), Some(1), "{}", show(&first));
+    let before = ws.summary();
+
+    let again = ws.run(&args);
+    assert_eq!(again.status.code(), Some(1), "{}", show(&again));
+    let s = ws.summary();
+    assert_eq!(
+        (s["total"].as_u64(), s["succeeded"].as_u64()),
+        (Some(6), Some(5))
+    );
+    assert_eq!(s["failed"], 1);
+    assert_eq!(s["failed_by_kind"]["validation"], 1);
+    assert_eq!(s["unfinished"], 0);
+    assert_eq!(
+        s["tokens"], before["tokens"],
+        "tokens of every answer in the job"
+    );
+    assert_eq!(s["attempts"], before["attempts"]);
+    assert_eq!(s["latency_ms"], before["latency_ms"]);
+    assert!(s["latency_ms"]["p50"].as_u64().unwrap() >= 20, "{s}");
+    assert_eq!(s["this_run"]["skipped"], 6);
+    assert_eq!(s["this_run"]["succeeded"], 0);
+    assert_eq!(s["this_run"]["attempts"], 0);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        stdout.contains("job: 6 rows — 5 succeeded, 1 failed (validation 1), 0 not yet sent"),
+        "{stdout}"
     );
 }

@@ -63,12 +63,15 @@ fn check_accounting(
         attempts, emu.requests,
         "every attempt reached the emulator once"
     );
-    assert_eq!(s["retries"], attempts - n as u64);
-    assert_eq!(s["throttles"]["requests"], emu.throttles.requests);
-    assert_eq!(s["throttles"]["tokens"], emu.throttles.tokens);
+    assert_eq!(s["this_run"]["retries"], attempts - n as u64);
+    assert_eq!(
+        s["this_run"]["throttles"]["requests"],
+        emu.throttles.requests
+    );
+    assert_eq!(s["this_run"]["throttles"]["tokens"], emu.throttles.tokens);
     // The only errors were the quota's 429s: each one retried once.
     assert_eq!(
-        s["retries"],
+        s["this_run"]["retries"],
         emu.throttles.requests + emu.throttles.tokens,
         "{s}"
     );
@@ -110,7 +113,10 @@ async fn unknown_request_quota_is_found_without_losing_a_row() {
     // The cut must not collapse the rate: well within 2.5× the ideal 9 s.
     assert!(secs < 22.5, "took {secs:.1}s: {s}");
     assert!(
-        s["throughput"]["requests_per_min"].as_f64().unwrap() > 0.0,
+        s["this_run"]["throughput"]["requests_per_min"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
         "{s}"
     );
 }
@@ -144,7 +150,7 @@ async fn known_request_quota_draws_no_throttles() {
     let stats = emu.stats();
     let s = check_accounting(&ws, 30, "", None, &stats);
     assert_eq!(stats.throttles.requests, 0, "{s}");
-    assert_eq!(s["retries"], 0);
+    assert_eq!(s["this_run"]["retries"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
