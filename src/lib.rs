@@ -13,21 +13,24 @@
 //! input/      inventory.rs (every input once: counts, duplicate ids)     ── setup errors stop here,
 //! output/     checkpoint.rs + manifest.rs (same job? done ids, torn tails)   before any spend
 //! bedrock/    auth.rs (SDK chain → credentials, region, client without SDK retries)
+//! cost/       budget.rs (max_cost: every model priced? what earlier runs spent)
 //!     │
 //! input/      rows.rs (one row stream: every row with its final id)
 //!             → job.rs (+ template.rs): rows → requests, bad rows → input failures
 //!     │  bounded channel (reader thread)
-//! pipeline/   runner.rs: intake [Semaphore permit] [limiter.rs: rpm, tpm, adaptive]
+//! pipeline/   runner.rs: intake [cost/meter.rs: budget] [Semaphore permit] [limiter.rs: rpm, tpm, adaptive]
 //!     │  one task per row: bedrock/invoker.rs (Converse / InvokeModel + native.rs),
-//!     │  classify, backoff.rs retries
+//!     │  classify, backoff.rs retries, cost/meter.rs prices each answer
 //!     ▼  mpsc<Event>
 //! output/     sink.rs (the single writer: results.jsonl, failures.jsonl, progress.rs,
-//!             the counts) → summary.rs (summary.json + the lines a person reads)
+//!             the counts, cost/spend.rs) → summary.rs (summary.json + the lines a person reads)
 //! ```
 //!
 //! Around it: `shutdown.rs` is passed in (the first signal stops intake, the
 //! second aborts); `commands/` turns each subcommand into an exit code (`run`,
-//! `demo`, `whoami`, `policy`, `emulator`); `emulator/` is a wing of its own, a
+//! `demo`, `whoami`, `policy`, `prices`, `emulator`); `cost/` holds prices,
+//! the budget and `--dry-run` (which reuses the runner's reader and, for a
+//! pilot, the runner itself); `emulator/` is a wing of its own, a
 //! local Bedrock Runtime + STS + IMDSv2 that the tests, the benchmarks and
 //! `demo` talk to through the real SDK. `error.rs` says how errors are told.
 
