@@ -39,6 +39,8 @@ pub enum Command {
     Emulator(EmulatorArgs),
     /// Print the prices a run would use (USD per million tokens) and where they come from.
     Prices(PricesArgs),
+    /// Write an output directory's HTML report (or compare two runs with --compare).
+    Report(ReportArgs),
 }
 
 /// Flags of `bedrock-batch prices`.
@@ -53,6 +55,36 @@ pub struct PricesArgs {
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Flags of `bedrock-batch report`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ReportArgs {
+    /// The run's output directory (its `output_dir`).
+    #[arg(
+        value_name = "OUTPUT_DIR",
+        required_unless_present = "compare",
+        conflicts_with = "compare"
+    )]
+    pub dir: Option<PathBuf>,
+    /// Where to write the HTML report [default: OUTPUT_DIR/report.html, or
+    /// AFTER_DIR/compare.html with --compare].
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Compare two runs of the same inputs and print what changed.
+    #[arg(long, num_args = 2, value_names = ["BEFORE_DIR", "AFTER_DIR"])]
+    pub compare: Option<Vec<PathBuf>>,
+    /// With --compare: exit 4 when a success or scorer pass rate dropped by more than --threshold.
+    #[arg(long, requires = "compare")]
+    pub fail_on_regression: bool,
+    /// Percentage points a rate may drop before it counts as a regression.
+    #[arg(
+        long,
+        value_name = "POINTS",
+        default_value_t = 1.0,
+        requires = "compare"
+    )]
+    pub threshold: f64,
 }
 
 /// Flags of `bedrock-batch emulator`.
@@ -186,6 +218,10 @@ pub struct RunArgs {
     /// Send the rows in failures.jsonl again; optionally only these kinds (comma-separated).
     #[arg(long, value_name = "KINDS", num_args = 0..=1, default_missing_value = "all")]
     pub retry_failures: Option<String>,
+    /// A done row whose request changed since (an edited prompt): refuse
+    /// (default: exit 2 naming them), resend (old line to superseded.jsonl) or keep.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub on_changed: Option<crate::config::OnChanged>,
     /// Run even if ids repeat: a later duplicate gets a suffixed id (`ID#2`).
     #[arg(long)]
     pub allow_duplicate_ids: bool,

@@ -14,6 +14,20 @@ use crate::bedrock::request::Api;
 use crate::cli::RunArgs;
 use crate::cost::settings::{CostSettings, FileKeys};
 
+/// What a resume does with a row answered before whose request has changed
+/// since (an edited prompt under the same id): see `output/changed.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnChanged {
+    /// Stop before sending anything, naming the changed rows.
+    #[default]
+    Refuse,
+    /// Send the new request; the old line moves to superseded.jsonl.
+    Resend,
+    /// Keep the old answer (the pre-fingerprint behaviour), with a warning.
+    Keep,
+}
+
 /// The file as written. Every field is optional: a missing key falls back to a
 /// flag or a default. Unknown keys are an error, so a typo is not ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +59,7 @@ pub struct FileConfig {
     pub grace_period_secs: Option<u64>,
     pub max_row_bytes: Option<usize>,
     pub include_prompt: Option<bool>,
+    pub on_changed: Option<OnChanged>,
     // Cost keys: resolved by `cost::settings`.
     pub service_tier: Option<crate::bedrock::request::ServiceTier>,
     pub cache_system: Option<bool>,
@@ -79,6 +94,7 @@ pub struct Settings {
     pub grace_period: Duration,
     pub max_row_bytes: usize,
     pub resume: ResumeMode,
+    pub on_changed: OnChanged,
     pub allow_duplicate_ids: bool,
     /// Write each row's rendered prompt (or messages) into its results line.
     pub include_prompt: bool,
@@ -420,6 +436,7 @@ impl Settings {
             )?,
             max_row_bytes: f.max_row_bytes.unwrap_or(DEFAULT_MAX_ROW_BYTES),
             resume: resume_mode(args)?,
+            on_changed: args.on_changed.or(f.on_changed).unwrap_or_default(),
             allow_duplicate_ids: args.allow_duplicate_ids,
             include_prompt: args.include_prompt || f.include_prompt.unwrap_or(false),
             cost,

@@ -20,6 +20,9 @@ pub const EXIT_SETUP: u8 = 2;
 /// Stopped before passing `max_cost`: rows not sent are neither results nor
 /// failures; a resume with a higher cap sends them.
 pub const EXIT_BUDGET: u8 = 3;
+/// `report --compare --fail-on-regression`: a success or pass rate dropped
+/// by more than the threshold.
+pub const EXIT_REGRESSION: u8 = 4;
 /// Stopped by SIGINT (Ctrl-C); finished rows are written, the rest are sent on resume.
 pub const EXIT_INTERRUPTED: u8 = 130;
 /// Stopped by SIGTERM; as for SIGINT.
@@ -38,4 +41,15 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         src = e.source();
     }
     s.replace('\n', " ")
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary) with `…`
+/// after the cut: a value quoted in a message (a cell, a setting, an SDK
+/// error chain) stays readable on one line however long it was.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    if text.len() > max {
+        format!("{}…", &text[..text.floor_char_boundary(max)])
+    } else {
+        text.to_string()
+    }
 }

@@ -11,12 +11,15 @@
 //! config.rs (flags + config.toml → Settings)
 //!     │
 //! input/      inventory.rs (every input once: counts, duplicate ids)     ── setup errors stop here,
-//! output/     checkpoint.rs + manifest.rs (same job? done ids, torn tails)   before any spend
+//! output/     lock.rs (one run per output dir: flock, held to the end)      before any spend
+//!             checkpoint.rs + manifest.rs (same job? done ids, torn tails)
+//!             changed.rs (done rows whose request fingerprint changed: refuse/resend/keep)
 //! bedrock/    auth.rs (SDK chain → credentials, region, client without SDK retries)
 //! cost/       budget.rs (max_cost: every model priced? what earlier runs spent)
 //!     │
-//! input/      rows.rs (one row stream: every row with its final id)
-//!             → job.rs (+ template.rs): rows → requests, bad rows → input failures
+//! input/      reader.rs (+ scanner.rs: CSV in bounded memory)
+//!             → rows.rs (one row stream: every row with its final id)
+//!             → job.rs (+ template.rs, fingerprint.rs): rows → requests, bad rows → input failures
 //!     │  bounded channel (reader thread)
 //! pipeline/   runner.rs: intake [cost/meter.rs: budget] [Semaphore permit] [limiter.rs: rpm, tpm, adaptive]
 //!     │  one task per row: bedrock/invoker.rs (Converse / InvokeModel + native.rs),
@@ -24,13 +27,16 @@
 //!     ▼  mpsc<Event>
 //! output/     sink.rs (the single writer: results.jsonl, failures.jsonl, progress.rs,
 //!             the counts, cost/spend.rs) → summary.rs (summary.json + the lines a person reads)
+//!     │
+//! report/     the output directory read back: report.html and the per-model
+//!             table after every run; `report OUTPUT_DIR` and `--compare` too
 //! ```
 //!
 //! Around it: `shutdown.rs` is passed in (the first signal stops intake, the
 //! second aborts); `commands/` turns each subcommand into an exit code (`run`,
-//! `demo`, `whoami`, `policy`, `prices`, `emulator`); `cost/` holds prices,
-//! the budget and `--dry-run` (which reuses the runner's reader and, for a
-//! pilot, the runner itself); `emulator/` is a wing of its own, a
+//! `demo`, `whoami`, `policy`, `prices`, `emulator`, `report`); `cost/` holds
+//! prices, the budget and `--dry-run` (which reuses the runner's reader and,
+//! for a pilot, the runner itself); `emulator/` is a wing of its own, a
 //! local Bedrock Runtime + STS + IMDSv2 that the tests, the benchmarks and
 //! `demo` talk to through the real SDK. `error.rs` says how errors are told.
 
@@ -45,6 +51,7 @@ pub(crate) mod input;
 pub(crate) mod outcome;
 pub mod output;
 pub(crate) mod pipeline;
+pub(crate) mod report;
 pub mod shutdown;
 pub mod time;
 

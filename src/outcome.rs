@@ -117,6 +117,12 @@ pub struct Success {
     /// turn, the turns (`[{"role", "text"}]`) for a conversation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<Value>,
+    #[serde(flatten)]
+    pub times: Times,
+    /// Of the request sent (`input/fingerprint.rs`), so a resume can tell an
+    /// edited row. Absent in lines written before fingerprints existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +143,43 @@ pub struct Failure {
     pub attempts: u32,
     pub source: Source,
     pub meta: Map<String, Value>,
+    /// Of the request sent; absent for input errors, which send nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(flatten)]
+    pub times: Times,
+}
+
+/// When a row's work began and ended (RFC 3339, UTC, milliseconds; see
+/// `time.rs`), and how many of its attempts were throttled: what the
+/// report's charts over time are drawn from. Lines written before these
+/// fields existed read with them empty.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Times {
+    /// The first attempt's start; for an input failure, when the row was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When the row's outcome was decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Attempts Bedrock throttled (429), counted whatever the row's end.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub throttles: u32,
+}
+
+impl Times {
+    /// Times for work that started at `started` and ends now.
+    pub fn since(started: std::time::SystemTime, throttles: u32) -> Times {
+        Times {
+            started_at: Some(crate::time::rfc3339_ms(started)),
+            finished_at: Some(crate::time::rfc3339_ms_now()),
+            throttles,
+        }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The end of one row.

@@ -185,12 +185,7 @@ fn is_credentials_failure(detail: &str) -> bool {
 /// The error and its sources on one line, capped: SDK errors never carry
 /// secrets in their messages, but they can be long.
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let s = crate::error::error_chain(err);
-    if s.len() > 500 {
-        format!("{}…", &s[..s.floor_char_boundary(500)])
-    } else {
-        s
-    }
+    crate::error::clip(&crate::error::error_chain(err), 500)
 }
 
 /// Sends one row once.

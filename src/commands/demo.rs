@@ -146,10 +146,5 @@ fn write_aws_files(dir: &Path) -> anyhow::Result<()> {
 
 fn first_result(dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(dir.join(crate::output::sink::RESULTS)).ok()?;
-    let line = text.lines().next()?;
-    Some(if line.len() > 300 {
-        format!("{}…", &line[..line.floor_char_boundary(300)])
-    } else {
-        line.to_string()
-    })
+    Some(crate::error::clip(text.lines().next()?, 300))
 }

@@ -4,6 +4,7 @@ pub(crate) mod demo;
 mod emulator;
 pub mod policy;
 pub(crate) mod prices;
+pub(crate) mod report;
 pub(crate) mod whoami;
 
 use std::collections::BTreeSet;
@@ -47,8 +48,12 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
                 out(&text)?;
                 return Ok(EXIT_OK);
             }
-            let summary = crate::run(settings, shutdown.clone()).await?;
+            let (dir, since) = (settings.output_dir.clone(), std::time::SystemTime::now());
+            let summary = crate::run(settings, shutdown.clone())
+                .await
+                .inspect_err(|_| crate::report::after_error(&dir, since))?;
             out(&summary.render())?;
+            out(&crate::report::after_run(&summary))?;
             Ok(exit_code(&summary, shutdown.reason()))
         }
         Command::Demo(args) => {
@@ -65,6 +70,7 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
             )
             .await?;
             out(&summary.render())?;
+            out(&crate::report::after_run(&summary))?;
             Ok(exit_code(&summary, shutdown.reason()))
         }
         Command::Whoami(args) => {
@@ -99,6 +105,11 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
             } else {
                 EXIT_FAILED_ROWS
             })
+        }
+        Command::Report(args) => {
+            let (text, code) = crate::commands::report::run(&args)?;
+            out(&text)?;
+            Ok(code)
         }
         Command::Emulator(args) => {
             emulator::run(&args, async {

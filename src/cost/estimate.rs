@@ -117,6 +117,7 @@ mod tests {
             },
             body: None,
             meta: Default::default(),
+            fingerprint: String::new(),
         }
     }
 

@@ -186,6 +186,8 @@ mod tests {
             },
             meta: Default::default(),
             prompt: None,
+            times: Default::default(),
+            fingerprint: None,
         }
     }
 

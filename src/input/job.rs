@@ -12,9 +12,10 @@ use crate::bedrock::native;
 use crate::bedrock::request::Api;
 use crate::bedrock::request::{Message, Request, Role, ServiceTier};
 use crate::config::Settings;
+use crate::input::fingerprint;
 use crate::input::reader::{json_type, Bad, Record};
 use crate::input::template::Template;
-use crate::outcome::{ErrorInfo, ErrorKind, Failure, Source};
+use crate::outcome::{ErrorInfo, ErrorKind, Failure, Source, Times};
 
 /// A row ready to send.
 #[derive(Debug, Clone)]
@@ -26,6 +27,9 @@ pub(crate) struct Job {
     /// verbatim, or the model's native body built from `request`.
     pub(crate) body: Option<Invoke>,
     pub(crate) meta: Map<String, Value>,
+    /// Of the request as sent (`fingerprint.rs`): written with the outcome so
+    /// a resume can tell the row was edited since.
+    pub(crate) fingerprint: String,
 }
 
 /// What InvokeModel sends for a row, and how to read the answer.
@@ -84,12 +88,14 @@ impl<'a> Columns<'a> {
                 if self.template.is_none() {
                     fields.remove(&s.prompt_column);
                 }
+                let fingerprint = fingerprint::of(s.api, &request, body.as_ref().map(|b| &b.body));
                 Ok(Job {
                     id,
                     source,
                     request,
                     body,
                     meta: meta_of(fields, s),
+                    fingerprint,
                 })
             }
             Err(message) => Err(Box::new(input_failure(
@@ -288,6 +294,9 @@ fn input_failure(
         attempts: 0,
         source,
         meta,
+        // Never sent: it starts and ends when it is read.
+        times: Times::since(std::time::SystemTime::now(), 0),
+        fingerprint: None,
     }
 }
 
@@ -399,13 +408,9 @@ fn as_f32(v: &Value) -> Option<f32> {
     }
 }
 
+/// A cell's value as quoted in a message.
 fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() > 40 {
-        format!("{}…", &s[..s.floor_char_boundary(40)])
-    } else {
-        s
-    }
+    crate::error::clip(&v.to_string(), 40)
 }
 
 #[cfg(test)]
@@ -441,6 +446,7 @@ mod tests {
             grace_period: Duration::from_secs(1),
             max_row_bytes: 1000,
             resume: ResumeMode::Continue,
+            on_changed: crate::config::OnChanged::Refuse,
             allow_duplicate_ids: false,
             include_prompt: false,
             cost: Default::default(),

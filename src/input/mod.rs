@@ -1,10 +1,17 @@
 //! Input: files of rows → one stream of rows with their final ids → requests.
 //!
-//! `reader` knows file formats, `template` renders prompts, `job` knows what
-//! each column means, `inventory` is the pass before anything is sent.
+//! `reader` knows file formats (`scanner` reads CSV records in bounded
+//! memory), `template` renders prompts, `job` knows what each column means
+//! (`fingerprint` hashes the request it builds), `inventory` is the pass
+//! before anything is sent.
 
+pub(crate) mod fingerprint;
 pub mod inventory;
 pub mod job;
 pub mod reader;
 pub mod rows;
+mod scanner;
 pub mod template;
+
+#[cfg(test)]
+mod properties;

@@ -5,12 +5,16 @@
 //! row at all (ragged CSV record, badly quoted CSV record, invalid JSON, a
 //! JSON line that is not an object, invalid UTF-8, a row over the size
 //! limit). A badly quoted record is reported at its first line and reading
-//! goes on from the next line, so an open quote cannot swallow later rows. What the columns *mean*
+//! goes on from the next line, so an open quote cannot swallow later rows;
+//! memory stays bounded by `max_row_bytes` whatever the file holds (CSV
+//! records come from `scanner.rs`, JSONL lines are cut at the limit). What the columns *mean*
 //! (id, prompt, parameters) is `job.rs`'s business. Only a file that cannot be
 //! opened or has no usable header is an error, and that is a setup error.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
+
+use crate::input::scanner::Scanner;
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -71,13 +75,8 @@ pub struct RowReader {
 
 enum Inner {
     Csv {
-        reader: Box<csv::Reader<LineIndex<Box<dyn Read + Send>>>>,
+        scanner: Box<Scanner>,
         headers: Vec<String>,
-        record: csv::ByteRecord,
-        /// Where `reader` started in the file: 0, or the line after a badly
-        /// quoted record (see [`RowReader::resync`]).
-        base: u64,
-        path: std::path::PathBuf,
     },
     Jsonl {
         reader: BufReader<Box<dyn Read + Send>>,
@@ -85,6 +84,10 @@ enum Inner {
         buf: Vec<u8>,
     },
 }
+
+/// Most columns a header may have: the ends of the header's fields are
+/// kept whole, so this bounds them.
+const MAX_COLUMNS: usize = 65_536;
 
 impl RowReader {
     /// Opens a file and, for CSV, reads and checks its header row.
@@ -101,47 +104,64 @@ impl RowReader {
         if file.metadata().is_ok_and(|m| m.is_file() && m.len() == 0) {
             return Err(err("the file is empty".into()));
         }
-        let read: Box<dyn Read + Send> = Box::new(file);
         let inner = match format {
             Format::Csv => {
-                let mut reader = Box::new(csv_reader(read, true, 0, 0));
-                let raw = reader
-                    .byte_headers()
-                    .map_err(|e| err(format!("line 1: cannot read the header row: {e}")))?
-                    .clone();
-                if raw.is_empty() || (raw.len() == 1 && raw[0].is_empty()) {
+                let mut scanner = Box::new(Scanner::new(file, max_row_bytes, MAX_COLUMNS + 1));
+                let read_err = |e: io::Error| err(format!("read failed: {}", io_message(&e)));
+                let Some(head) = scanner.next().map_err(read_err)? else {
                     return Err(err("line 1: no header row".into()));
+                };
+                let at = head.line;
+                // Without a header no row can be read, so a header that cannot
+                // be read is a setup error rather than a row to skip.
+                if let Some(problem) = head.problem {
+                    return Err(err(format!(
+                        "line {at}: the header row has malformed quoting: {problem}"
+                    )));
+                }
+                if head.count > MAX_COLUMNS {
+                    return Err(err(format!(
+                        "line {at}: the header row has {} columns, over the limit of {MAX_COLUMNS}",
+                        head.count
+                    )));
+                }
+                if head.size > max_row_bytes as u64 {
+                    return Err(err(format!(
+                        "line {at}: the header row is {} bytes, over the limit of {max_row_bytes} (max_row_bytes)",
+                        head.size
+                    )));
+                }
+                let raw: Vec<&[u8]> = (0..head.count).filter_map(|i| scanner.field(i)).collect();
+                if raw.is_empty() || (raw.len() == 1 && raw[0].is_empty()) {
+                    return Err(err(format!("line {at}: no header row")));
                 }
                 let mut headers = Vec::with_capacity(raw.len());
                 for (i, h) in raw.iter().enumerate() {
                     let h = std::str::from_utf8(h).map_err(|_| {
                         err(format!(
-                            "line 1: header column {} is not valid UTF-8",
+                            "line {at}: header column {} is not valid UTF-8",
                             i + 1
                         ))
                     })?;
-                    // csv passes a UTF-8 BOM through as part of the first name.
                     let h = h.trim_start_matches('\u{feff}').trim().to_string();
                     if h.is_empty() {
-                        return Err(err(format!("line 1: header column {} has no name", i + 1)));
+                        return Err(err(format!(
+                            "line {at}: header column {} has no name",
+                            i + 1
+                        )));
                     }
                     if headers.contains(&h) {
                         return Err(err(format!(
-                            "line 1: column `{h}` appears twice in the header"
+                            "line {at}: column `{h}` appears twice in the header"
                         )));
                     }
                     headers.push(h);
                 }
-                Inner::Csv {
-                    reader,
-                    headers,
-                    record: csv::ByteRecord::new(),
-                    base: 0,
-                    path: path.to_path_buf(),
-                }
+                scanner.keep_fields(headers.len() + 1);
+                Inner::Csv { scanner, headers }
             }
             Format::Jsonl => Inner::Jsonl {
-                reader: BufReader::with_capacity(64 * 1024, read),
+                reader: BufReader::with_capacity(64 * 1024, Box::new(file) as Box<dyn Read + Send>),
                 line: 0,
                 buf: Vec::new(),
             },
@@ -165,65 +185,29 @@ impl RowReader {
         &self.name
     }
 
+    /// Bytes held for reading, whatever the file holds (property tests).
+    #[cfg(test)]
+    pub(crate) fn held_bytes(&self) -> usize {
+        match &self.inner {
+            Inner::Csv { scanner, .. } => scanner.held_bytes(),
+            Inner::Jsonl { reader, buf, .. } => reader.capacity() + buf.capacity(),
+        }
+    }
+
     /// The next row, `None` at the end. An I/O error mid-file is fatal: the
     /// rows after it cannot be accounted for.
     pub fn next_item(&mut self) -> anyhow::Result<Option<Item>> {
         let name = &self.name;
         let max = self.max_row_bytes;
         match &mut self.inner {
-            Inner::Csv {
-                reader,
-                headers,
-                record,
-                base,
-                path,
-            } => {
-                let more = reader
-                    .read_byte_record(record)
-                    .map_err(|e| input_error(name, format!("read failed: {e}")))?;
-                if !more {
+            Inner::Csv { scanner, headers } => {
+                let Some(scanned) = scanner
+                    .next()
+                    .map_err(|e| input_error(name, format!("read failed: {}", io_message(&e))))?
+                else {
                     return Ok(None);
-                }
-                // csv's own line count is wrong for CRLF files; count ourselves.
-                let start = *base + record.position().map_or(0, |p| p.byte());
-                let end = *base + reader.position().byte();
-                let index = reader.get_ref();
-                let line = index.line_at(start);
-                let Some((problem, next_line)) = index.quoting_problem(start, end) else {
-                    return Ok(Some(csv_item(name, headers, record, line, max)));
                 };
-                // csv reads a quote that never closes (or closes early) as
-                // one field running over the following lines, which would
-                // swallow those rows into this one's prompt. Report this
-                // line alone and read on from the next one.
-                // Fields before the one that runs over a line end are this row's own.
-                let mut fields = Map::new();
-                for (col, raw) in headers.iter().zip(record.iter()) {
-                    match std::str::from_utf8(raw) {
-                        Ok(v) if !v.contains('\n') => {
-                            fields.insert(col.clone(), Value::String(v.to_string()));
-                        }
-                        _ => break,
-                    }
-                }
-                let bad = Item::Bad(Bad {
-                    source: Source {
-                        file: name.clone(),
-                        line,
-                    },
-                    fields: salvage(fields),
-                    message: format!("malformed quoting: {problem}"),
-                });
-                if let Some(offset) = next_line.filter(|&o| o < end) {
-                    **reader = reopen_at(path, offset, line).map_err(|e| {
-                        input_error(
-                            name,
-                            format!("line {}: cannot read on: {}", line + 1, io_message(&e)),
-                        )
-                    })?;
-                    *base = offset;
-                }
-                Ok(Some(bad))
+                Ok(Some(csv_item(name, headers, scanner, &scanned, max)))
             }
             Inner::Jsonl { reader, line, buf } => loop {
                 buf.clear();
@@ -277,171 +261,43 @@ fn input_error(path: &str, message: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("{path}: {message}")
 }
 
-/// A CSV reader over `read`, which starts at byte `offset` of the file, on
-/// line `lines_before + 1`.
-fn csv_reader<R: Read>(
-    read: R,
-    has_headers: bool,
-    offset: u64,
-    lines_before: u64,
-) -> csv::Reader<LineIndex<R>> {
-    csv::ReaderBuilder::new()
-        .has_headers(has_headers)
-        // Ragged records are reported per row, not as a reader error.
-        .flexible(true)
-        .buffer_capacity(64 * 1024)
-        .from_reader(LineIndex::new(read, offset, lines_before))
-}
-
-/// A fresh reader (no header) from byte `offset`, the start of line `line + 1`.
-fn reopen_at(
-    path: &Path,
-    offset: u64,
-    line: u64,
-) -> io::Result<csv::Reader<LineIndex<Box<dyn Read + Send>>>> {
-    use std::io::Seek;
-    let mut file = File::open(path)?;
-    file.seek(io::SeekFrom::Start(offset))?;
-    let read: Box<dyn Read + Send> = Box::new(file);
-    Ok(csv_reader(read, false, offset, line))
-}
-
-/// Remembers where the newlines are in the bytes csv has read ahead, so a
-/// record's byte offset can be turned into its line number, and keeps those
-/// bytes so a record's quoting can be checked. Only what lies past the last
-/// asked-for offset is kept: memory is bounded by csv's buffer and the record.
-struct LineIndex<R> {
-    inner: R,
-    offset: u64,
-    state: std::cell::RefCell<LineState>,
-}
-
-#[derive(Default)]
-struct LineState {
-    newlines: std::collections::VecDeque<u64>,
-    before: u64,
-    /// The bytes from file offset `raw_start` on.
-    raw: std::collections::VecDeque<u8>,
-    raw_start: u64,
-}
-
-impl<R: Read> LineIndex<R> {
-    fn new(inner: R, offset: u64, lines_before: u64) -> Self {
-        LineIndex {
-            inner,
-            offset,
-            state: std::cell::RefCell::new(LineState {
-                before: lines_before,
-                raw_start: offset,
-                ..Default::default()
-            }),
-        }
-    }
-
-    /// The 1-based line of byte `start`. For CRLF files csv reports a record
-    /// as starting at the `\n` of the previous line end, so a newline *at*
-    /// `start` counts as before it. Offsets must be asked in increasing order.
-    fn line_at(&self, start: u64) -> u64 {
-        let mut st = self.state.borrow_mut();
-        while st.newlines.front().is_some_and(|&n| n <= start) {
-            st.newlines.pop_front();
-            st.before += 1;
-        }
-        st.before + 1
-    }
-
-    /// Checks the quoting of the record in bytes `start..end`: what is wrong,
-    /// and the offset of the line after the record's first line. Bytes
-    /// before `start` are forgotten.
-    fn quoting_problem(&self, start: u64, end: u64) -> Option<(&'static str, Option<u64>)> {
-        let mut st = self.state.borrow_mut();
-        let drop = (start.saturating_sub(st.raw_start) as usize).min(st.raw.len());
-        st.raw.drain(..drop);
-        st.raw_start += drop as u64;
-        let len = (end.saturating_sub(st.raw_start) as usize).min(st.raw.len());
-        let raw = &st.raw.make_contiguous()[..len];
-        // A CRLF record "starts" at the previous line's `\n`; blank lines
-        // before a record are not part of it.
-        let lead = raw
-            .iter()
-            .take_while(|&&b| b == b'\n' || b == b'\r')
-            .count();
-        let problem = quoting_problem(&raw[lead..])?;
-        let next_line = raw[lead..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|i| st.raw_start + (lead + i + 1) as u64);
-        Some((problem, next_line))
-    }
-}
-
-impl<R: Read> Read for LineIndex<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut st = self.state.borrow_mut();
-        for (i, b) in buf[..n].iter().enumerate() {
-            if *b == b'\n' {
-                st.newlines.push_back(self.offset + i as u64);
-            }
-        }
-        st.raw.extend(&buf[..n]);
-        self.offset += n as u64;
-        Ok(n)
-    }
-}
-
-/// What is wrong with the quoting of one CSV record's bytes, if anything:
-/// a field that opens with a quote must close with one followed by a comma
-/// or the end of the line. A quote inside an unquoted field is taken
-/// literally (as csv does): it cannot swallow other rows.
-fn quoting_problem(raw: &[u8]) -> Option<&'static str> {
-    let mut i = 0;
-    loop {
-        if raw.get(i) == Some(&b'"') {
-            i += 1;
-            loop {
-                let Some(p) = raw[i..].iter().position(|&b| b == b'"') else {
-                    return Some("a quoted field is never closed");
-                };
-                i += p + 1;
-                if raw.get(i) == Some(&b'"') {
-                    i += 1; // `""` is an escaped quote
-                } else {
-                    break;
-                }
-            }
-            match raw.get(i) {
-                Some(b',') => i += 1,
-                None | Some(b'\r') | Some(b'\n') => return None,
-                Some(_) => return Some("text after a closing quote"),
-            }
-        } else {
-            match raw[i..]
-                .iter()
-                .position(|&b| b == b',' || b == b'\n' || b == b'\r')
-            {
-                Some(p) if raw[i + p] == b',' => i += p + 1,
-                _ => return None,
-            }
-        }
-    }
-}
-
 fn csv_item(
     name: &str,
     headers: &[String],
-    record: &csv::ByteRecord,
-    line: u64,
+    scanner: &Scanner,
+    scanned: &crate::input::scanner::Scanned,
     max: usize,
 ) -> Item {
     let source = Source {
         file: name.to_string(),
-        line,
+        line: scanned.line,
     };
+    if let Some(problem) = scanned.problem {
+        // csv reads a quote that never closes (or closes early) as one field
+        // running over the following lines, which would swallow those rows
+        // into this one's prompt: the scanner reports this line alone and
+        // reads on from the next. Fields before the one that runs over a
+        // line end are this row's own.
+        let mut fields = Map::new();
+        for (i, col) in headers.iter().enumerate() {
+            match scanner.field(i).map(std::str::from_utf8) {
+                Some(Ok(v)) if !v.contains('\n') => {
+                    fields.insert(col.clone(), Value::String(v.to_string()));
+                }
+                _ => break,
+            }
+        }
+        return Item::Bad(Bad {
+            source,
+            fields: salvage(fields),
+            message: format!("malformed quoting: {problem}"),
+        });
+    }
     let mut fields = Map::new();
     let mut problem = None;
-    for (i, raw) in record.iter().enumerate() {
-        let Some(col) = headers.get(i) else { break };
+    for (i, col) in headers.iter().enumerate().take(scanned.count) {
+        // A field past the kept bytes of an over-long record is not kept.
+        let Some(raw) = scanner.field(i) else { break };
         match std::str::from_utf8(raw) {
             Ok(v) => {
                 fields.insert(col.clone(), Value::String(v.to_string()));
@@ -454,22 +310,23 @@ fn csv_item(
             }
         }
     }
-    let size = record.as_slice().len();
-    if size > max {
+    let size = scanned.size;
+    if size > max as u64 {
         return Item::Bad(Bad {
             source,
             fields: salvage(fields),
             message: format!("row is {size} bytes, over the limit of {max} (max_row_bytes)"),
         });
     }
-    if record.len() != headers.len() {
+    let count = scanned.count;
+    if count != headers.len() {
         return Item::Bad(Bad {
             source,
             fields: salvage(fields),
             message: format!(
                 "record has {} field{}, the header has {}",
-                record.len(),
-                if record.len() == 1 { "" } else { "s" },
+                count,
+                if count == 1 { "" } else { "s" },
                 headers.len()
             ),
         });

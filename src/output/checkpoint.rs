@@ -7,12 +7,14 @@
 //! `failures.jsonl` for `--retry-failures` (rewritten atomically: temp file +
 //! rename), and collect the ids already done so the runner skips them.
 //!
-//! Done ids are kept as 128-bit hashes in a sorted vector: 16 bytes a row, so
-//! a million-row resume costs 16 MB, and a false match would need a 2^-128
-//! coincidence.
+//! Done ids are kept as 128-bit hashes in a sorted vector, each with the
+//! fingerprint of the request that answered it (`input/fingerprint.rs`): 24
+//! bytes a row, so a million-row resume costs 24 MB, and a false match would
+//! need a 2^-128 coincidence. `superseded.jsonl` holds the earlier lines of
+//! rows sent again because their request changed (`changed.rs`).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
@@ -22,7 +24,7 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 
 use crate::config::ResumeMode;
-use crate::input::rows::id_hash;
+pub(crate) use crate::input::rows::id_hash;
 use crate::output::fs::write_atomic;
 use crate::output::manifest::{self, Manifest};
 use crate::output::sink::{FAILURES, RESULTS};
@@ -30,20 +32,104 @@ use crate::output::summary::{Latency, Tokens};
 
 pub const SUMMARY: &str = "summary.json";
 
-/// A set of ids, by 128-bit hash.
+pub const SUPERSEDED: &str = "superseded.jsonl";
+
+/// A set of ids, by 128-bit hash, each with what its line recorded of the
+/// request (see [`Recorded`]): one sorted vector of `[hash high, hash low,
+/// recorded code]`, 24 bytes an id with nothing built beside it.
 #[derive(Debug, Default, Clone)]
 pub struct IdSet {
-    sorted: Vec<u128>,
+    sorted: Vec<[u64; 3]>,
+}
+
+fn entry(hash: u128, recorded: Recorded) -> [u64; 3] {
+    [(hash >> 64) as u64, hash as u64, recorded.code()]
+}
+
+fn key(e: &[u64; 3]) -> (u64, u64) {
+    (e[0], e[1])
+}
+
+/// What a done line says about the request that ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// Written before fingerprints existed: whether it changed is unknown.
+    Unknown,
+    /// An input error: nothing was sent.
+    NotSent,
+    /// The fingerprint of the request sent, as 64 bits.
+    Sent(u64),
+}
+
+impl Recorded {
+    /// Parses a line's `fingerprint` (16 hex digits) and error kind.
+    pub(crate) fn of_line(fingerprint: Option<&str>, input_error: bool) -> Recorded {
+        match fingerprint.and_then(|f| u64::from_str_radix(f, 16).ok()) {
+            Some(fp) => Recorded::Sent(fp),
+            None if input_error => Recorded::NotSent,
+            None => Recorded::Unknown,
+        }
+    }
+
+    /// 0 and 1 stand for Unknown and NotSent; a fingerprint that is 0 or 1
+    /// (a 2^-63 chance) is stored as 2, which can only hide an edit to that row.
+    fn code(self) -> u64 {
+        match self {
+            Recorded::Unknown => 0,
+            Recorded::NotSent => 1,
+            Recorded::Sent(fp) => fp.max(2),
+        }
+    }
+
+    fn from_code(code: u64) -> Recorded {
+        match code {
+            0 => Recorded::Unknown,
+            1 => Recorded::NotSent,
+            fp => Recorded::Sent(fp),
+        }
+    }
+
+    /// Compares with a fingerprint as [`Recorded::code`] stores it.
+    pub(crate) fn same_as(self, now: Recorded) -> bool {
+        self.code() == now.code()
+    }
 }
 
 impl IdSet {
-    pub fn from_hashes(mut v: Vec<u128>) -> IdSet {
-        v.sort_unstable();
-        v.dedup();
+    pub fn from_hashes(v: Vec<u128>) -> IdSet {
+        IdSet::from_entries(v.into_iter().map(|h| entry(h, Recorded::Unknown)).collect())
+    }
+    /// The first line of an id wins; there is only one unless the files were edited.
+    fn from_entries(mut v: Vec<[u64; 3]>) -> IdSet {
+        v.sort_by_key(key);
+        v.dedup_by_key(|e| key(e));
         IdSet { sorted: v }
     }
+    fn find(&self, id: &str) -> Option<&[u64; 3]> {
+        let h = id_hash(id);
+        let k = ((h >> 64) as u64, h as u64);
+        let i = self.sorted.binary_search_by_key(&k, key).ok()?;
+        Some(&self.sorted[i])
+    }
     pub fn contains(&self, id: &str) -> bool {
-        self.sorted.binary_search(&id_hash(id)).is_ok()
+        self.find(id).is_some()
+    }
+    /// What the done line of `id` recorded, `None` when `id` is not done.
+    pub(crate) fn recorded(&self, id: &str) -> Option<Recorded> {
+        self.find(id).map(|e| Recorded::from_code(e[2]))
+    }
+    /// Whether any line recorded its request (fingerprint or input error):
+    /// files written before fingerprints existed record none.
+    pub(crate) fn any_recorded(&self) -> bool {
+        self.sorted.iter().any(|e| e[2] != 0)
+    }
+    /// Without the ids whose hashes are in `gone` (sorted).
+    pub(crate) fn without(mut self, gone: &[u128]) -> IdSet {
+        self.sorted.retain(|e| {
+            let h = ((e[0] as u128) << 64) | e[1] as u128;
+            gone.binary_search(&h).is_err()
+        });
+        self
     }
     pub fn len(&self) -> usize {
         self.sorted.len()
@@ -89,6 +175,15 @@ impl Default for Earlier {
 }
 
 impl Earlier {
+    /// Counts what `dir`'s results and failures files hold now.
+    pub(crate) fn read(dir: &Path) -> anyhow::Result<Earlier> {
+        let mut earlier = Earlier::default();
+        for name in [RESULTS, FAILURES] {
+            for_each_record(&dir.join(name), |_, rec| earlier.count(&rec))?;
+        }
+        Ok(earlier)
+    }
+
     fn count(&mut self, rec: &Line) {
         self.attempts += u64::from(rec.attempts.unwrap_or(0));
         match &rec.error {
@@ -114,7 +209,7 @@ impl Earlier {
 pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<Checkpoint> {
     let mut cp = Checkpoint::default();
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let names = [RESULTS, FAILURES, SUMMARY, manifest::FILE];
+    let names = [RESULTS, FAILURES, SUPERSEDED, SUMMARY, manifest::FILE];
     let existing: Vec<&str> = names
         .iter()
         .copied()
@@ -159,7 +254,7 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
     }
     write_atomic(&dir.join(manifest::FILE), &serde_json::to_vec_pretty(job)?)?;
 
-    let mut hashes = Vec::new();
+    let mut records = Vec::new();
     for name in [RESULTS, FAILURES] {
         let path = dir.join(name);
         if let Some(note) = repair_torn_tail(&path)? {
@@ -174,11 +269,11 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
     }
     for name in [RESULTS, FAILURES] {
         for_each_record(&dir.join(name), |_, rec| {
-            hashes.push(id_hash(&rec.id));
+            records.push(entry(id_hash(&rec.id), rec.recorded()));
             cp.earlier.count(&rec);
         })?;
     }
-    cp.done = IdSet::from_hashes(hashes);
+    cp.done = IdSet::from_entries(records);
     Ok(cp)
 }
 
@@ -214,6 +309,15 @@ struct Line {
     latency_ms: Option<u64>,
     #[serde(default)]
     attempts: Option<u32>,
+    #[serde(default)]
+    fingerprint: Option<String>,
+}
+
+impl Line {
+    fn recorded(&self) -> Recorded {
+        let input = self.error.as_ref().is_some_and(|e| e.kind == "input");
+        Recorded::of_line(self.fingerprint.as_deref(), input)
+    }
 }
 
 #[derive(Deserialize)]
@@ -294,6 +398,61 @@ fn for_each_record(path: &Path, mut each: impl FnMut(&str, Line)) -> anyhow::Res
         each(&line, rec);
     }
     Ok(())
+}
+
+/// Moves the lines of the ids in `gone` (sorted hashes) out of
+/// results.jsonl and failures.jsonl into superseded.jsonl, so each id has
+/// at most one current line. The moved lines are appended and synced first,
+/// then each file is replaced atomically, streaming, so a crash in between
+/// leaves a line in both places (moved again next time), never in neither.
+/// Returns how many lines moved.
+pub(crate) fn supersede(dir: &Path, gone: &[u128]) -> anyhow::Result<usize> {
+    let aside_path = dir.join(SUPERSEDED);
+    let mut aside = crate::output::fs::open_append(&aside_path)?;
+    let mut moved = 0;
+    for name in [RESULTS, FAILURES] {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut kept = std::io::BufWriter::new(
+            crate::output::fs::owner_only()
+                .write(true)
+                .truncate(true)
+                .open(&tmp)
+                .with_context(|| format!("{}: cannot write", tmp.display()))?,
+        );
+        let mut result = Ok(());
+        let mut here = 0;
+        for_each_record(&path, |line, rec| {
+            if result.is_err() {
+                return;
+            }
+            let out: &mut dyn Write = if gone.binary_search(&id_hash(&rec.id)).is_ok() {
+                here += 1;
+                &mut aside
+            } else {
+                &mut kept
+            };
+            result = out
+                .write_all(line.as_bytes())
+                .and_then(|()| out.write_all(b"\n"));
+        })?;
+        result.with_context(|| format!("{}: cannot write", tmp.display()))?;
+        aside
+            .sync_all()
+            .with_context(|| format!("{}: cannot write", aside_path.display()))?;
+        let kept = kept
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("{}: cannot write", tmp.display()))?;
+        kept.sync_all()?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("{}: cannot replace", path.display()))?;
+        moved += here;
+    }
+    Ok(moved)
 }
 
 /// Removes the failures to retry (all, or those of `kinds`) from the file,

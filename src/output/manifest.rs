@@ -112,11 +112,7 @@ impl Manifest {
     }
 }
 
+/// A setting's value as quoted in the "holds a different job" message.
 fn short(v: &serde_json::Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 60 {
-        format!("{}…", s.chars().take(60).collect::<String>())
-    } else {
-        s
-    }
+    crate::error::clip(&v.to_string(), 60)
 }

@@ -1,8 +1,12 @@
 //! What a run leaves behind and shows: the single writer (`sink`), resume
-//! state (`checkpoint`, `manifest`), the summary and the progress display.
+//! state (`checkpoint`, `manifest`, `changed` for rows edited since they
+//! were answered), the one-run-per-directory `lock`, the summary and the
+//! progress display.
 
+pub(crate) mod changed;
 pub mod checkpoint;
 pub(crate) mod fs;
+pub(crate) mod lock;
 pub mod manifest;
 pub mod progress;
 pub(crate) mod sink;

@@ -176,9 +176,9 @@ fn what_to_check(kind: ErrorKind) -> &'static str {
         ErrorKind::Validation => {
             "check the model id (and that it supports the API in use) and the inference parameters"
         }
-        ErrorKind::AccessDenied => {
-            "`bedrock-batch policy` prints the policy the role needs; `bedrock-batch whoami` shows the role in use"
-        }
+        // Bedrock's message names the caller and the resource, and the
+        // classifier has added the `bedrock-batch policy` hint to it.
+        ErrorKind::AccessDenied => "`bedrock-batch whoami` shows the role in use",
         ErrorKind::NotFound => {
             "check the model id and that the model is offered in this region (`bedrock-batch whoami` shows the region)"
         }

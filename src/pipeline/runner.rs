@@ -36,9 +36,11 @@ use crate::input::job::{Columns, Job};
 use crate::input::reader::Item;
 use crate::input::rows::{Repeated, Rows};
 use crate::input::template::Template;
-use crate::outcome::{ErrorInfo, ErrorKind, Failure, Outcome, Success};
+use crate::outcome::{ErrorInfo, ErrorKind, Failure, Outcome, Success, Times};
+use crate::output::changed;
 use crate::output::checkpoint::{self, Earlier, IdSet};
 use crate::output::fs::write_atomic;
+use crate::output::lock::{self, DirLock};
 use crate::output::manifest::Manifest;
 use crate::output::progress::Progress;
 use crate::output::sink::{self, Event, Output};
@@ -82,6 +84,8 @@ const EVENTS_AHEAD: usize = 1024;
 pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let prepared = prepare(settings).await?;
+    // Held until the run returns (see `output/lock.rs`).
+    let _lock = prepared.lock;
     let settings = prepared.settings.clone();
     let rows = prepared.inventory.rows;
 
@@ -192,6 +196,8 @@ struct Prepared {
     done: IdSet,
     earlier: Earlier,
     session: auth::Session,
+    /// This run's hold on the output directory.
+    lock: DirLock,
 }
 
 /// Reads every input once (counts, duplicate ids, template columns), gets
@@ -209,6 +215,9 @@ async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
             .await
             .context("input scan panicked")??
     };
+    // Before the directory is read: a second run into it is refused here,
+    // before it reads the done set or sends anything.
+    let lock = lock::acquire(&settings.output_dir)?;
     let checkpoint = checkpoint::prepare(
         &settings.output_dir,
         &settings.resume,
@@ -217,6 +226,19 @@ async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     for note in &checkpoint.notes {
         tracing::warn!("{note}");
     }
+    // Rows edited since they were answered: refused, resent or kept.
+    let done_before = checkpoint.done.len();
+    let (done, note) =
+        changed::settle(&settings, template.as_deref(), &inventory, checkpoint.done)?;
+    if let Some(note) = note {
+        tracing::warn!("{note}");
+    }
+    // Lines moved to superseded.jsonl no longer count for the job.
+    let earlier = if done.len() < done_before {
+        Earlier::read(&settings.output_dir)?
+    } else {
+        checkpoint.earlier
+    };
     let session = auth::connect(&AuthSettings {
         region: settings.region.clone(),
         profile: settings.profile.clone(),
@@ -232,14 +254,16 @@ async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
             .map(|r| r.to_string())
             .unwrap_or_default()
     );
+    crate::report::context::record(&settings, &session).await;
     warn_about_token_budget(&settings);
     Ok(Prepared {
         settings,
         template,
         inventory,
-        done: checkpoint.done,
-        earlier: checkpoint.earlier,
+        done,
+        earlier,
         session,
+        lock,
     })
 }
 
@@ -556,6 +580,7 @@ async fn process(
     caller: Arc<Caller>,
 ) {
     let started = Instant::now();
+    let (started_at, mut throttles) = (std::time::SystemTime::now(), 0u32);
     let input_bytes = job.request.input_chars();
     let mut ticket = first;
     let mut attempt = 1u32;
@@ -573,6 +598,7 @@ async fn process(
                     input_bytes,
                 );
                 let cost = caller.meter.answered(&job, &answer, hold);
+                let times = Times::since(started_at, throttles);
                 let success = succeeded(
                     job,
                     answer,
@@ -580,6 +606,7 @@ async fn process(
                     latency_ms,
                     attempt,
                     caller.include_prompt,
+                    times,
                 );
                 caller.finish(Outcome::Succeeded(success), permit).await;
                 return;
@@ -601,6 +628,7 @@ async fn process(
         }
         match error.throttle {
             Some(quota) => {
+                throttles += 1;
                 caller.limiter.throttled(ticket, quota);
             }
             None => caller.limiter.release(ticket),
@@ -622,7 +650,15 @@ async fn process(
         let Some(wait) = wait else {
             caller.meter.failed(error.kind, error.tier_refused, hold);
             caller
-                .finish(Outcome::Failed(failed(job, error, attempt)), permit)
+                .finish(
+                    Outcome::Failed(failed(
+                        job,
+                        error,
+                        attempt,
+                        Times::since(started_at, throttles),
+                    )),
+                    permit,
+                )
                 .await;
             return;
         };
@@ -663,6 +699,7 @@ fn succeeded(
     latency_ms: u64,
     attempt: u32,
     include_prompt: bool,
+    times: Times,
 ) -> Success {
     let prompt = include_prompt.then(|| match (job.request.messages.as_slice(), &job.body) {
         ([one], _) => serde_json::Value::String(one.text.clone()),
@@ -684,11 +721,13 @@ fn succeeded(
         source: job.source,
         meta: job.meta,
         prompt,
+        times,
+        fingerprint: Some(job.fingerprint),
     }
 }
 
 /// The failures line of a row whose last attempt failed with `error`.
-fn failed(job: Job, error: Classified, attempts: u32) -> Failure {
+fn failed(job: Job, error: Classified, attempts: u32, times: Times) -> Failure {
     Failure {
         id: job.id,
         model: job.request.model,
@@ -700,5 +739,7 @@ fn failed(job: Job, error: Classified, attempts: u32) -> Failure {
         attempts,
         source: job.source,
         meta: job.meta,
+        times,
+        fingerprint: Some(job.fingerprint),
     }
 }

@@ -57,6 +57,10 @@ async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_r
         "{err}"
     );
     assert!(err.contains("`bedrock-batch policy`"), "{err}");
+    assert!(
+        err.contains("arn:aws:bedrock:ap-northeast-2::foundation-model/"),
+        "names the resource: {err}"
+    );
     assert_eq!(
         err.lines().filter(|l| l.starts_with("error:")).count(),
         1,
@@ -68,6 +72,15 @@ async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_r
     assert!(ws.results().is_empty());
     assert_eq!(ws.failures().len(), sent, "each refused row recorded once");
     assert_eq!(ws.summary()["stopped_by"], "breaker");
+    // The report is written on this stop too.
+    assert!(ws.out().join("report.html").exists());
+    assert!(
+        err.contains(&format!(
+            "report:   {}",
+            ws.out().join("report.html").display()
+        )),
+        "{err}"
+    );
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(ws.out().join("manifest.json")).unwrap())
             .unwrap();

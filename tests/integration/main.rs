@@ -26,3 +26,13 @@ mod breaker;
 mod throughput;
 // Money: cost per row and in the summary, the budget, service tiers, prompt caching, --dry-run.
 mod cost;
+// Headless Chromium over the DevTools protocol, for tests that look at a page.
+mod browser;
+// The HTML report in a real browser, `report -o`, `report --compare`, and run's closing table.
+mod report;
+// One run per output directory: a second run is refused while the first holds the lock.
+mod lock;
+// A prompt edited under the same id: fingerprints, --on-changed refuse/keep/resend.
+mod changed;
+// Properties of resume: random kills, torn lines and faults never lose or double a row.
+mod properties;

@@ -19,7 +19,7 @@ use crate::resume::{assert_each_id_once, paid_calls};
 
 /// Starts `run` with `args` in the background; its stdout and stderr go to
 /// `<tag>.stdout` / `<tag>.stderr` in the workspace.
-fn spawn(ws: &Workspace, tag: &str, args: &[&str]) -> Child {
+pub fn spawn(ws: &Workspace, tag: &str, args: &[&str]) -> Child {
     let mut c = ws.command();
     c.args(["run", "--config", "/dev/null", "--output-dir"])
         .arg(ws.out())
@@ -35,24 +35,24 @@ fn spawn(ws: &Workspace, tag: &str, args: &[&str]) -> Child {
         .expect("start the binary")
 }
 
-fn signal(child: &Child, sig: libc::c_int) {
+pub fn signal(child: &Child, sig: libc::c_int) {
     let pid = child.id().expect("still running") as libc::pid_t;
     // SAFETY: kill(2) with a pid we started and have not reaped.
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid} {sig}");
 }
 
-fn stderr_of(ws: &Workspace, tag: &str) -> String {
+pub fn stderr_of(ws: &Workspace, tag: &str) -> String {
     std::fs::read_to_string(ws.path(&format!("{tag}.stderr"))).unwrap_or_default()
 }
 
-fn lines(ws: &Workspace, name: &str) -> usize {
+pub fn lines(ws: &Workspace, name: &str) -> usize {
     std::fs::read_to_string(ws.out().join(name))
         .map(|t| t.matches('\n').count())
         .unwrap_or(0)
 }
 
 /// Polls `done` every 10 ms for up to 60 s.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
+pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -118,6 +118,10 @@ async fn first_signal_lets_calls_in_flight_finish(sig: libc::c_int, code: i32, n
     assert_eq!(paid, written as u64);
     let stdout = std::fs::read_to_string(ws.path("first.stdout")).unwrap();
     assert!(stdout.contains(&format!("stopped by {name}")), "{stdout}");
+    // The report is written on a stop too, and says why the run stopped.
+    let report = std::fs::read_to_string(ws.out().join("report.html")).expect("report.html");
+    assert!(report.contains(&format!("\"stopped_by\":\"{name}\"")));
+    assert!(stdout.contains("report:   "), "{stdout}");
 
     let mut child = spawn(&ws, "resume", &args);
     let status = child.wait().await.unwrap();

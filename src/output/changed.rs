@@ -1,0 +1,139 @@
+//! Rows edited since they were answered: a resume goes by id, so without
+//! this a prompt fixed in the input after a run would be skipped and its old
+//! answer kept without a word.
+//!
+//! Before anything is sent, a resume reads the inputs once more and, for
+//! each id already done, compares the fingerprint of the request it would
+//! send now (`input/fingerprint.rs`) with the one its line recorded. An
+//! input error recorded no request: a row that was unusable and now builds
+//! counts as changed too. Lines written before fingerprints existed are
+//! never reported (nothing to compare). Then `on_changed` decides:
+//! `refuse` stops the run (exit 2) naming the first rows, `resend` moves
+//! their old lines to superseded.jsonl so they are sent again, `keep` warns
+//! and keeps the old answers.
+//!
+//! Not here: how the done set is collected (`checkpoint.rs`), how ids are
+//! given (`input/rows.rs`, the one row stream every pass reads).
+
+use anyhow::Context;
+
+use crate::config::{OnChanged, Settings};
+use crate::input::inventory::{self, Inventory};
+use crate::input::job::Columns;
+use crate::input::reader::Item;
+use crate::input::rows::{id_hash, Rows};
+use crate::input::template::Template;
+use crate::outcome::Source;
+use crate::output::checkpoint::{self, IdSet, Recorded};
+
+/// Changed rows named in the refusal.
+const SHOW: usize = 5;
+
+/// The done rows whose request changed.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    /// How many.
+    pub(crate) count: u64,
+    /// The first few, with where they are now.
+    pub(crate) first: Vec<(String, Source)>,
+    /// Every one, by id hash, sorted.
+    pub(crate) hashes: Vec<u128>,
+}
+
+/// Applies `settings.on_changed` to the rows of `done` whose request
+/// changed. Returns the done set the run should skip, and a note for the
+/// person running it when there is one.
+pub(crate) fn settle(
+    settings: &Settings,
+    template: Option<&Template>,
+    inventory: &Inventory,
+    done: IdSet,
+) -> anyhow::Result<(IdSet, Option<String>)> {
+    // Nothing to compare: no second pass over the inputs.
+    if !done.any_recorded() {
+        return Ok((done, None));
+    }
+    let changes = find(settings, template, inventory, &done)?;
+    if changes.count == 0 {
+        return Ok((done, None));
+    }
+    let n = changes.count;
+    match settings.on_changed {
+        OnChanged::Refuse => Err(anyhow::anyhow!(
+            "{}: {n} row(s) changed since they were answered: {}; pass --on-changed resend to send them again (their old lines move to {}) or --on-changed keep to keep the old answers",
+            settings.output_dir.display(),
+            listed(&changes),
+            checkpoint::SUPERSEDED,
+        )),
+        OnChanged::Keep => Ok((
+            done,
+            Some(format!(
+                "{n} row(s) changed since they were answered ({}); kept their old answers (on_changed = keep)",
+                listed(&changes)
+            )),
+        )),
+        OnChanged::Resend => {
+            let moved = checkpoint::supersede(&settings.output_dir, &changes.hashes)
+                .with_context(|| format!("{}: --on-changed resend", settings.output_dir.display()))?;
+            Ok((
+                done.without(&changes.hashes),
+                Some(format!(
+                    "{n} row(s) changed since they were answered ({}); sending them again, {moved} old line(s) moved to {}",
+                    listed(&changes),
+                    checkpoint::SUPERSEDED
+                )),
+            ))
+        }
+    }
+}
+
+fn listed(changes: &Changes) -> String {
+    let mut shown: Vec<String> = changes
+        .first
+        .iter()
+        .map(|(id, at)| format!("`{id}` ({at})"))
+        .collect();
+    let more = changes.count.saturating_sub(changes.first.len() as u64);
+    if more > 0 {
+        shown.push(format!("and {more} more"));
+    }
+    shown.join(", ")
+}
+
+/// Reads the inputs and compares every done row's request with its record.
+pub(crate) fn find(
+    settings: &Settings,
+    template: Option<&Template>,
+    inventory: &Inventory,
+    done: &IdSet,
+) -> anyhow::Result<Changes> {
+    let columns = Columns::new(settings, template);
+    let mut changes = Changes::default();
+    let spec = inventory::spec(settings, template);
+    for row in Rows::new(spec, Some(&inventory.repeated)) {
+        let row = row?;
+        let Some(was) = done.recorded(&row.id) else {
+            continue;
+        };
+        if was == Recorded::Unknown {
+            continue;
+        }
+        let source = row.source().clone();
+        let now = match row.item {
+            Item::Record(r) => match columns.job(r, row.id.clone()) {
+                Ok(job) => Recorded::of_line(Some(&job.fingerprint), false),
+                Err(_) => Recorded::NotSent,
+            },
+            Item::Bad(_) => Recorded::NotSent,
+        };
+        if !was.same_as(now) {
+            changes.count += 1;
+            changes.hashes.push(id_hash(&row.id));
+            if changes.first.len() < SHOW {
+                changes.first.push((row.id, source));
+            }
+        }
+    }
+    changes.hashes.sort_unstable();
+    Ok(changes)
+}
