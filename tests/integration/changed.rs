@@ -50,9 +50,10 @@ async fn an_edited_prompt_is_refused_kept_or_resent() {
     );
     assert_eq!(emu.stats().requests, 4);
 
-    // Unchanged: a resume sends nothing and says nothing about changes.
+    // Unchanged: a resume sends nothing and says nothing about changes
+    // (exit 1: r5's input failure is still in the job).
     let out = run(&ws, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("changed"),
         "{}",
@@ -71,15 +72,16 @@ async fn an_edited_prompt_is_refused_kept_or_resent() {
     );
     assert_eq!(emu.stats().requests, 4, "refused before sending anything");
 
+    // Kept: r5's old input failure stays the job's, so exit 1.
     let out = run(&ws, &["--on-changed", "keep"]);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("kept their old answers (on_changed = keep)"),
         "{}",
         show(&out)
     );
     assert_eq!(emu.stats().requests, 4);
-    assert_eq!(ws.summary()["skipped"], 5);
+    assert_eq!(ws.summary()["this_run"]["skipped"], 5);
 
     let old_r3 = results.iter().find(|r| r["id"] == "r3").unwrap().clone();
     let out = run(&ws, &["--on-changed", "resend"]);
@@ -100,6 +102,12 @@ async fn an_edited_prompt_is_refused_kept_or_resent() {
     assert_eq!(moved, ["r3", "r5"], "the old lines, verbatim");
     assert_eq!(superseded[0], old_r3);
     assert_eq!(superseded[1]["error"]["kind"], "input");
+    // The job's figures count current lines only, not the superseded ones.
+    let s = ws.summary();
+    assert_eq!(
+        (s["succeeded"].as_u64(), s["failed"].as_u64()),
+        (Some(5), Some(0))
+    );
 
     // Settled: the next resume sends nothing and refuses nothing.
     let out = run(&ws, &[]);
