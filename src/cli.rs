@@ -37,11 +37,27 @@ pub enum Command {
     Policy(PolicyArgs),
     /// Serve a local Bedrock Runtime + STS + IMDSv2 emulator on 127.0.0.1.
     Emulator(EmulatorArgs),
+    /// Print the prices a run would use (USD per million tokens) and where they come from.
+    Prices(PricesArgs),
     /// Write an output directory's HTML report (or compare two runs with --compare).
     Report(ReportArgs),
     /// Write an output directory as one table in input order: each input row's
     /// columns with its status, answer, tokens and error.
     Export(ExportArgs),
+}
+
+/// Flags of `bedrock-batch prices`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PricesArgs {
+    /// Job file whose `[prices."MODEL-ID"]` entries to include (default: ./config.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Show the price for this model id, profile id or ARN only; repeat for several.
+    #[arg(long, value_name = "ID")]
+    pub model: Vec<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `bedrock-batch report`.
@@ -149,6 +165,15 @@ pub struct EmulatorArgs {
     /// Request records kept for `/__requests`; later requests are only counted.
     #[arg(long, default_value_t = 20_000)]
     pub max_records: usize,
+    /// Refuse a service tier with ValidationException: `TIER`, or `MODEL-PREFIX=TIER`; repeatable.
+    #[arg(long = "refuse-tier", value_name = "SPEC")]
+    pub refuse_tiers: Vec<String>,
+    /// Flex-tier calls take this many times --latency-ms (plus 20 ms).
+    #[arg(long, default_value_t = 3.0)]
+    pub flex_latency_factor: f64,
+    /// Lifetime of a prompt-cache entry after its last use, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub cache_ttl_secs: u64,
 }
 
 /// Flags of `bedrock-batch run`. Each overrides the same key in the config file.
@@ -245,6 +270,24 @@ pub struct RunArgs {
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+    /// Bedrock service tier for every row (a row's `service_tier` column overrides it).
+    #[arg(long, value_enum, value_name = "TIER")]
+    pub service_tier: Option<crate::bedrock::request::ServiceTier>,
+    /// Put a prompt-cache point after the system prompt (Converse).
+    #[arg(long)]
+    pub cache_system: bool,
+    /// Most the whole job may spend, in US dollars, across resumes; the run stops before passing it.
+    #[arg(long, value_name = "USD")]
+    pub max_cost: Option<f64>,
+    /// Estimate rows, tokens, cost and time without sending a model call; writes dry-run.json.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: send N rows for real first and learn from their usage.
+    #[arg(long, value_name = "N")]
+    pub pilot: Option<u64>,
+    /// With --dry-run: count input tokens with Bedrock's CountTokens API (free, one call per row).
+    #[arg(long)]
+    pub count_tokens: bool,
 }
 
 /// Flags of `bedrock-batch demo`.

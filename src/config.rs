@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::bedrock::request::Api;
 use crate::cli::RunArgs;
+use crate::cost::settings::{CostSettings, FileKeys};
 
 /// What a resume does with a row answered before whose request has changed
 /// since (an edited prompt under the same id): see `output/changed.rs`.
@@ -60,6 +61,11 @@ pub struct FileConfig {
     pub include_prompt: Option<bool>,
     pub on_changed: Option<OnChanged>,
     pub stream: Option<bool>,
+    // Cost keys: resolved by `cost::settings`.
+    pub service_tier: Option<crate::bedrock::request::ServiceTier>,
+    pub cache_system: Option<bool>,
+    pub max_cost: Option<f64>,
+    pub prices: Option<std::collections::BTreeMap<String, crate::cost::price::Price>>,
 }
 
 /// A validated job. Built only by [`Settings::resolve`].
@@ -95,6 +101,8 @@ pub struct Settings {
     pub include_prompt: bool,
     /// Send through ConverseStream and record time to first token (api = converse only).
     pub stream: bool,
+    /// Service tier, prompt caching, budget, prices, dry-run.
+    pub cost: CostSettings,
     /// Draw a progress bar even when stderr is not a terminal? Never: set by
     /// `resolve` from the terminal check so tests and cron get plain lines.
     pub progress_bar: bool,
@@ -125,6 +133,10 @@ const DEFAULT_CONCURRENCY: usize = 8;
 const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 300;
 const DEFAULT_ROW_DEADLINE_SECS: u64 = 1800;
+/// Flex-tier answers may wait in Bedrock's queue: longer defaults when the
+/// job's tier is `flex` and the key is not set.
+const FLEX_REQUEST_TIMEOUT_SECS: u64 = 900;
+const FLEX_ROW_DEADLINE_SECS: u64 = 7200;
 const DEFAULT_GRACE_SECS: u64 = 30;
 const DEFAULT_MAX_ROW_BYTES: usize = 4 * 1024 * 1024;
 
@@ -327,6 +339,19 @@ impl Settings {
             None => f.system.clone(),
         };
 
+        let api = args.api.or(f.api).unwrap_or(Api::Converse);
+        let cost = CostSettings::resolve(
+            args,
+            FileKeys {
+                service_tier: f.service_tier,
+                cache_system: f.cache_system,
+                max_cost: f.max_cost,
+                prices: f.prices.as_ref(),
+                api,
+            },
+            path.as_deref(),
+        )?;
+        let flex = cost.is_flex();
         let secs = |key, flag, file, default| -> anyhow::Result<Duration> {
             let v = l.pick(key, flag, file, seconds)?.unwrap_or(default);
             Ok(Duration::from_secs(v))
@@ -401,13 +426,21 @@ impl Settings {
                 "request_timeout_secs",
                 args.request_timeout_secs,
                 f.request_timeout_secs,
-                DEFAULT_REQUEST_TIMEOUT_SECS,
+                if flex {
+                    FLEX_REQUEST_TIMEOUT_SECS
+                } else {
+                    DEFAULT_REQUEST_TIMEOUT_SECS
+                },
             )?,
             row_deadline: secs(
                 "row_deadline_secs",
                 None,
                 f.row_deadline_secs,
-                DEFAULT_ROW_DEADLINE_SECS,
+                if flex {
+                    FLEX_ROW_DEADLINE_SECS
+                } else {
+                    DEFAULT_ROW_DEADLINE_SECS
+                },
             )?,
             grace_period: secs(
                 "grace_period_secs",
@@ -421,6 +454,7 @@ impl Settings {
             allow_duplicate_ids: args.allow_duplicate_ids,
             include_prompt: args.include_prompt || f.include_prompt.unwrap_or(false),
             stream,
+            cost,
             progress_bar: stderr_is_terminal && !args.no_progress,
         })
     }

@@ -17,6 +17,9 @@ pub const EXIT_FAILED_ROWS: u8 = 1;
 /// Nothing was sent: the configuration, the input, the credentials or the
 /// output directory is wrong. The message says what and where.
 pub const EXIT_SETUP: u8 = 2;
+/// Stopped before passing `max_cost`: rows not sent are neither results nor
+/// failures; a resume with a higher cap sends them.
+pub const EXIT_BUDGET: u8 = 3;
 /// `report --compare --fail-on-regression`: a success or pass rate dropped
 /// by more than the threshold.
 pub const EXIT_REGRESSION: u8 = 4;

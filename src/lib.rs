@@ -15,17 +15,18 @@
 //!             checkpoint.rs + manifest.rs (same job? done ids, torn tails)
 //!             changed.rs (done rows whose request fingerprint changed: refuse/resend/keep)
 //! bedrock/    auth.rs (SDK chain → credentials, region, client without SDK retries)
+//! cost/       budget.rs (max_cost: every model priced? what earlier runs spent)
 //!     │
 //! input/      reader.rs (+ scanner.rs: CSV in bounded memory)
 //!             → rows.rs (one row stream: every row with its final id)
 //!             → job.rs (+ template.rs, fingerprint.rs): rows → requests, bad rows → input failures
 //!     │  bounded channel (reader thread)
-//! pipeline/   runner.rs: intake [Semaphore permit] [limiter.rs: rpm, tpm, adaptive]
+//! pipeline/   runner.rs: intake [cost/meter.rs: budget] [Semaphore permit] [limiter.rs: rpm, tpm, adaptive]
 //!     │  one task per row: bedrock/invoker.rs (Converse / InvokeModel + native.rs),
-//!     │  classify, backoff.rs retries
+//!     │  classify, backoff.rs retries, cost/meter.rs prices each answer
 //!     ▼  mpsc<Event>
 //! output/     sink.rs (the single writer: results.jsonl, failures.jsonl, progress.rs,
-//!             the counts) → summary.rs (summary.json + the lines a person reads)
+//!             the counts, cost/spend.rs) → summary.rs (summary.json + the lines a person reads)
 //!     │
 //! report/     the output directory read back: report.html and the per-model
 //!             table after every run; `report OUTPUT_DIR` and `--compare` too
@@ -33,7 +34,9 @@
 //!
 //! Around it: `shutdown.rs` is passed in (the first signal stops intake, the
 //! second aborts); `commands/` turns each subcommand into an exit code (`run`,
-//! `demo`, `whoami`, `policy`, `emulator`, `report`); `emulator/` is a wing of its own, a
+//! `demo`, `whoami`, `policy`, `prices`, `emulator`, `report`); `cost/` holds
+//! prices, the budget and `--dry-run` (which reuses the runner's reader and,
+//! for a pilot, the runner itself); `emulator/` is a wing of its own, a
 //! local Bedrock Runtime + STS + IMDSv2 that the tests, the benchmarks and
 //! `demo` talk to through the real SDK. `error.rs` says how errors are told.
 
@@ -41,6 +44,7 @@ pub mod bedrock;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod cost;
 pub mod emulator;
 pub mod error;
 pub(crate) mod input;

@@ -80,10 +80,16 @@ impl ErrorKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Usage {
+    /// Input tokens billed at the input price (cache reads and writes not included).
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Input tokens read from / written to the prompt cache, when Bedrock reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_input_tokens: Option<u64>,
 }
 
 /// One line of `results.jsonl`.
@@ -94,6 +100,13 @@ pub struct Success {
     pub output: String,
     pub stop_reason: String,
     pub usage: Usage,
+    /// What the call cost in USD, from its usage, tier and the price table;
+    /// `null` when the model (or its tier, or cache tokens) has no known price.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    /// The service tier Bedrock says served the call (`null` when it says none).
+    #[serde(default)]
+    pub service_tier: Option<String>,
     /// Wall time of the attempt that succeeded.
     pub latency_ms: u64,
     /// With `stream`: milliseconds from sending to the first content delta.

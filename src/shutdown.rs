@@ -23,6 +23,12 @@ pub enum StopReason {
     /// refused the same way, a dead endpoint, credentials that cannot be
     /// renewed).
     Breaker,
+    /// The next call's worst case would pass `max_cost` (`cost/budget.rs`).
+    Budget,
+    /// Bedrock refused the service tier before any row succeeded.
+    ServiceTier,
+    /// `--dry-run --pilot N` has sent its N rows.
+    Pilot,
 }
 
 impl StopReason {
@@ -32,6 +38,9 @@ impl StopReason {
             StopReason::Terminate => "sigterm",
             StopReason::WriteFailed => "write_failed",
             StopReason::Breaker => "breaker",
+            StopReason::Budget => "budget",
+            StopReason::ServiceTier => "service_tier",
+            StopReason::Pilot => "pilot",
         }
     }
 }

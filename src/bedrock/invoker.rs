@@ -11,8 +11,8 @@ use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, ConverseOutput, InferenceConfiguration, Message,
-    SystemContentBlock,
+    CachePointBlock, CachePointType, ContentBlock, ConversationRole, ConverseOutput,
+    InferenceConfiguration, Message, ServiceTier, ServiceTierType, SystemContentBlock,
 };
 use aws_sdk_bedrockruntime::Client;
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -54,6 +54,9 @@ pub struct Classified {
     pub message: String,
     pub disposition: Disposition,
     pub throttle: Option<Throttle>,
+    /// A ValidationException for the requested service tier: the runner stops
+    /// the job when the first rows all fail this way.
+    pub tier_refused: bool,
 }
 
 impl Classified {
@@ -75,6 +78,7 @@ impl Classified {
             message,
             disposition,
             throttle: None,
+            tier_refused: false,
         }
     }
 }
@@ -245,25 +249,93 @@ pub async fn call(
     }
 }
 
-/// What Converse and ConverseStream both send: the turns, the system prompt
-/// and the inference settings.
+/// A Converse request's messages and system blocks, cache points included:
+/// the same for `converse` and for CountTokens, so the count is of what is sent.
+pub(crate) fn converse_parts(
+    r: &Request,
+) -> Result<(Vec<Message>, Vec<SystemContentBlock>), Classified> {
+    let cache_point = || {
+        CachePointBlock::builder()
+            .r#type(CachePointType::Default)
+            .build()
+            .map_err(|e| {
+                Classified::new(
+                    ErrorKind::Input,
+                    "InvalidRow",
+                    e.to_string(),
+                    Disposition::Fail,
+                )
+            })
+    };
+    let mut messages = Vec::with_capacity(r.messages.len());
+    for m in &r.messages {
+        let role = match m.role {
+            Role::User => ConversationRole::User,
+            Role::Assistant => ConversationRole::Assistant,
+        };
+        let mut msg = Message::builder().role(role);
+        let mut from = 0;
+        for &at in &m.cache_after {
+            let at = at.min(m.text.len());
+            if at > from {
+                msg = msg.content(ContentBlock::Text(m.text[from..at].to_string()));
+            }
+            msg = msg.content(ContentBlock::CachePoint(cache_point()?));
+            // The "\n" that joined the next block to this one.
+            from = if m.text[at..].starts_with('\n') {
+                at + 1
+            } else {
+                at
+            };
+        }
+        if from < m.text.len() || m.cache_after.is_empty() {
+            msg = msg.content(ContentBlock::Text(m.text[from..].to_string()));
+        }
+        messages.push(msg.build().map_err(|e| {
+            Classified::new(
+                ErrorKind::Input,
+                "InvalidRow",
+                e.to_string(),
+                Disposition::Fail,
+            )
+        })?);
+    }
+    let mut system = Vec::new();
+    if let Some(s) = &r.system {
+        system.push(SystemContentBlock::Text(s.clone()));
+        if r.cache_system {
+            system.push(SystemContentBlock::CachePoint(cache_point()?));
+        }
+    }
+    Ok((messages, system))
+}
+
+/// What Converse and ConverseStream both send: the turns and system blocks
+/// (cache points included), the service tier and the inference settings.
 pub(crate) struct ConverseParts {
     pub messages: Vec<Message>,
-    pub system: Option<SystemContentBlock>,
+    pub system: Option<Vec<SystemContentBlock>>,
+    pub tier: Option<ServiceTier>,
     pub config: InferenceConfiguration,
 }
 
 impl ConverseParts {
     pub(crate) fn of(r: &Request) -> Result<ConverseParts, Classified> {
-        let mut messages = Vec::with_capacity(r.messages.len());
-        for m in &r.messages {
-            let role = match m.role {
-                Role::User => ConversationRole::User,
-                Role::Assistant => ConversationRole::Assistant,
-            };
-            let msg = Message::builder()
-                .role(role)
-                .content(ContentBlock::Text(m.text.clone()))
+        let (messages, system) = converse_parts(r)?;
+        Ok(ConverseParts {
+            messages,
+            system: (!system.is_empty()).then_some(system),
+            tier: service_tier(r)?,
+            config: inference_config(r),
+        })
+    }
+}
+
+fn service_tier(r: &Request) -> Result<Option<ServiceTier>, Classified> {
+    Ok(match r.service_tier {
+        Some(t) => Some(
+            ServiceTier::builder()
+                .r#type(ServiceTierType::from(t.as_str()))
                 .build()
                 .map_err(|e| {
                     Classified::new(
@@ -272,21 +344,19 @@ impl ConverseParts {
                         e.to_string(),
                         Disposition::Fail,
                     )
-                })?;
-            messages.push(msg);
-        }
-        let config = InferenceConfiguration::builder()
-            .set_max_tokens(r.max_tokens.map(|n| n.min(i32::MAX as u32) as i32))
-            .set_temperature(r.temperature)
-            .set_top_p(r.top_p)
-            .set_stop_sequences((!r.stop_sequences.is_empty()).then(|| r.stop_sequences.clone()))
-            .build();
-        Ok(ConverseParts {
-            messages,
-            system: r.system.clone().map(SystemContentBlock::Text),
-            config,
-        })
-    }
+                })?,
+        ),
+        None => None,
+    })
+}
+
+fn inference_config(r: &Request) -> InferenceConfiguration {
+    InferenceConfiguration::builder()
+        .set_max_tokens(r.max_tokens.map(|n| n.min(i32::MAX as u32) as i32))
+        .set_temperature(r.temperature)
+        .set_top_p(r.top_p)
+        .set_stop_sequences((!r.stop_sequences.is_empty()).then(|| r.stop_sequences.clone()))
+        .build()
 }
 
 async fn converse(client: &Client, r: &Request) -> Result<Answer, Classified> {
@@ -295,11 +365,12 @@ async fn converse(client: &Client, r: &Request) -> Result<Answer, Classified> {
         .converse()
         .model_id(&r.model)
         .set_messages(Some(parts.messages))
-        .set_system(parts.system.map(|s| vec![s]))
+        .set_system(parts.system)
+        .set_service_tier(parts.tier)
         .inference_config(parts.config)
         .send()
         .await
-        .map_err(|e| classify(&e))?;
+        .map_err(|e| tier_refused(classify(&e), r))?;
     let text = match out.output() {
         Some(ConverseOutput::Message(m)) => m
             .content()
@@ -309,22 +380,40 @@ async fn converse(client: &Client, r: &Request) -> Result<Answer, Classified> {
             .join(""),
         _ => String::new(),
     };
-    let (input_tokens, output_tokens) = out
-        .usage()
-        .map(|u| {
-            (
-                u.input_tokens().max(0) as u64,
-                u.output_tokens().max(0) as u64,
-            )
-        })
-        .unwrap_or((0, 0));
+    let usage = out.usage();
+    let count = |n: i32| n.max(0) as u64;
     Ok(Answer {
         text,
         stop_reason: out.stop_reason().as_str().to_string(),
-        input_tokens,
-        output_tokens,
+        input_tokens: usage.map_or(0, |u| count(u.input_tokens())),
+        output_tokens: usage.map_or(0, |u| count(u.output_tokens())),
+        cache_read_input_tokens: usage.and_then(|u| u.cache_read_input_tokens()).map(count),
+        cache_write_input_tokens: usage.and_then(|u| u.cache_write_input_tokens()).map(count),
+        service_tier: out.service_tier().map(|t| t.r#type().as_str().to_string()),
         ttft_ms: None,
     })
+}
+
+/// A ValidationException on a call that asked for a tier other than the
+/// default is taken as the tier being refused (Bedrock: "a model or region
+/// that does not support the tier returns a ValidationException"): the
+/// message names the tier, and `tier_refused` lets the run stop early.
+fn tier_refused(mut c: Classified, r: &Request) -> Classified {
+    if let Some(tier) = r
+        .service_tier
+        .filter(|t| *t != crate::bedrock::request::ServiceTier::Default)
+    {
+        if c.code == "ValidationException" && c.message.to_ascii_lowercase().contains("tier") {
+            c.message = format!(
+                "service tier `{}` refused for {}: {}",
+                tier.as_str(),
+                r.model,
+                c.message
+            );
+            c.tier_refused = true;
+        }
+    }
+    c
 }
 
 async fn invoke(client: &Client, job: &Job) -> Result<Answer, Classified> {
@@ -346,12 +435,17 @@ async fn invoke(client: &Client, job: &Job) -> Result<Answer, Classified> {
         .model_id(&job.request.model)
         .content_type("application/json")
         .accept("application/json")
+        .set_service_tier(
+            job.request
+                .service_tier
+                .map(|t| ServiceTierType::from(t.as_str())),
+        )
         .body(Blob::new(bytes))
         .customize()
         .interceptor(counts.clone())
         .send()
         .await
-        .map_err(|e| classify(&e))?;
+        .map_err(|e| tier_refused(classify(&e), &job.request))?;
     let raw = out.body().as_ref();
     let mut answer = match invoke.family {
         Some(f) => native::parse_response(f, raw),
@@ -367,6 +461,7 @@ async fn invoke(client: &Client, job: &Job) -> Result<Answer, Classified> {
             answer.output_tokens = output;
         }
     }
+    answer.service_tier = out.service_tier().map(|t| t.as_str().to_string());
     Ok(answer)
 }
 

@@ -443,7 +443,9 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
                 stop_reason: stop_reason(v, "/stop_reason"),
                 input_tokens: count(v, "/usage/input_tokens"),
                 output_tokens: count(v, "/usage/output_tokens"),
-                ttft_ms: None,
+                cache_read_input_tokens: opt_count(v, "/usage/cache_read_input_tokens"),
+                cache_write_input_tokens: opt_count(v, "/usage/cache_creation_input_tokens"),
+                ..Answer::default()
             }
         }
         Family::Nova => {
@@ -457,7 +459,9 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
                 stop_reason: stop_reason(v, "/stopReason"),
                 input_tokens: count(v, "/usage/inputTokens"),
                 output_tokens: count(v, "/usage/outputTokens"),
-                ttft_ms: None,
+                cache_read_input_tokens: opt_count(v, "/usage/cacheReadInputTokenCount"),
+                cache_write_input_tokens: opt_count(v, "/usage/cacheWriteInputTokenCount"),
+                ..Answer::default()
             }
         }
         Family::Titan => {
@@ -467,7 +471,7 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
                 stop_reason: stop_reason(&results[0], "/completionReason"),
                 input_tokens: count(v, "/inputTextTokenCount"),
                 output_tokens: results.iter().map(|r| count(r, "/tokenCount")).sum(),
-                ttft_ms: None,
+                ..Answer::default()
             }
         }
         Family::Llama => Answer {
@@ -479,7 +483,7 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
             stop_reason: stop_reason(v, "/stop_reason"),
             input_tokens: count(v, "/prompt_token_count"),
             output_tokens: count(v, "/generation_token_count"),
-            ttft_ms: None,
+            ..Answer::default()
         },
         Family::Mistral => {
             let outputs = nonempty(v, "/outputs", r#""outputs" array"#)?;
@@ -488,7 +492,7 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
                 stop_reason: stop_reason(&outputs[0], "/stop_reason"),
                 input_tokens: 0,
                 output_tokens: 0,
-                ttft_ms: None,
+                ..Answer::default()
             }
         }
         Family::MistralChat => {
@@ -511,7 +515,7 @@ fn parse_value(family: Family, v: &Value) -> Result<Answer, NativeError> {
                 // Not on the Bedrock page; read it if a model sends it.
                 input_tokens: count(v, "/usage/prompt_tokens"),
                 output_tokens: count(v, "/usage/completion_tokens"),
-                ttft_ms: None,
+                ..Answer::default()
             }
         }
     };
@@ -549,6 +553,11 @@ fn count(v: &Value, pointer: &str) -> u64 {
     v.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
 }
 
+/// A count the model reports only sometimes (cache tokens).
+fn opt_count(v: &Value, pointer: &str) -> Option<u64> {
+    v.pointer(pointer).and_then(Value::as_u64)
+}
+
 fn stop_reason(v: &Value, pointer: &str) -> String {
     let raw = v.pointer(pointer).and_then(Value::as_str).unwrap_or("");
     normalize_stop_reason(raw).to_owned()
@@ -581,6 +590,7 @@ mod tests {
         Message {
             role: Role::User,
             text: text.into(),
+            ..Message::default()
         }
     }
 
@@ -588,6 +598,7 @@ mod tests {
         Message {
             role: Role::Assistant,
             text: text.into(),
+            ..Message::default()
         }
     }
 
@@ -613,6 +624,7 @@ mod tests {
             temperature: None,
             top_p: Some(0.9),
             stop_sequences: vec!["END".into()],
+            ..Request::default()
         }
     }
 
@@ -1020,7 +1032,7 @@ mod tests {
             stop_reason: "max_tokens".into(),
             input_tokens: 12,
             output_tokens: 4,
-            ttft_ms: None,
+            ..Answer::default()
         };
         assert_eq!(parse_response(Family::Anthropic, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);
@@ -1036,7 +1048,7 @@ mod tests {
             stop_reason: "end_turn".into(),
             input_tokens: 9,
             output_tokens: 3,
-            ttft_ms: None,
+            ..Answer::default()
         };
         assert_eq!(parse_response(Family::Nova, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);
@@ -1051,7 +1063,7 @@ mod tests {
             stop_reason: "end_turn".into(),
             input_tokens: 7,
             output_tokens: 5,
-            ttft_ms: None,
+            ..Answer::default()
         };
         assert_eq!(parse_response(Family::Titan, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);
@@ -1073,7 +1085,7 @@ mod tests {
             stop_reason: "end_turn".into(),
             input_tokens: 20,
             output_tokens: 3,
-            ttft_ms: None,
+            ..Answer::default()
         };
         assert_eq!(parse_response(Family::Llama, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);
@@ -1094,7 +1106,7 @@ mod tests {
             stop_reason: "max_tokens".into(),
             input_tokens: 0,
             output_tokens: 0,
-            ttft_ms: None,
+            ..Answer::default()
         };
         assert_eq!(parse_response(Family::Mistral, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);
@@ -1110,7 +1122,7 @@ mod tests {
             stop_reason: "end_turn".into(),
             input_tokens: 0,
             output_tokens: 0,
-            ttft_ms: None,
+            ..Answer::default()
         };
         assert_eq!(parse_response(Family::MistralChat, body).unwrap(), want);
         assert_eq!(parse_any(body).unwrap(), want);

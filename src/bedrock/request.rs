@@ -17,17 +17,70 @@ pub enum Api {
     Invoke,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    #[default]
     User,
     Assistant,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Message {
     pub role: Role,
     pub text: String,
+    /// Byte offsets in `text` after which a Converse `cachePoint` block goes
+    /// (a JSONL row's own cache points, passed through). Text blocks were
+    /// joined with `"\n"`; the joiner after an offset is dropped again when
+    /// the blocks are rebuilt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache_after: Vec<usize>,
+}
+
+/// Bedrock's service tier for a call: `default` is the standard on-demand
+/// tier; `flex` is cheaper and slower; `priority` costs more and answers first.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceTier {
+    #[default]
+    Default,
+    Flex,
+    Priority,
+}
+
+impl ServiceTier {
+    pub const ALL: [ServiceTier; 3] = [
+        ServiceTier::Default,
+        ServiceTier::Flex,
+        ServiceTier::Priority,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceTier::Default => "default",
+            ServiceTier::Flex => "flex",
+            ServiceTier::Priority => "priority",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ServiceTier> {
+        ServiceTier::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s.trim())
+    }
 }
 
 /// What is sent for one row.
@@ -42,6 +95,11 @@ pub struct Request {
     pub temperature: Option<f32>,
     pub top_p: Option<f32>,
     pub stop_sequences: Vec<String>,
+    /// Sent as Converse `serviceTier` / InvokeModel's service-tier header;
+    /// `None` sends nothing (Bedrock's default tier).
+    pub service_tier: Option<ServiceTier>,
+    /// Put a cache point after the system prompt (Converse only).
+    pub cache_system: bool,
 }
 
 impl Request {
@@ -62,4 +120,10 @@ pub struct Answer {
     pub output_tokens: u64,
     /// Milliseconds from sending to the first content delta; streamed calls only.
     pub ttft_ms: Option<u64>,
+    /// Input tokens read from / written to the prompt cache, when Bedrock
+    /// reports them (not included in `input_tokens`).
+    pub cache_read_input_tokens: Option<u64>,
+    pub cache_write_input_tokens: Option<u64>,
+    /// The tier Bedrock says served the call.
+    pub service_tier: Option<String>,
 }

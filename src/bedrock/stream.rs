@@ -47,7 +47,8 @@ async fn read(client: &Client, r: &Request) -> Result<Answer, Classified> {
         .converse_stream()
         .model_id(&r.model)
         .set_messages(Some(parts.messages))
-        .set_system(parts.system.map(|s| vec![s]))
+        .set_system(parts.system)
+        .set_service_tier(parts.tier)
         .inference_config(parts.config)
         .send()
         .await

@@ -42,6 +42,9 @@ fn config(a: &EmulatorArgs) -> EmulatorConfig {
         denied_models: a.deny_models.clone(),
         accept_any_model: a.any_model,
         max_records: a.max_records,
+        refused_tiers: a.refuse_tiers.clone(),
+        flex_latency_factor: a.flex_latency_factor,
+        cache_ttl: Duration::from_secs(a.cache_ttl_secs),
         ..EmulatorConfig::default()
     }
 }

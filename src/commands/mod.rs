@@ -4,6 +4,7 @@ pub(crate) mod demo;
 mod emulator;
 pub(crate) mod export;
 pub mod policy;
+pub(crate) mod prices;
 pub(crate) mod report;
 pub(crate) mod whoami;
 
@@ -14,7 +15,9 @@ use anyhow::Context;
 
 use crate::cli::{Command, PolicyArgs, RunArgs};
 use crate::config::{FileConfig, Settings};
-use crate::error::{EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, EXIT_TERMINATED};
+use crate::error::{
+    EXIT_BUDGET, EXIT_FAILED_ROWS, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, EXIT_TERMINATED,
+};
 use crate::input::inventory;
 use crate::input::reader::Item;
 use crate::input::rows::{RowSpec, Rows};
@@ -41,6 +44,11 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
             let settings = Settings::resolve(&args, std::io::stderr().is_terminal())?;
             let shutdown = Shutdown::new();
             shutdown.listen_for_signals()?;
+            if settings.cost.dry_run.is_some() {
+                let (_, text) = crate::cost::dry_run::run(settings, shutdown).await?;
+                out(&text)?;
+                return Ok(EXIT_OK);
+            }
             let (dir, since) = (settings.output_dir.clone(), std::time::SystemTime::now());
             let summary = crate::run(settings, shutdown.clone())
                 .await
@@ -81,6 +89,23 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
                 serde_json::to_string_pretty(&policy(&args).await?)?
             ))?;
             Ok(EXIT_OK)
+        }
+        Command::Prices(args) => {
+            let listing = prices::run(&args)?;
+            if args.json {
+                out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&listing.json)?
+                ))?;
+            } else {
+                out(&listing.text)?;
+            }
+            // A model asked for by name without a price: say so to scripts too.
+            Ok(if listing.all_known {
+                EXIT_OK
+            } else {
+                EXIT_FAILED_ROWS
+            })
         }
         Command::Report(args) => {
             let (text, code) = crate::commands::report::run(&args)?;
@@ -176,13 +201,18 @@ fn out(text: &str) -> std::io::Result<()> {
     }
 }
 
-/// 130/143 when stopped by a signal, 1 when rows failed, 0 otherwise.
+/// 130/143 when stopped by a signal, 3 by the budget, 2 when the run could
+/// not go on (a write error, the breaker, a refused service tier), 1 when
+/// rows failed, 0 otherwise.
 pub fn exit_code(summary: &Summary, stopped: Option<StopReason>) -> u8 {
     match stopped {
         Some(StopReason::Interrupt) => EXIT_INTERRUPTED,
         Some(StopReason::Terminate) => EXIT_TERMINATED,
         // The run returns the write error itself; this is for completeness.
-        Some(StopReason::WriteFailed | StopReason::Breaker) => EXIT_SETUP,
+        Some(StopReason::WriteFailed | StopReason::Breaker | StopReason::ServiceTier) => EXIT_SETUP,
+        Some(StopReason::Budget) => EXIT_BUDGET,
+        Some(StopReason::Pilot) | None if summary.failed > 0 => EXIT_FAILED_ROWS,
+        Some(StopReason::Pilot) => EXIT_OK,
         None if summary.failed > 0 => EXIT_FAILED_ROWS,
         None => EXIT_OK,
     }

@@ -19,6 +19,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::{json, Map, Value};
 
 use super::auth::{self, Service};
+use super::cache::{self, CacheUse};
 use super::conversation::Conversation;
 use super::credentials::Identity;
 use super::eventstream::EventStream;
@@ -36,6 +37,7 @@ enum Operation {
     ConverseStream,
     Invoke,
     InvokeStream,
+    CountTokens,
 }
 
 impl Operation {
@@ -45,6 +47,7 @@ impl Operation {
             "converse-stream" => Operation::ConverseStream,
             "invoke" => Operation::Invoke,
             "invoke-with-response-stream" => Operation::InvokeStream,
+            "count-tokens" => Operation::CountTokens,
             _ => return None,
         })
     }
@@ -55,6 +58,7 @@ impl Operation {
             Operation::ConverseStream => "ConverseStream",
             Operation::Invoke => "InvokeModel",
             Operation::InvokeStream => "InvokeModelWithResponseStream",
+            Operation::CountTokens => "CountTokens",
         }
     }
 }
@@ -127,7 +131,12 @@ pub async fn handle(
         return Ok(server.bedrock_error(Fault::Validation, Some(msg), trace));
     }
 
-    let (conv, family) = match op {
+    if op == Operation::CountTokens {
+        return Ok(count_tokens(server, &model_id, body, trace));
+    }
+
+    let (mut conv, family) = match op {
+        Operation::CountTokens => unreachable!("answered above"),
         Operation::Converse | Operation::ConverseStream => {
             match Conversation::from_converse(body) {
                 Ok(c) => (c, None),
@@ -148,6 +157,22 @@ pub async fn handle(
         }
     };
     trace.set_prompt(&conv.prompt);
+    if matches!(op, Operation::Invoke | Operation::InvokeStream) {
+        conv.service_tier = parts
+            .headers
+            .get("x-amzn-bedrock-service-tier")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+    }
+    if let Some(tier) = &conv.service_tier {
+        trace.service_tier = Some(tier.clone());
+        if let Err(msg) = check_tier(&server.cfg.refused_tiers, &model_id, tier) {
+            return Ok(server.bedrock_error(Fault::Validation, Some(&msg), trace));
+        }
+    }
+    if conv.cache_prefix.is_some() && cache::minimum_tokens(&model_id).is_none() {
+        return Ok(server.bedrock_error(Fault::Validation, Some(cache::UNSUPPORTED), trace));
+    }
 
     let markers = match Markers::parse(&conv.prompt) {
         Ok(m) => m,
@@ -202,9 +227,18 @@ pub async fn handle(
         counter.fetch_add(1, Relaxed);
         return Ok(server.bedrock_error(f, None, trace));
     }
+    let cached = match conv.cache_prefix {
+        Some(p) => server.prompt_cache.touch(&model_id, p).unwrap_or_default(),
+        None => CacheUse::default(),
+    };
+    trace.cache_read_tokens = cached.read;
+    trace.cache_write_tokens = cached.write;
     let gen = {
         let _slot = server.stats.enter();
-        let delay = server.latency_ms.load(Relaxed) + markers.sleep_ms;
+        let mut delay = server.latency_ms.load(Relaxed) + markers.sleep_ms;
+        if conv.service_tier.as_deref() == Some("flex") {
+            delay = (delay as f64 * server.cfg.flex_latency_factor) as u64 + FLEX_EXTRA_MS;
+        }
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
@@ -243,18 +277,93 @@ pub async fn handle(
     trace.output_tokens = gen.output_tokens;
 
     let latency_ms = started.elapsed().as_millis() as u64;
-    Ok(match (op, family) {
-        (Operation::Converse, _) => converse(server, &conv, &gen, latency_ms),
-        (Operation::ConverseStream, _) => converse_stream(server, &conv, &gen, latency_ms),
+    let mut reply = match (op, family) {
+        (Operation::Converse, _) => converse(server, &conv, &gen, cached, latency_ms),
+        (Operation::ConverseStream, _) => converse_stream(server, &conv, &gen, cached, latency_ms),
         (Operation::Invoke, Some(f)) => invoke(server, f, &model_id, &conv, &gen, latency_ms),
         (Operation::InvokeStream, Some(f)) => {
             invoke_stream(server, f, &model_id, &conv, &gen, latency_ms)
         }
-        // Invoke operations always have a family (checked above).
-        (Operation::Invoke | Operation::InvokeStream, None) => {
+        // Invoke operations always have a family (checked above); CountTokens returned.
+        (Operation::Invoke | Operation::InvokeStream | Operation::CountTokens, None)
+        | (Operation::CountTokens, Some(_)) => {
             server.bedrock_error(Fault::InternalServer, None, trace)
         }
-    })
+    };
+    if let Some(tier) = &conv.service_tier {
+        if let Ok(v) = HeaderValue::from_str(tier) {
+            reply.headers_mut().insert("x-amzn-bedrock-service-tier", v);
+        }
+    }
+    Ok(reply)
+}
+
+/// Extra delay of a flex call, so it is slower even with no configured latency.
+const FLEX_EXTRA_MS: u64 = 20;
+
+/// A tier Bedrock knows, not refused for this model by `refused` (`TIER` or `PREFIX=TIER`).
+fn check_tier(refused: &[String], model_id: &str, tier: &str) -> Result<(), String> {
+    if !["default", "flex", "priority", "reserved"].contains(&tier) {
+        return Err(format!(
+            "1 validation error detected: Value '{tier}' at 'serviceTier.type' failed to satisfy constraint: Member must satisfy enum value set: [default, flex, priority, reserved]"
+        ));
+    }
+    let base = base_model(model_id);
+    let hit = refused.iter().any(|spec| match spec.split_once('=') {
+        Some((prefix, t)) => {
+            t == tier && (model_id.starts_with(prefix) || base.starts_with(prefix))
+        }
+        None => spec == tier,
+    });
+    if hit {
+        return Err(format!(
+            "The service tier {tier} is not supported for model {model_id} in this Region."
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /model/{id}/count-tokens`: the input tokens a Converse or InvokeModel request would
+/// be billed, free and outside the quotas. Only Anthropic models count, as on Bedrock.
+fn count_tokens(server: &Server, model_id: &str, body: &[u8], trace: &mut Trace) -> Reply {
+    if Family::of_model(model_id) != Some(Family::Anthropic) {
+        return server.bedrock_error(
+            Fault::Validation,
+            Some("The provided model doesn't support counting tokens."),
+            trace,
+        );
+    }
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            let msg = format!("Malformed input request: {e}");
+            return server.bedrock_error(Fault::Validation, Some(&msg), trace);
+        }
+    };
+    let counted = if let Some(c) = v.pointer("/input/converse") {
+        let bytes = serde_json::to_vec(c).unwrap_or_default();
+        Conversation::from_converse(&bytes).map(|c| c.input_tokens)
+    } else if let Some(b) = v.pointer("/input/invokeModel/body").and_then(Value::as_str) {
+        match base64::engine::general_purpose::STANDARD.decode(b) {
+            Ok(raw) => Family::Anthropic
+                .parse(&raw)
+                .map(|n| n.conversation.input_tokens),
+            Err(_) => Err("Malformed input request: body is not base64".to_string()),
+        }
+    } else {
+        Err("Malformed input request: input must be converse or invokeModel".to_string())
+    };
+    match counted {
+        Ok(n) => {
+            trace.input_tokens = n;
+            server.reply(
+                StatusCode::OK,
+                "application/json",
+                json!({ "inputTokens": n }).to_string(),
+            )
+        }
+        Err(msg) => server.bedrock_error(Fault::Validation, Some(&msg), trace),
+    }
 }
 
 /// Foundation-model ids (`vendor.name`), inference-profile ids (`apac.vendor.name`) and ARNs.
@@ -320,21 +429,38 @@ fn with_usage_headers(mut r: Reply, input: u64, output: u64, latency_ms: u64) ->
     r
 }
 
-fn usage(conv: &Conversation, gen: &Generation) -> Value {
-    json!({
-        "inputTokens": conv.input_tokens,
+/// Converse usage: cached tokens are reported apart from `inputTokens`, and only
+/// when the request had a cache point.
+fn usage(conv: &Conversation, gen: &Generation, cached: CacheUse) -> Value {
+    let uncached = conv.input_tokens.saturating_sub(cached.read + cached.write);
+    let mut u = json!({
+        "inputTokens": uncached,
         "outputTokens": gen.output_tokens,
         "totalTokens": conv.input_tokens + gen.output_tokens,
-    })
+    });
+    if conv.cache_prefix.is_some() {
+        u["cacheReadInputTokens"] = cached.read.into();
+        u["cacheWriteInputTokens"] = cached.write.into();
+    }
+    u
 }
 
-fn converse(server: &Server, conv: &Conversation, gen: &Generation, latency_ms: u64) -> Reply {
-    let body = json!({
+fn converse(
+    server: &Server,
+    conv: &Conversation,
+    gen: &Generation,
+    cached: CacheUse,
+    latency_ms: u64,
+) -> Reply {
+    let mut body = json!({
         "output": {"message": {"role": "assistant", "content": [{"text": gen.text}]}},
         "stopReason": converse_stop(gen.stop),
-        "usage": usage(conv, gen),
+        "usage": usage(conv, gen, cached),
         "metrics": {"latencyMs": latency_ms},
     });
+    if let Some(t) = &conv.service_tier {
+        body["serviceTier"] = json!({ "type": t });
+    }
     server.reply(StatusCode::OK, "application/json", body.to_string())
 }
 
@@ -349,6 +475,7 @@ fn converse_stream(
     server: &Server,
     conv: &Conversation,
     gen: &Generation,
+    cached: CacheUse,
     latency_ms: u64,
 ) -> Reply {
     let mut s = EventStream::default();
@@ -366,7 +493,7 @@ fn converse_stream(
     );
     s.padded_event(
         "metadata",
-        object(json!({"usage": usage(conv, gen), "metrics": {"latencyMs": latency_ms}})),
+        object(json!({"usage": usage(conv, gen, cached), "metrics": {"latencyMs": latency_ms}})),
     );
     server.reply(
         StatusCode::OK,

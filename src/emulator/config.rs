@@ -60,6 +60,13 @@ pub struct EmulatorConfig {
     pub imds_role: String,
     /// Request records kept (the first N; later ones are only counted).
     pub max_records: usize,
+    /// Service tiers refused with a ValidationException: `TIER` for every model, or
+    /// `MODEL-PREFIX=TIER` (e.g. `anthropic.=flex`), as a model or region without the tier.
+    pub refused_tiers: Vec<String>,
+    /// Flex calls take this many times the configured latency, plus 20 ms.
+    pub flex_latency_factor: f64,
+    /// How long a prompt-cache entry lives after its last use (Bedrock: 5 minutes).
+    pub cache_ttl: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -89,6 +96,9 @@ impl Default for EmulatorConfig {
             accept_any_model: false,
             imds_role: "BedrockExecutionRole".into(),
             max_records: 20_000,
+            refused_tiers: Vec::new(),
+            flex_latency_factor: 3.0,
+            cache_ttl: Duration::from_secs(300),
         }
     }
 }

@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 
+use super::cache::Prefix;
+
 /// The parts of a request that decide the answer and its usage.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Conversation {
@@ -15,25 +17,51 @@ pub struct Conversation {
     pub input_tokens: u64,
     pub max_tokens: Option<u64>,
     pub stop_sequences: Vec<String>,
+    /// The prefix before the last `cachePoint` block, if the request has one.
+    pub cache_prefix: Option<Prefix>,
+    /// Converse `serviceTier.type` (InvokeModel's comes in a header).
+    pub service_tier: Option<String>,
 }
 
 /// Accumulates texts in request order to compute `prompt` and `input_tokens` without
 /// building the joined string.
 #[derive(Default)]
 pub struct TextTally {
-    chars: u64,
+    tokens: u64,
     texts: u64,
+    /// FNV-1a over the texts so far, each followed by 0xff: the prompt cache's key.
+    hash: u64,
 }
 
 impl TextTally {
     pub fn add(&mut self, text: &str) {
-        self.chars += text.chars().count() as u64;
+        if !text.is_empty() {
+            self.tokens += super::tokenizer::count(text);
+        }
         self.texts += 1;
+        let mut h = if self.texts == 1 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.hash
+        };
+        for b in text.bytes().chain(std::iter::once(0xff)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.hash = h;
     }
 
-    /// Tokens of all added texts joined with one `"\n"` between each pair.
+    /// The prefix read so far, for a cache point here.
+    pub fn prefix(&self) -> Prefix {
+        Prefix {
+            tokens: self.tokens(),
+            hash: self.hash,
+        }
+    }
+
+    /// Tokens of all added texts read one after another (`tokenizer::count_all`).
     pub fn tokens(&self) -> u64 {
-        super::model::tokens_for_chars(self.chars + self.texts.saturating_sub(1))
+        (self.tokens + self.texts.saturating_sub(1)).max(1)
     }
 }
 
@@ -47,6 +75,7 @@ impl Conversation {
             format!("Malformed input request: {e}, please reformat your input and try again.")
         })?;
         let mut tally = TextTally::default();
+        let mut cache_prefix = None;
         if let Some(system) = v.get("system") {
             let blocks = system
                 .as_array()
@@ -54,6 +83,8 @@ impl Conversation {
             for b in blocks {
                 if let Some(t) = b.get("text").and_then(Value::as_str) {
                     tally.add(t);
+                } else if b.get("cachePoint").is_some() {
+                    cache_prefix = Some(tally.prefix());
                 }
             }
         }
@@ -77,6 +108,24 @@ impl Conversation {
             let content = m.get("content").and_then(Value::as_array).ok_or_else(|| {
                 format!("Malformed input request: messages.{i}.content must be a list of content blocks.")
             })?;
+            if content.iter().any(|b| b.get("cachePoint").is_some()) {
+                // The prefix ends at the last cache point: this message's texts before it.
+                let last = content
+                    .iter()
+                    .rposition(|b| b.get("cachePoint").is_some())
+                    .unwrap_or(0);
+                let mut t = TextTally {
+                    tokens: tally.tokens,
+                    texts: tally.texts,
+                    hash: tally.hash,
+                };
+                for b in &content[..last] {
+                    if let Some(text) = b.get("text").and_then(Value::as_str) {
+                        t.add(text);
+                    }
+                }
+                cache_prefix = Some(t.prefix());
+            }
             let mut joined = String::new();
             for (j, b) in content.iter().filter_map(|b| b.get("text")).enumerate() {
                 let t = b
@@ -97,6 +146,11 @@ impl Conversation {
         let mut conv = Conversation {
             prompt: prompt.unwrap_or_default(),
             input_tokens: tally.tokens(),
+            cache_prefix,
+            service_tier: v
+                .pointer("/serviceTier/type")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             ..Conversation::default()
         };
         if let Some(cfg) = v.get("inferenceConfig") {
@@ -159,10 +213,30 @@ mod tests {
                         {"role":"user","content":[{"text":"second"},{"text":"part"}]}]}"#;
         let c = Conversation::from_converse(body).unwrap();
         assert_eq!(c.prompt, "second\npart");
-        // "be brief\nfirst\nok\nsecond\npart" = 29 chars
-        assert_eq!(c.input_tokens, 8);
+        // be, brief, first, ok, second, part + four separators
+        assert_eq!(c.input_tokens, 10);
         assert_eq!(c.max_tokens, Some(64));
         assert_eq!(c.stop_sequences, vec!["END".to_string()]);
+    }
+
+    #[test]
+    fn cache_points_mark_the_prefix() {
+        let body = br#"{"system":[{"text":"a long instruction"},{"cachePoint":{"type":"default"}}],
+            "messages":[{"role":"user","content":[{"text":"q"}]}],"serviceTier":{"type":"flex"}}"#;
+        let c = Conversation::from_converse(body).unwrap();
+        // a, long, instruction (11 letters: 3)
+        assert_eq!(c.cache_prefix.map(|p| p.tokens), Some(5));
+        assert_eq!(c.input_tokens, 5 + 1 + 1);
+        assert_eq!(c.service_tier.as_deref(), Some("flex"));
+        let body = br#"{"messages":[{"role":"user","content":[{"text":"doc text"},{"cachePoint":{"type":"default"}},{"text":"q"}]}]}"#;
+        let c = Conversation::from_converse(body).unwrap();
+        assert_eq!(c.cache_prefix.map(|p| p.tokens), Some(2));
+        assert_eq!(c.prompt, "doc text\nq");
+        let plain = Conversation::from_converse(
+            br#"{"messages":[{"role":"user","content":[{"text":"q"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(plain.cache_prefix, None);
     }
 
     #[test]

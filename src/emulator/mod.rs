@@ -14,6 +14,7 @@
 
 mod auth;
 mod bedrock;
+mod cache;
 mod config;
 mod conversation;
 mod credentials;
@@ -29,6 +30,7 @@ mod sigv4;
 mod stats;
 mod stream_fault;
 mod sts;
+mod tokenizer;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -40,7 +42,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{EmulatorConfig, STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY};
 pub use credentials::{IssuedCredentials, Origin};
-pub use model::{answer, count_tokens, fnv1a};
+pub use model::{answer, count_tokens, fnv1a, output_tokens};
 pub use stats::{RequestRecord, StatsSnapshot, Throttles};
 
 use server::Server;

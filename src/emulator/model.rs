@@ -42,8 +42,14 @@ pub fn answer(prompt: &str) -> String {
     out
 }
 
-/// Tokens charged for `text`: `max(1, ceil(chars / 4))`, counting Unicode scalar values.
+/// Input tokens charged for `text` (`tokenizer.rs`: words, digits, punctuation, scripts).
 pub fn count_tokens(text: &str) -> u64 {
+    super::tokenizer::count(text)
+}
+
+/// Output tokens charged for generated `text`: `max(1, ceil(chars / 4))`, counting Unicode
+/// scalar values, so an answer cut to `4 × n` characters is exactly `n` tokens.
+pub fn output_tokens(text: &str) -> u64 {
     tokens_for_chars(text.chars().count() as u64)
 }
 
@@ -71,7 +77,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 /// 3. if the text still counts more than `max_tokens`, it is cut to `4 × max_tokens`
 ///    characters and the stop reason is `MaxTokens`.
 ///
-/// `output_tokens` is `count_tokens` of the final text.
+/// `output_tokens` is [`output_tokens`] of the final text.
 pub fn generate(
     prompt: &str,
     exact_tokens: Option<u64>,
@@ -101,7 +107,7 @@ pub fn generate(
         stop_sequence = Some(s.clone());
     }
     if let Some(max) = max_tokens {
-        if count_tokens(&text) > max {
+        if output_tokens(&text) > max {
             let keep = text
                 .char_indices()
                 .nth((max * 4) as usize)
@@ -111,7 +117,7 @@ pub fn generate(
             stop_sequence = None;
         }
     }
-    let output_tokens = count_tokens(&text);
+    let output_tokens = output_tokens(&text);
     Generation {
         text,
         output_tokens,
@@ -172,10 +178,10 @@ mod tests {
 
     #[test]
     fn token_counting() {
-        assert_eq!(count_tokens(""), 1);
-        assert_eq!(count_tokens("abcd"), 1);
-        assert_eq!(count_tokens("abcde"), 2);
-        assert_eq!(count_tokens("ééééé"), 2);
+        assert_eq!(output_tokens(""), 1);
+        assert_eq!(output_tokens("abcd"), 1);
+        assert_eq!(output_tokens("abcde"), 2);
+        assert_eq!(output_tokens("ééééé"), 2);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::cache::PromptCache;
 use super::config::EmulatorConfig;
 use super::credentials::Keyring;
 use super::fault::Fault;
@@ -62,6 +63,7 @@ pub struct Server {
     pub stats: Stats,
     pub keyring: Keyring,
     pub imds: Imds,
+    pub prompt_cache: PromptCache,
     /// Seeded so a run's fault pattern is reproducible for the same request order.
     rng: Mutex<fastrand::Rng>,
     /// Attempts seen per prompt text, only for prompts carrying a `[[emu:KIND*N]]` marker.
@@ -85,6 +87,9 @@ pub struct Trace {
     pub role_arn: Option<String>,
     pub role_session_name: Option<String>,
     pub external_id: Option<String>,
+    pub service_tier: Option<String>,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
 }
 
 impl Trace {
@@ -110,6 +115,7 @@ impl Server {
             stats: Stats::new(cfg.max_records),
             keyring: Keyring::new(&cfg.static_keys),
             imds: Imds::default(),
+            prompt_cache: PromptCache::new(cfg.cache_ttl),
             rng: Mutex::new(rng),
             attempts: Mutex::new(HashMap::new()),
             started: Instant::now(),
@@ -203,6 +209,9 @@ impl Server {
                 role_arn: trace.role_arn.take(),
                 role_session_name: trace.role_session_name.take(),
                 external_id: trace.external_id.take(),
+                service_tier: trace.service_tier.take(),
+                cache_read_tokens: trace.cache_read_tokens,
+                cache_write_tokens: trace.cache_write_tokens,
             }
         });
         result

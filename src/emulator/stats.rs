@@ -47,6 +47,11 @@ pub struct RequestRecord {
     pub role_arn: Option<String>,
     pub role_session_name: Option<String>,
     pub external_id: Option<String>,
+    /// The service tier the call asked for (Converse `serviceTier`, InvokeModel's header).
+    pub service_tier: Option<String>,
+    /// Prompt-cache tokens read and written by the call.
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
 }
 
 /// Quota throttles by the quota that refused.

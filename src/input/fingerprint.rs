@@ -62,6 +62,7 @@ mod tests {
             messages: vec![Message {
                 role: Role::User,
                 text: text.into(),
+                ..Message::default()
             }],
             max_tokens: Some(10),
             ..Request::default()

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::bedrock::native;
 use crate::bedrock::request::Api;
-use crate::bedrock::request::{Message, Request, Role};
+use crate::bedrock::request::{Message, Request, Role, ServiceTier};
 use crate::config::Settings;
 use crate::input::fingerprint;
 use crate::input::reader::{json_type, Bad, Record};
@@ -42,7 +42,8 @@ pub(crate) struct Invoke {
 }
 
 /// Columns with a meaning; everything else is meta.
-const RESERVED: [&str; 7] = [
+const RESERVED: [&str; 8] = [
+    "service_tier",
     "messages",
     "system",
     "model",
@@ -118,6 +119,8 @@ impl<'a> Columns<'a> {
             temperature: s.temperature,
             top_p: s.top_p,
             stop_sequences: s.stop_sequences.clone(),
+            service_tier: s.cost.service_tier,
+            cache_system: s.cost.cache_system,
         };
         // The prompt first, so a template sees every column.
         let rendered = match self.template {
@@ -160,6 +163,7 @@ impl<'a> Columns<'a> {
             return Ok(vec![Message {
                 role: Role::User,
                 text,
+                ..Message::default()
             }]);
         }
         if let Some(messages) = fields.get("messages") {
@@ -172,6 +176,7 @@ impl<'a> Columns<'a> {
             Some(Value::String(p)) if !p.trim().is_empty() => Ok(vec![Message {
                 role: Role::User,
                 text: p.clone(),
+                ..Message::default()
             }]),
             Some(Value::String(_)) | Some(Value::Null) => {
                 Err(format!("empty prompt (column `{column}`)"))
@@ -211,8 +216,8 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// A row's own `system`, `model`, `max_tokens`, `temperature` and `top_p`
-/// over the job's; a blank cell keeps the job's value.
+/// A row's own `system`, `model`, `max_tokens`, `temperature`, `top_p` and
+/// `service_tier` over the job's; a blank cell keeps the job's value.
 fn apply_row_parameters(fields: &Map<String, Value>, request: &mut Request) -> Result<(), String> {
     let given = |key: &str| -> Option<&Value> {
         match fields.get(key) {
@@ -258,6 +263,15 @@ fn apply_row_parameters(fields: &Map<String, Value>, request: &mut Request) -> R
                 request.top_p = Some(x);
             }
         }
+    }
+    if let Some(v) = given("service_tier") {
+        let tier = v.as_str().and_then(ServiceTier::parse).ok_or_else(|| {
+            format!(
+                "column `service_tier`: {} is not default, flex or priority",
+                short(v)
+            )
+        })?;
+        request.service_tier = Some(tier);
     }
     Ok(())
 }
@@ -319,21 +333,34 @@ fn parse_messages(v: &Value) -> Result<Vec<Message>, String> {
             }
             None => return Err(format!("message {n}: no role")),
         };
+        let mut cache_after = Vec::new();
         let text = match m.get("content") {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Array(blocks)) => {
-                let mut parts = Vec::new();
+                let mut joined = String::new();
                 for b in blocks {
+                    if b.get("cachePoint").is_some() {
+                        // Converse form, passed through: `{"cachePoint": {"type": "default"}}`.
+                        if !joined.is_empty() && cache_after.last() != Some(&joined.len()) {
+                            cache_after.push(joined.len());
+                        }
+                        continue;
+                    }
                     match b.get("text").and_then(Value::as_str) {
-                        Some(t) => parts.push(t),
+                        Some(t) => {
+                            if !joined.is_empty() {
+                                joined.push('\n');
+                            }
+                            joined.push_str(t);
+                        }
                         None => {
                             return Err(format!(
-                                "message {n}: only text content blocks are supported"
+                                "message {n}: only text and cachePoint content blocks are supported"
                             ))
                         }
                     }
                 }
-                parts.join("\n")
+                joined
             }
             _ => return Err(format!("message {n}: no content")),
         };
@@ -353,7 +380,11 @@ fn parse_messages(v: &Value) -> Result<Vec<Message>, String> {
         if i == 0 && role != Role::User {
             return Err("the first message must be from the user".into());
         }
-        out.push(Message { role, text });
+        out.push(Message {
+            role,
+            text,
+            cache_after,
+        });
     }
     if out.last().map(|m| m.role) != Some(Role::User) {
         return Err("the last message must be from the user".into());
@@ -419,6 +450,7 @@ mod tests {
             allow_duplicate_ids: false,
             include_prompt: false,
             stream: false,
+            cost: Default::default(),
             progress_bar: false,
         }
     }
@@ -451,7 +483,8 @@ mod tests {
             job.request.messages,
             vec![Message {
                 role: Role::User,
-                text: "hi".into()
+                text: "hi".into(),
+                ..Message::default()
             }]
         );
         assert_eq!(

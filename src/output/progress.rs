@@ -60,9 +60,9 @@ impl Progress {
     }
 
     /// Shows the counts so far; `allowed_rpm` is the limiter's current pace, if it has one.
-    pub(crate) fn update(&mut self, s: &Run, allowed_rpm: Option<f64>) {
+    pub(crate) fn update(&mut self, s: &Run, allowed_rpm: Option<f64>, spent_usd: f64) {
         let done = s.succeeded + s.failed + s.skipped;
-        let msg = self.message(s, allowed_rpm);
+        let msg = self.message(s, allowed_rpm, spent_usd);
         match &self.bar {
             Some(bar) => {
                 bar.set_position(done);
@@ -79,7 +79,7 @@ impl Progress {
     }
 
     /// The bar's message, which the plain line also carries.
-    fn message(&self, s: &Run, allowed_rpm: Option<f64>) -> String {
+    fn message(&self, s: &Run, allowed_rpm: Option<f64>, spent_usd: f64) -> String {
         let rate = allowed_rpm
             .map(|r| format!(" | allowed {r:.0} rpm"))
             .unwrap_or_default();
@@ -92,7 +92,7 @@ impl Progress {
             "– rows/s".to_string()
         };
         format!(
-            "| {per_sec} | ok {} | failed {} | skipped {} | tokens in/out {}/{} | throttled {}{rate}",
+            "| {per_sec} | ok {} | failed {} | skipped {} | tokens in/out {}/{} | ${spent_usd:.4} | throttled {}{rate}",
             s.succeeded,
             s.failed,
             s.skipped,
@@ -191,7 +191,7 @@ mod tests {
             ..Run::default()
         };
         // What `update` prints, built the same way.
-        let msg = p.message(&s, None);
+        let msg = p.message(&s, None, 0.0);
         let line = plain_line(12, "/200", &msg);
         assert!(
             line.starts_with("progress: 12/200 rows | 1.2 rows/s | ok 10 | failed 2"),
@@ -200,9 +200,9 @@ mod tests {
         assert_eq!(line.matches("/s").count(), 1, "{line}");
         p.started = Instant::now();
         assert!(
-            p.message(&s, None).starts_with("| – rows/s |"),
+            p.message(&s, None, 0.0).starts_with("| – rows/s |"),
             "{}",
-            p.message(&s, None)
+            p.message(&s, None, 0.0)
         );
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::bedrock::invoker::Throttle;
+use crate::cost::spend::Spend;
 use crate::outcome::Outcome;
 use crate::output::fs::{open_append, write_line};
 use crate::output::progress::Progress;
@@ -83,7 +84,8 @@ pub(crate) async fn run(
     mut progress: Progress,
     limiter: Arc<Limiter>,
     shutdown: Shutdown,
-) -> anyhow::Result<(Run, Timings)> {
+    mut spend: Spend,
+) -> anyhow::Result<(Run, Timings, Spend)> {
     let mut summary = Run::default();
     let mut timings = Timings::default();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -95,23 +97,28 @@ pub(crate) async fn run(
                 None => break,
             },
             _ = tick.tick() => {
-                progress.update(&summary, limiter.allowed_rpm());
+                progress.update(&summary, limiter.allowed_rpm(), spend.total_usd);
                 continue;
             }
         };
+        if let Event::Done { outcome, .. } = &event {
+            if let Outcome::Succeeded(r) = outcome.as_ref() {
+                spend.add(r);
+            }
+        }
         if let Err(e) = record(event, &mut out, &mut summary, &mut timings, &shutdown) {
             progress.finish();
             return Err(e);
         }
     }
-    progress.update(&summary, limiter.allowed_rpm());
+    progress.update(&summary, limiter.allowed_rpm(), spend.total_usd);
     progress.finish();
     out.results.sync_all().ok();
     out.failures.sync_all().ok();
     summary.latency_ms = Latency::of(&timings.latency);
     summary.ttft_ms = timings.ttft_ms();
     summary.output_tokens_per_sec = timings.output_tokens_per_sec();
-    Ok((summary, timings))
+    Ok((summary, timings, spend))
 }
 
 /// One event: its line written (the permit released only after), its counts

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::cost::spend::Spend;
 use crate::output::progress::MIN_RATE_SECS;
 
 /// The job as the output directory holds it after this run: every line of
@@ -34,10 +35,14 @@ pub struct Summary {
     pub ttft_ms: Option<Latency>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tokens_per_sec: Option<Rate>,
-    /// Why this run stopped early (`sigint`, `sigterm`, `breaker`, …), if it did.
+    /// Why this run stopped early (`sigint`, `sigterm`, `breaker`, `budget`,
+    /// `service_tier`, `pilot`, …), if it did.
     pub stopped_by: Option<String>,
     pub output_dir: PathBuf,
     pub this_run: Run,
+    /// What this run and the job so far cost, per model (`cost/spend.rs`).
+    #[serde(default)]
+    pub cost: Spend,
 }
 
 /// What one run did: the rows it sent and how, and the rows it skipped.
@@ -190,6 +195,11 @@ impl Summary {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let head = match &self.stopped_by {
+            Some(why) if why == "budget" => "stopped by the budget (max_cost):".to_string(),
+            Some(why) if why == "service_tier" => {
+                "stopped: Bedrock refused the service tier on the first rows:".to_string()
+            }
+            Some(why) if why == "pilot" => "pilot done:".to_string(),
             Some(why) => format!("stopped by {why}:"),
             None => "done:".to_string(),
         };
@@ -260,6 +270,7 @@ impl Summary {
                 t.p50, t.p95, t.p99, rate.p50, rate.min
             ));
         }
+        out.push_str(&self.cost.render());
         let dir = crate::path::normalize(&self.output_dir);
         let dir = dir.display();
         out.push_str(&format!("results:  {dir}/results.jsonl\n"));

@@ -197,6 +197,7 @@ mod tests {
             message: "m".into(),
             disposition: Disposition::Fail,
             throttle: None,
+            tier_refused: false,
         }
     }
 

@@ -2,5 +2,6 @@
 
 pub mod backoff;
 pub(crate) mod breaker;
+pub mod early_stop;
 pub mod limiter;
 pub mod runner;

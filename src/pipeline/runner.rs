@@ -28,12 +28,14 @@ use crate::bedrock::auth::{self, AuthSettings};
 use crate::bedrock::invoker::{self, Classified, Disposition};
 use crate::bedrock::request::{Answer, Api};
 use crate::config::Settings;
+use crate::cost::meter::{Meter, Reservation};
+use crate::cost::spend::Spend;
 use crate::input::inventory::{self, Inventory};
 use crate::input::job::{Columns, Job};
 use crate::input::reader::Item;
 use crate::input::rows::{Repeated, Rows};
 use crate::input::template::Template;
-use crate::outcome::{ErrorInfo, ErrorKind, Failure, Outcome, Success, Times, Usage};
+use crate::outcome::{ErrorInfo, ErrorKind, Failure, Outcome, Success, Times};
 use crate::output::changed;
 use crate::output::checkpoint::{self, Earlier, IdSet};
 use crate::output::fs::write_atomic;
@@ -51,8 +53,8 @@ use crate::shutdown::{Shutdown, StopReason};
 /// reserve the same so the token limiter errs on the safe side.
 const UNSET_MAX_TOKENS: u64 = 4096;
 
-/// What the reader thread hands intake.
-enum Work {
+/// What the reader thread hands intake (and the dry-run's estimator).
+pub(crate) enum Work {
     Job(Box<Job>),
     Failed(Box<Failure>),
     /// This many rows in a row were already done: counted in batches, so a
@@ -86,6 +88,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     let settings = prepared.settings.clone();
     let rows = prepared.inventory.rows;
 
+    let (budget, spend) = crate::cost::start(&settings)?;
     let client = auth::bedrock_client(&prepared.session.sdk, settings.request_timeout);
     let limiter = Arc::new(Limiter::new(settings.rpm, settings.tpm));
     let (events, event_rx) = mpsc::channel(EVENTS_AHEAD);
@@ -96,6 +99,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
         Progress::new(Some(rows), settings.progress_bar),
         limiter.clone(),
         shutdown.clone(),
+        spend,
     ));
 
     let (work_tx, work_rx) = mpsc::channel(WORK_AHEAD);
@@ -117,6 +121,12 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
         events: events.clone(),
         backoff: Backoff::new(settings.max_attempts, settings.row_deadline),
         shutdown: shutdown.clone(),
+        meter: Meter::new(
+            settings.cost.prices.clone(),
+            budget,
+            settings.cost.row_limit,
+            shutdown.clone(),
+        ),
     });
     let in_flight = intake(
         settings.concurrency,
@@ -278,7 +288,7 @@ fn warn_about_token_budget(s: &Settings) {
 /// run wrote, completed with what only the run knows, and written to
 /// `summary.json`.
 fn finish(
-    (mut run, timings): (Run, Timings),
+    (mut run, timings, spend): (Run, Timings, Spend),
     mut earlier: Earlier,
     settings: &Settings,
     rows: u64,
@@ -318,6 +328,7 @@ fn finish(
         stopped_by: shutdown.reason().map(|r| r.as_str().to_string()),
         output_dir: settings.output_dir.clone(),
         this_run: run,
+        cost: spend,
     };
     write_atomic(
         &settings.output_dir.join(checkpoint::SUMMARY),
@@ -341,7 +352,7 @@ fn start_reader(
         .context("cannot start the reader thread")
 }
 
-fn read(
+pub(crate) fn read(
     settings: &Settings,
     template: Option<&Template>,
     done: &IdSet,
@@ -458,18 +469,26 @@ async fn intake(
             }
             Work::Job(job) => job,
         };
+        // The budget (and a pilot's row count) may say no: intake stops.
+        let Some(hold) = caller.meter.admit(&job) else {
+            break;
+        };
         let ticket = tokio::select! {
             biased;
-            _ = shutdown.stopping() => break,
+            _ = shutdown.stopping() => {
+                caller.meter.release(hold);
+                break;
+            }
             t = caller.limiter.acquire(caller.reservation(&job)) => t,
         };
         // The limiter may have waited: a stop that came meanwhile (the
         // writer failing among them) means this call must not be paid for.
         if shutdown.is_stopping() {
             caller.limiter.release(ticket);
+            caller.meter.release(hold);
             break;
         }
-        tasks.spawn(process(*job, permit, ticket, caller.clone()));
+        tasks.spawn(process(*job, permit, ticket, hold, caller.clone()));
     }
     tasks
 }
@@ -528,6 +547,9 @@ struct Caller {
     events: mpsc::Sender<Event>,
     backoff: Backoff,
     shutdown: Shutdown,
+    /// Prices answers, holds each call's worst case against the budget,
+    /// stops intake for the budget, a refused tier or a finished pilot.
+    meter: Meter,
 }
 
 impl Caller {
@@ -552,7 +574,13 @@ impl Caller {
 /// One row, from its first attempt to its line in an output file. Dropped
 /// (aborted) tasks write nothing: the row is sent again on resume. The
 /// permit goes to the writer with the outcome (see [`Event::Done`]).
-async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: Arc<Caller>) {
+async fn process(
+    job: Job,
+    permit: OwnedSemaphorePermit,
+    first: Ticket,
+    mut hold: Reservation,
+    caller: Arc<Caller>,
+) {
     let started = Instant::now();
     let (started_at, mut throttles) = (std::time::SystemTime::now(), 0u32);
     let input_bytes = job.request.input_chars();
@@ -571,10 +599,12 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: 
                     answer.output_tokens,
                     input_bytes,
                 );
+                let cost = caller.meter.answered(&job, &answer, hold);
                 let times = Times::since(started_at, throttles);
                 let success = succeeded(
                     job,
                     answer,
+                    cost,
                     latency_ms,
                     attempt,
                     caller.include_prompt,
@@ -620,6 +650,7 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: 
             return;
         }
         let Some(wait) = wait else {
+            caller.meter.failed(error.kind, error.tier_refused, hold);
             caller
                 .finish(
                     Outcome::Failed(failed(
@@ -633,18 +664,30 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: 
                 .await;
             return;
         };
+        // The budget may not cover another attempt: the row is left for the resume.
+        hold = match caller.meter.attempt_failed(&job, error.kind, hold) {
+            Some(h) => h,
+            None => return,
+        };
         // Stopping: a row that needs another attempt is left for the resume,
         // not written as failed.
         if caller.shutdown.is_stopping() {
+            caller.meter.release(hold);
             return;
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = caller.shutdown.stopping() => return,
+            _ = caller.shutdown.stopping() => {
+                caller.meter.release(hold);
+                return;
+            }
         }
         ticket = tokio::select! {
             t = caller.limiter.acquire(caller.reservation(&job)) => t,
-            _ = caller.shutdown.stopping() => return,
+            _ = caller.shutdown.stopping() => {
+                caller.meter.release(hold);
+                return;
+            }
         };
         attempt += 1;
     }
@@ -654,6 +697,7 @@ async fn process(job: Job, permit: OwnedSemaphorePermit, first: Ticket, caller: 
 fn succeeded(
     job: Job,
     answer: Answer,
+    cost_usd: Option<f64>,
     latency_ms: u64,
     attempt: u32,
     include_prompt: bool,
@@ -665,15 +709,15 @@ fn succeeded(
         ([], Some(invoke)) => invoke.body.clone(),
         (turns, _) => serde_json::to_value(turns).unwrap_or_default(),
     });
+    let usage = crate::cost::spend::usage_of(&answer);
     Success {
         id: job.id,
         model: job.request.model,
         output: answer.text,
         stop_reason: answer.stop_reason,
-        usage: Usage {
-            input_tokens: answer.input_tokens,
-            output_tokens: answer.output_tokens,
-        },
+        usage,
+        cost_usd,
+        service_tier: answer.service_tier,
         latency_ms,
         ttft_ms: answer.ttft_ms,
         output_tokens_per_sec: answer

@@ -17,8 +17,8 @@ use aws_sdk_bedrockruntime::types::{
     ResponseStream, StopReason, SystemContentBlock,
 };
 use bedrock_batch::emulator::{
-    answer, count_tokens, Emulator, EmulatorConfig, RequestRecord, STATIC_ACCESS_KEY_ID,
-    STATIC_SECRET_ACCESS_KEY,
+    answer, count_tokens, output_tokens, Emulator, EmulatorConfig, RequestRecord,
+    STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY,
 };
 use serde_json::Value;
 
@@ -94,7 +94,7 @@ async fn converse_answers_deterministically_with_usage() {
     let usage = out.usage().unwrap();
     let input = count_tokens(&format!("be brief\n{prompt}"));
     assert_eq!(usage.input_tokens() as u64, input);
-    assert_eq!(usage.output_tokens() as u64, count_tokens(&text));
+    assert_eq!(usage.output_tokens() as u64, output_tokens(&text));
     assert_eq!(
         usage.total_tokens(),
         usage.input_tokens() + usage.output_tokens()
@@ -116,7 +116,7 @@ async fn converse_answers_deterministically_with_usage() {
     assert!(r.invocation_id.is_some());
     assert_eq!(
         (r.input_tokens, r.output_tokens),
-        (input, count_tokens(&text))
+        (input, output_tokens(&text))
     );
     let s = emu.stats();
     assert_eq!((s.requests, s.successes, s.input_tokens), (1, 1, input));
@@ -300,7 +300,7 @@ async fn converse_stream_decodes_in_the_sdk() {
     assert_eq!(text, answer(prompt));
     assert_eq!(stop, Some(StopReason::EndTurn));
     let usage = usage.expect("metadata event");
-    assert_eq!(usage.output_tokens() as u64, count_tokens(&text));
+    assert_eq!(usage.output_tokens() as u64, output_tokens(&text));
     assert_eq!(usage.input_tokens() as u64, count_tokens(prompt));
     assert_eq!(emu.requests()[0].operation, "ConverseStream");
 }
@@ -341,7 +341,7 @@ async fn invoke_model_anthropic_round_trip() {
         v["usage"]["input_tokens"],
         count_tokens(&format!("be brief\n{prompt}"))
     );
-    assert_eq!(v["usage"]["output_tokens"], count_tokens(&answer(prompt)));
+    assert_eq!(v["usage"]["output_tokens"], output_tokens(&answer(prompt)));
 
     // A body the family can't parse is a ValidationException.
     let err = client
@@ -401,7 +401,7 @@ async fn invoke_model_with_response_stream_anthropic_chunks() {
         }
         if t == "message_delta" {
             assert_eq!(v["delta"]["stop_reason"], "end_turn");
-            assert_eq!(v["usage"]["output_tokens"], count_tokens(&answer(prompt)));
+            assert_eq!(v["usage"]["output_tokens"], output_tokens(&answer(prompt)));
         }
         types.push(t);
         last = v;
@@ -413,7 +413,7 @@ async fn invoke_model_with_response_stream_anthropic_chunks() {
     }
     assert_eq!(types.last().map(String::as_str), Some("message_stop"));
     let metrics = &last["amazon-bedrock-invocationMetrics"];
-    assert_eq!(metrics["outputTokenCount"], count_tokens(&answer(prompt)));
+    assert_eq!(metrics["outputTokenCount"], output_tokens(&answer(prompt)));
     assert_eq!(
         metrics["inputTokenCount"],
         count_tokens(&format!("be brief\n{prompt}"))

@@ -24,6 +24,8 @@ mod shutdown;
 mod breaker;
 // Throughput control against small quotas: no lost rows, bounded 429s, counts that add up.
 mod throughput;
+// Money: cost per row and in the summary, the budget, service tiers, prompt caching, --dry-run.
+mod cost;
 // Headless Chromium over the DevTools protocol, for tests that look at a page.
 mod browser;
 // The HTML report in a real browser, `report -o`, `report --compare`, and run's closing table.

@@ -377,6 +377,7 @@ async fn invoke_api_sends_each_family_s_native_body() {
             messages: vec![Message {
                 role: Role::User,
                 text: "Name a tree".into(),
+                ..Message::default()
             }],
             max_tokens: Some(100),
             ..Request::default()

@@ -1,0 +1,622 @@
+//! `run --dry-run`: what a job will cost and how long it will take, before
+//! it is paid for.
+//!
+//! It reads every input and renders every request with the runner's own
+//! reader (`runner::read`: same ids, same input failures, same template),
+//! skips what the output directory already holds, and sends no model call,
+//! except:
+//! - `--pilot N` first sends N rows for real through the ordinary run (they
+//!   are results like any other; a later run skips them);
+//! - `--count-tokens` asks Bedrock's CountTokens for each row's input tokens
+//!   (free; models without it fall back to the local estimate).
+//!
+//! Answers already in `results.jsonl` (a pilot's or an earlier run's) teach
+//! it the ratio of real to locally estimated input tokens and the typical
+//! answer length. It writes `dry-run.json` and returns the text a person reads.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::bedrock::auth::{self, AuthSettings};
+use crate::bedrock::request::ServiceTier;
+use crate::config::{ResumeMode, Settings};
+use crate::cost::estimate::{input_upper_bound, local_input_tokens, uses_cache, LOCAL_METHOD};
+use crate::cost::price::PriceTable;
+use crate::input::inventory;
+use crate::input::job::Job;
+use crate::input::rows::id_hash;
+use crate::input::template::Template;
+use crate::outcome::{Failure, Success};
+use crate::output::checkpoint::IdSet;
+use crate::output::fs::write_atomic;
+use crate::output::sink::{FAILURES, RESULTS};
+use crate::pipeline::runner::{self, Work};
+use crate::shutdown::{Shutdown, StopReason};
+
+pub const FILE: &str = "dry-run.json";
+
+/// Output tokens Bedrock reserves when a request sets no `max_tokens`.
+const UNSET_MAX_TOKENS: u64 = 4096;
+
+/// `dry-run.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub rows: Rows,
+    pub input_tokens: Figure,
+    pub output_tokens: Figure,
+    /// The job as configured (each row on its own tier).
+    pub cost_usd: Cost,
+    /// The same rows on each service tier; `null` where a price is missing.
+    pub tiers: BTreeMap<String, Option<Cost>>,
+    /// The same rows through batch inference; `null` where a price is missing.
+    pub batch: Option<Cost>,
+    /// Models of rows to send that have no price: their rows are not in the figures.
+    pub unpriced_models: BTreeSet<String>,
+    /// What the answers already in the output directory cost.
+    pub already_spent_usd: f64,
+    pub learned_from: Learned,
+    pub time: Time,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Rows {
+    /// Rows to send.
+    pub rows: u64,
+    /// Already in results.jsonl or failures.jsonl (a pilot's included).
+    pub already_done: u64,
+    /// Rows that would be failures without being sent (bad input).
+    pub input_failures: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Figure {
+    pub expected: u64,
+    pub max: u64,
+    pub method: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Cost {
+    pub expected: f64,
+    pub worst_case: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Learned {
+    /// Answered rows the figures learned from.
+    pub answered_rows: u64,
+    /// Real input tokens per locally estimated one (1 with nothing learned).
+    pub input_ratio: f64,
+    /// Mean output tokens per answer, if any answer was seen.
+    pub mean_output_tokens: Option<f64>,
+    /// Median latency of those answers, ms.
+    pub p50_latency_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Time {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+    /// Minutes the rows need at the given quotas (the slower of the two), if any was given.
+    pub minutes_at_quota: Option<f64>,
+    /// Minutes per 100 requests-per-minute of quota, and per 100,000 tokens-per-minute.
+    pub minutes_per_100_rpm: f64,
+    pub minutes_per_100k_tpm: f64,
+    /// Minutes the concurrency allows at the pilot's median latency, if known.
+    pub minutes_at_concurrency: Option<f64>,
+}
+
+/// One row to send, as estimated.
+struct Row {
+    model: String,
+    tier: ServiceTier,
+    caching: bool,
+    /// Exact (CountTokens) or local.
+    input: Input,
+    input_max: u64,
+    output_max: u64,
+}
+
+enum Input {
+    Counted(u64),
+    Local(u64),
+}
+
+/// What the output directory's answers teach.
+#[derive(Default)]
+struct Samples {
+    /// id → (input tokens incl. cache, output tokens, latency).
+    by_id: HashMap<String, (u64, u64, u64)>,
+    spent: f64,
+}
+
+/// Runs the pilot (if any), then the estimate. Returns the report and its text.
+pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<(Report, String)> {
+    let dry = settings.cost.dry_run.unwrap_or_default();
+    let mut pilot_note = String::new();
+    if dry.pilot > 0 {
+        let mut pilot = settings.clone();
+        pilot.cost.dry_run = None;
+        pilot.cost.row_limit = Some(dry.pilot);
+        let summary = crate::run(pilot, shutdown.clone()).await?;
+        let _ = writeln!(
+            pilot_note,
+            "pilot: {} row(s) sent for real ({} answered, {} failed), ${:.4}; they are results now and a run skips them",
+            summary.succeeded + summary.failed,
+            summary.succeeded,
+            summary.failed,
+            summary.cost.total_usd
+        );
+        if !matches!(shutdown.reason(), None | Some(StopReason::Pilot)) {
+            anyhow::bail!("stopped during the pilot; nothing estimated");
+        }
+    }
+    let settings = Arc::new(settings);
+    let samples = samples(&settings.output_dir, &settings.cost.prices)?;
+    let rows = rows_to_send(&settings, &samples, dry.count_tokens).await?;
+    let report = estimate(&settings, &samples, rows);
+    std::fs::create_dir_all(&settings.output_dir)
+        .with_context(|| format!("{}: cannot create", settings.output_dir.display()))?;
+    write_atomic(
+        &settings.output_dir.join(FILE),
+        &serde_json::to_vec_pretty(&report)?,
+    )?;
+    let text = pilot_note + &render(&report, &settings);
+    Ok((report, text))
+}
+
+/// The answers in `results.jsonl`, by id.
+fn samples(dir: &Path, prices: &PriceTable) -> anyhow::Result<Samples> {
+    let mut s = Samples::default();
+    let path = dir.join(RESULTS);
+    let Ok(file) = std::fs::File::open(&path) else {
+        return Ok(s);
+    };
+    for line in BufReader::new(file).lines() {
+        let line = line.with_context(|| format!("{}: cannot read", path.display()))?;
+        let Ok(r) = serde_json::from_str::<Success>(&line) else {
+            continue;
+        };
+        let u = &r.usage;
+        let input = u.input_tokens
+            + u.cache_read_input_tokens.unwrap_or(0)
+            + u.cache_write_input_tokens.unwrap_or(0);
+        s.spent += r
+            .cost_usd
+            .or_else(|| {
+                let tier = crate::cost::spend::priced_tier(r.service_tier.as_deref(), None);
+                crate::cost::spend::row_cost(prices, &r.model, tier, u)
+            })
+            .unwrap_or(0.0);
+        s.by_id.insert(r.id, (input, u.output_tokens, r.latency_ms));
+    }
+    Ok(s)
+}
+
+/// Ids of `failures.jsonl` that a run would skip (all of them, or those not
+/// being retried), without touching the file.
+fn failed_ids(settings: &Settings) -> anyhow::Result<IdSet> {
+    let path = settings.output_dir.join(FAILURES);
+    let Ok(file) = std::fs::File::open(&path) else {
+        return Ok(IdSet::default());
+    };
+    let mut hashes = Vec::new();
+    for line in BufReader::new(file).lines() {
+        let line = line.with_context(|| format!("{}: cannot read", path.display()))?;
+        let Ok(f) = serde_json::from_str::<Failure>(&line) else {
+            continue;
+        };
+        let retried = match &settings.resume {
+            ResumeMode::RetryFailures(kinds) => {
+                kinds.is_empty() || kinds.iter().any(|k| k == f.error.kind.as_str())
+            }
+            _ => false,
+        };
+        if !retried {
+            hashes.push(id_hash(&f.id));
+        }
+    }
+    Ok(IdSet::from_hashes(hashes))
+}
+
+/// Reads the inputs as a run would and estimates each row still to send.
+async fn rows_to_send(
+    settings: &Arc<Settings>,
+    samples: &Samples,
+    count_tokens: bool,
+) -> anyhow::Result<(Vec<Row>, Rows, Vec<(u64, u64)>)> {
+    let template = match &settings.template {
+        Some(t) => Some(Arc::new(Template::compile(t).map_err(anyhow::Error::msg)?)),
+        None => None,
+    };
+    let inventory = {
+        let (s, t) = (settings.clone(), template.clone());
+        tokio::task::spawn_blocking(move || inventory::take(&s, t.as_deref()))
+            .await
+            .context("input scan panicked")??
+    };
+    let fresh = settings.resume == ResumeMode::Fresh;
+    let done = if fresh {
+        IdSet::default()
+    } else {
+        failed_ids(settings)?
+    };
+    let (tx, mut rx) = mpsc::channel::<Vec<Work>>(8);
+    let reader = {
+        let (s, t) = (settings.clone(), template.clone());
+        std::thread::Builder::new()
+            .name("dry-run reader".into())
+            .spawn(move || runner::read(&s, t.as_deref(), &done, &inventory.repeated, tx))
+            .context("cannot start the reader thread")?
+    };
+
+    let mut counts = Rows::default();
+    let mut jobs = Vec::new();
+    // (local estimate, real input) of rows already answered: the calibration.
+    let mut pairs = Vec::new();
+    while let Some(batch) = rx.recv().await {
+        for w in batch {
+            match w {
+                Work::Skip(n) => counts.already_done += n,
+                Work::Failed(_) => counts.input_failures += 1,
+                Work::Job(job) => match samples.by_id.get(&job.id).filter(|_| !fresh) {
+                    Some(&(real, _, _)) => {
+                        counts.already_done += 1;
+                        pairs.push((local_input_tokens(&job), real));
+                    }
+                    None => jobs.push(*job),
+                },
+            }
+        }
+    }
+    tokio::task::spawn_blocking(move || reader.join())
+        .await
+        .context("waiting for the reader thread")?
+        .map_err(|_| anyhow::anyhow!("the reader thread panicked"))??;
+    counts.rows = jobs.len() as u64;
+
+    let counted = if count_tokens {
+        count_all(settings, &jobs).await?
+    } else {
+        vec![None; jobs.len()]
+    };
+    let rows = jobs
+        .iter()
+        .zip(counted)
+        .map(|(job, counted)| Row {
+            model: job.request.model.clone(),
+            tier: job.request.service_tier.unwrap_or_default(),
+            caching: uses_cache(job),
+            input: match counted {
+                Some(n) => Input::Counted(n),
+                None => Input::Local(local_input_tokens(job)),
+            },
+            input_max: counted.unwrap_or_else(|| input_upper_bound(job)),
+            output_max: job.request.max_tokens.map_or(UNSET_MAX_TOKENS, u64::from),
+        })
+        .collect();
+    Ok((rows, counts, pairs))
+}
+
+/// CountTokens for one job; `None` falls back to the local estimate.
+async fn count_one(
+    client: &aws_sdk_bedrockruntime::Client,
+    api: crate::bedrock::request::Api,
+    job: &Job,
+    unsupported: &std::sync::Mutex<HashSet<String>>,
+) -> Option<u64> {
+    let model = &job.request.model;
+    if unsupported
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(model)
+    {
+        return None;
+    }
+    match crate::bedrock::count::count_tokens(client, api, job).await {
+        Ok(n) => Some(n),
+        Err(e) if e.code == "ValidationException" => {
+            let mut u = unsupported.lock().unwrap_or_else(|e| e.into_inner());
+            if u.insert(model.clone()) {
+                tracing::warn!(
+                    "{model}: CountTokens refused ({}); its rows use the local estimate",
+                    e.message
+                );
+            }
+            None
+        }
+        Err(e) => {
+            tracing::warn!(
+                "{}: line {}: CountTokens failed ({}: {}); local estimate used",
+                job.source.file,
+                job.source.line,
+                e.code,
+                e.message
+            );
+            None
+        }
+    }
+}
+
+/// CountTokens for every job, `concurrency` at a time. A model that does
+/// not support it is asked once; its rows fall back to the local estimate.
+async fn count_all(settings: &Settings, jobs: &[Job]) -> anyhow::Result<Vec<Option<u64>>> {
+    let session = auth::connect(&AuthSettings {
+        region: settings.region.clone(),
+        profile: settings.profile.clone(),
+        role: settings.role.clone(),
+    })
+    .await?;
+    let client = auth::bedrock_client(&session.sdk, settings.request_timeout);
+    let unsupported = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
+    let api = settings.api;
+    let permits = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, job) in jobs.iter().enumerate() {
+        // The semaphore is never closed, so acquiring cannot fail.
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        let (client, unsupported, job) = (client.clone(), unsupported.clone(), job.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            (i, count_one(&client, api, &job, &unsupported).await)
+        });
+    }
+    let mut results = vec![None; jobs.len()];
+    while let Some(r) = tasks.join_next().await {
+        let (i, n) = r.context("a CountTokens task panicked")?;
+        results[i] = n;
+    }
+    Ok(results)
+}
+
+fn estimate(
+    settings: &Settings,
+    samples: &Samples,
+    (rows, counts, pairs): (Vec<Row>, Rows, Vec<(u64, u64)>),
+) -> Report {
+    let (local_sum, real_sum) = pairs
+        .iter()
+        .fold((0u64, 0u64), |(l, r), (a, b)| (l + a, r + b));
+    let ratio = if local_sum > 0 {
+        real_sum as f64 / local_sum as f64
+    } else {
+        1.0
+    };
+    let answered: Vec<&(u64, u64, u64)> = samples.by_id.values().collect();
+    let mean_out = (!answered.is_empty())
+        .then(|| answered.iter().map(|a| a.1 as f64).sum::<f64>() / answered.len() as f64);
+    let p50 = {
+        let mut l: Vec<u64> = answered.iter().map(|a| a.2).collect();
+        l.sort_unstable();
+        l.get(l.len() / 2).copied()
+    };
+
+    let prices = &settings.cost.prices;
+    let mut unpriced = BTreeSet::new();
+    let mut input = Figure::default();
+    let mut output = Figure::default();
+    let mut configured = Some(Cost::default());
+    let mut tiers: BTreeMap<String, Option<Cost>> = ServiceTier::ALL
+        .iter()
+        .map(|t| (t.as_str().to_string(), Some(Cost::default())))
+        .collect();
+    let mut batch = Some(Cost::default());
+    let mut counted_rows = 0u64;
+    for r in &rows {
+        let in_exp = match r.input {
+            Input::Counted(n) => {
+                counted_rows += 1;
+                n
+            }
+            Input::Local(n) => (n as f64 * ratio).round() as u64,
+        };
+        let out_exp = mean_out.map_or(r.output_max, |m| (m.round() as u64).min(r.output_max));
+        input.expected += in_exp;
+        input.max += r.input_max;
+        output.expected += out_exp;
+        output.max += r.output_max;
+        let Some(found) = prices.find(&r.model) else {
+            unpriced.insert(r.model.clone());
+            continue;
+        };
+        let add = |acc: &mut Option<Cost>, rates: Option<(f64, f64)>, worst_in: Option<f64>| match (
+            acc.as_mut(),
+            rates,
+            worst_in,
+        ) {
+            (Some(c), Some((i, o)), Some(wi)) => {
+                c.expected += (in_exp as f64 * i + out_exp as f64 * o) / 1e6;
+                c.worst_case += (r.input_max as f64 * wi + r.output_max as f64 * o) / 1e6;
+            }
+            _ => *acc = None,
+        };
+        add(
+            &mut configured,
+            found.rates(r.tier),
+            found.worst_input_rate(r.tier, r.caching),
+        );
+        for t in ServiceTier::ALL {
+            if let Some(acc) = tiers.get_mut(t.as_str()) {
+                add(acc, found.rates(t), found.worst_input_rate(t, r.caching));
+            }
+        }
+        let b = found.batch_rates();
+        add(&mut batch, b, b.map(|(i, _)| i));
+    }
+    input.method = if counted_rows == rows.len() as u64 && !rows.is_empty() {
+        "counted: Bedrock CountTokens".to_string()
+    } else if pairs.is_empty() {
+        format!("{LOCAL_METHOD}; max: bytes + 16 per message (no tokenizer makes more)")
+    } else {
+        format!(
+            "{LOCAL_METHOD} × {ratio:.3}, the real/estimated ratio of {} answered row(s){}; max: bytes + 16 per message",
+            pairs.len(),
+            if counted_rows > 0 {
+                format!("; {counted_rows} row(s) counted with CountTokens")
+            } else {
+                String::new()
+            }
+        )
+    };
+    output.method = match mean_out {
+        Some(m) => format!(
+            "expected: the mean answer of {} answered row(s), {m:.1} tokens; max: max_tokens",
+            answered.len()
+        ),
+        None => "expected: max_tokens (no answers yet: use --pilot N to learn the typical length); max: max_tokens".to_string(),
+    };
+    if configured.is_none() || !unpriced.is_empty() {
+        // The configured figure is meaningful only over priced rows; say so.
+        configured = configured.or(Some(Cost::default()));
+    }
+
+    let minutes_rpm = |rpm: f64| counts.rows as f64 / rpm;
+    // Bedrock counts input + output against tpm (max_tokens reserved, the rest given back).
+    let tokens = (input.expected + output.expected) as f64;
+    let at_rpm = settings.rpm.map(|r| minutes_rpm(r as f64));
+    let at_tpm = settings.tpm.map(|t| tokens / t as f64);
+    let time = Time {
+        rpm: settings.rpm,
+        tpm: settings.tpm,
+        minutes_at_quota: match (at_rpm, at_tpm) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        },
+        minutes_per_100_rpm: minutes_rpm(100.0),
+        minutes_per_100k_tpm: tokens / 100_000.0,
+        minutes_at_concurrency: p50.map(|ms| {
+            counts.rows as f64 * ms as f64 / 60_000.0 / settings.concurrency.max(1) as f64
+        }),
+    };
+    Report {
+        rows: counts,
+        input_tokens: input,
+        output_tokens: output,
+        cost_usd: configured.unwrap_or_default(),
+        tiers,
+        batch,
+        unpriced_models: unpriced,
+        already_spent_usd: samples.spent,
+        learned_from: Learned {
+            answered_rows: pairs.len() as u64,
+            input_ratio: ratio,
+            mean_output_tokens: mean_out,
+            p50_latency_ms: p50,
+        },
+        time,
+    }
+}
+
+fn render(r: &Report, settings: &Settings) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "dry run: {} row(s) to send, {} already done, {} input failure(s); nothing sent",
+        r.rows.rows, r.rows.already_done, r.rows.input_failures
+    );
+    let _ = writeln!(
+        o,
+        "input tokens:  {:>12} expected, {:>12} max  ({})",
+        r.input_tokens.expected, r.input_tokens.max, r.input_tokens.method
+    );
+    let _ = writeln!(
+        o,
+        "output tokens: {:>12} expected, {:>12} max  ({})",
+        r.output_tokens.expected, r.output_tokens.max, r.output_tokens.method
+    );
+    let _ = writeln!(
+        o,
+        "{:<22} {:>12} {:>12}",
+        "cost (USD)", "expected", "worst case"
+    );
+    let line = |o: &mut String, name: &str, c: Option<Cost>| match c {
+        Some(c) => {
+            let _ = writeln!(o, "{name:<22} {:>12.4} {:>12.4}", c.expected, c.worst_case);
+        }
+        None => {
+            let _ = writeln!(o, "{name:<22} {:>12} {:>12}", "no price", "-");
+        }
+    };
+    let configured = match settings.cost.service_tier {
+        Some(t) => format!("as configured ({})", t.as_str()),
+        None => "as configured".to_string(),
+    };
+    line(&mut o, &configured, Some(r.cost_usd));
+    for (tier, c) in &r.tiers {
+        line(&mut o, &format!("  tier {tier}"), *c);
+    }
+    line(&mut o, "  batch inference", r.batch);
+    if !r.unpriced_models.is_empty() {
+        let _ = writeln!(
+            o,
+            "unpriced (not in the figures): {}",
+            r.unpriced_models
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if r.already_spent_usd > 0.0 {
+        let _ = writeln!(o, "already spent on this job: ${:.4}", r.already_spent_usd);
+    }
+    let t = &r.time;
+    match t.minutes_at_quota {
+        Some(m) => {
+            let _ = writeln!(
+                o,
+                "time at your quotas ({}{}): {}",
+                t.rpm.map(|x| format!("{x} rpm")).unwrap_or_default(),
+                t.tpm
+                    .map(|x| format!("{}{x} tpm", if t.rpm.is_some() { ", " } else { "" }))
+                    .unwrap_or_default(),
+                minutes(m)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "time: {} per 100 rpm of quota, {} per 100k tpm (the slower of the two applies; set rpm/tpm for one figure)",
+                minutes(t.minutes_per_100_rpm),
+                minutes(t.minutes_per_100k_tpm)
+            );
+        }
+    }
+    if let Some(m) = t.minutes_at_concurrency {
+        let _ = writeln!(
+            o,
+            "time at concurrency {} and the median latency seen: {}",
+            settings.concurrency,
+            minutes(m)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "prices: {} ({}); written to {}/{FILE}",
+        settings.cost.prices.date,
+        settings.cost.prices.source,
+        settings.output_dir.display()
+    );
+    o
+}
+
+fn minutes(m: f64) -> String {
+    if m < 1.0 {
+        format!("{:.0}s", m * 60.0)
+    } else if m < 120.0 {
+        format!("{m:.1} min")
+    } else {
+        format!("{:.1} h", m / 60.0)
+    }
+}
