@@ -70,10 +70,15 @@ async fn read(client: &Client, r: &Request) -> Result<Answer, Classified> {
                 stopped = true;
             }
             ConverseStreamOutput::Metadata(m) => {
+                let count = |n: i32| n.max(0) as u64;
                 if let Some(u) = m.usage() {
-                    answer.input_tokens = u.input_tokens().max(0) as u64;
-                    answer.output_tokens = u.output_tokens().max(0) as u64;
+                    answer.input_tokens = count(u.input_tokens());
+                    answer.output_tokens = count(u.output_tokens());
+                    // What the row's cost is computed from, as for Converse.
+                    answer.cache_read_input_tokens = u.cache_read_input_tokens().map(count);
+                    answer.cache_write_input_tokens = u.cache_write_input_tokens().map(count);
                 }
+                answer.service_tier = m.service_tier().map(|t| t.r#type().as_str().to_string());
             }
             // messageStart, contentBlockStart/Stop and event types newer
             // than this SDK carry nothing a results line holds.

@@ -109,6 +109,8 @@ async fn csv_export_is_in_input_order_with_every_column_and_quoting() {
             "stop_reason",
             "input_tokens",
             "output_tokens",
+            // The run prices every row (issue 10), so the lines carry cost_usd.
+            "cost_usd",
             "latency_ms",
             "attempts",
             "model",
@@ -193,7 +195,19 @@ async fn jsonl_export_keeps_types_and_adds_cost_when_lines_carry_it() {
     job(&ws);
     run_job(&ws);
 
-    // Without `cost_usd` in the lines there is no cost column.
+    // Without `cost_usd` in the lines (as versions before prices wrote
+    // them) there is no cost column.
+    let path = ws.out().join("results.jsonl");
+    let unpriced: String = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("cost_usd");
+            format!("{v}\n")
+        })
+        .collect();
+    std::fs::write(&path, unpriced).unwrap();
     let out = export(&ws, &["--format", "jsonl"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let first: Value =
@@ -201,7 +215,6 @@ async fn jsonl_export_keeps_types_and_adds_cost_when_lines_carry_it() {
     assert!(first.get("cost_usd").is_none(), "{first}");
 
     // Lines that carry a price (written by a run that knows it) add the column.
-    let path = ws.out().join("results.jsonl");
     let priced: String = std::fs::read_to_string(&path)
         .unwrap()
         .lines()

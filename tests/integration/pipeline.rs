@@ -708,6 +708,7 @@ async fn stdout_is_the_summary_alone_and_logs_go_to_stderr() {
                 "latency:",
                 "calls:",
                 "streamed:",
+                "cost:",
                 "results:",
                 "failures:",
                 "summary:",
