@@ -26,6 +26,8 @@ use crate::report::rows::RunData;
 pub const FILE: &str = "report.html";
 /// The comparison page's file name in the after run's directory.
 pub const COMPARE_FILE: &str = "compare.html";
+/// Jobs up to this many rows get their report at the end of every run.
+pub const AUTO_MAX_ROWS: u64 = 100_000;
 
 /// Writes the report of `dir` to `out` (default `dir/report.html`) and
 /// returns where it went, with the data it was made from.
@@ -64,6 +66,16 @@ pub fn after_error(dir: &Path, since: std::time::SystemTime) {
 /// no-op resume of a million rows stays a matter of seconds.
 pub fn after_run(summary: &Summary) -> String {
     let dir = &summary.output_dir;
+    // The report holds every row of the job while it is built (about 1.3 KB
+    // a row): past this many the run's own memory would no longer be bounded
+    // by its concurrency, so a big job's report is written on request only.
+    if summary.total > AUTO_MAX_ROWS {
+        return format!(
+            "report:   not written automatically for a job of {} rows (over {AUTO_MAX_ROWS}); `bedrock-batch report {}` writes it\n",
+            summary.total,
+            dir.display()
+        );
+    }
     if summary.this_run.succeeded + summary.this_run.failed == 0 {
         let path = dir.join(FILE);
         return if path.exists() {
@@ -91,4 +103,29 @@ pub fn closing_lines(path: &Path, data: &RunData) -> String {
         table::render(&stats::per_model(&data.rows), table::terminal()),
         path.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_over_the_limit_gets_no_automatic_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = Summary {
+            total: AUTO_MAX_ROWS + 1,
+            output_dir: dir.path().to_path_buf(),
+            this_run: crate::output::summary::Run {
+                succeeded: 10,
+                ..Default::default()
+            },
+            ..Summary::default()
+        };
+        let line = after_run(&summary);
+        assert!(
+            line.starts_with("report:   not written automatically for a job of 100001 rows"),
+            "{line}"
+        );
+        assert!(!dir.path().join(FILE).exists());
+    }
 }
