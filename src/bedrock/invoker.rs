@@ -258,14 +258,7 @@ pub(crate) fn converse_parts(
         CachePointBlock::builder()
             .r#type(CachePointType::Default)
             .build()
-            .map_err(|e| {
-                Classified::new(
-                    ErrorKind::Input,
-                    "InvalidRow",
-                    e.to_string(),
-                    Disposition::Fail,
-                )
-            })
+            .map_err(invalid_row)
     };
     let mut messages = Vec::with_capacity(r.messages.len());
     for m in &r.messages {
@@ -291,14 +284,7 @@ pub(crate) fn converse_parts(
         if from < m.text.len() || m.cache_after.is_empty() {
             msg = msg.content(ContentBlock::Text(m.text[from..].to_string()));
         }
-        messages.push(msg.build().map_err(|e| {
-            Classified::new(
-                ErrorKind::Input,
-                "InvalidRow",
-                e.to_string(),
-                Disposition::Fail,
-            )
-        })?);
+        messages.push(msg.build().map_err(invalid_row)?);
     }
     let mut system = Vec::new();
     if let Some(s) = &r.system {
@@ -308,6 +294,16 @@ pub(crate) fn converse_parts(
         }
     }
     Ok((messages, system))
+}
+
+/// A request the SDK's builders refuse: the row's fault, failed without a call.
+fn invalid_row(e: impl std::fmt::Display) -> Classified {
+    Classified::new(
+        ErrorKind::Input,
+        "InvalidRow",
+        e.to_string(),
+        Disposition::Fail,
+    )
 }
 
 /// What Converse and ConverseStream both send: the turns and system blocks
@@ -337,14 +333,7 @@ fn service_tier(r: &Request) -> Result<Option<ServiceTier>, Classified> {
             ServiceTier::builder()
                 .r#type(ServiceTierType::from(t.as_str()))
                 .build()
-                .map_err(|e| {
-                    Classified::new(
-                        ErrorKind::Input,
-                        "InvalidRow",
-                        e.to_string(),
-                        Disposition::Fail,
-                    )
-                })?,
+                .map_err(invalid_row)?,
         ),
         None => None,
     })
