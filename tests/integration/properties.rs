@@ -129,6 +129,8 @@ proptest! {
         cases: 6,
         max_shrink_iters: 4,
         failure_persistence: None,
+        // Fixed, so CI gives the same verdict on the same code.
+        rng_seed: proptest::test_runner::RngSeed::Fixed(14),
         ..ProptestConfig::default()
     })]
 
