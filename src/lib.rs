@@ -47,6 +47,7 @@ pub mod config;
 pub mod cost;
 pub mod emulator;
 pub mod error;
+pub mod eval;
 pub(crate) mod input;
 pub(crate) mod outcome;
 pub mod output;
