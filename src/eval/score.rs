@@ -121,13 +121,9 @@ impl Scorer {
                     .ok_or_else(|| fail("kind `regex` needs `pattern`".into()))?;
                 let re = regex::Regex::new(p).map_err(|e| {
                     // regex's error spans several lines (pattern, caret, message).
-                    let last = e
-                        .to_string()
-                        .lines()
-                        .last()
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string();
+                    let text = e.to_string();
+                    let last = text.lines().last().unwrap_or_default().trim();
+                    let last = last.strip_prefix("error: ").unwrap_or(last).to_string();
                     fail(format!("bad regex `{p}`: {last}"))
                 })?;
                 Kind::Regex(re)

@@ -373,6 +373,46 @@ mod tests {
     }
 
     #[test]
+    fn an_id_from_several_columns_cannot_be_confused() {
+        let j = |p: &[&str]| joined_id(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(j(&["r1", "m.x:0", "0"]), "r1|m.x:0|0");
+        assert_ne!(j(&["a|b", "c"]), j(&["a", "b|c"]));
+        assert_eq!(j(&["a|b", "c"]), "a%7Cb|c");
+        assert_ne!(j(&["a%7Cb", "c"]), j(&["a|b", "c"]));
+
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.jsonl");
+        std::fs::write(
+            &p,
+            "{\"id\":\"r1\",\"model\":\"a\",\"sample\":0}\n{\"id\":\"r1\",\"model\":\"b\",\"sample\":0}\n{\"id\":\"r2\",\"model\":\"a\"}\n",
+        )
+        .unwrap();
+        let inputs = [p.clone()];
+        let cols = ["id".to_string(), "model".to_string(), "sample".to_string()];
+        let rows: Vec<Row> = Rows::new(
+            RowSpec {
+                id_columns: &cols,
+                ..spec(&inputs)
+            },
+            None,
+        )
+        .map(Result::unwrap)
+        .collect();
+        assert_eq!(rows[0].id, "r1|a|0");
+        assert_eq!(rows[1].id, "r1|b|0");
+        // A row without one of the columns is a bad row under its stand-in.
+        assert_eq!(rows[2].id, "r.jsonl:3");
+        match &rows[2].item {
+            Item::Bad(b) => assert!(
+                b.message.starts_with("missing id (column `sample`)"),
+                "{}",
+                b.message
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn stand_in_ids_and_suffixes_are_assigned_once_for_every_pass() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.csv");
