@@ -81,18 +81,22 @@ impl Scores {
             let parts: Vec<String> = names
                 .iter()
                 .map(|(name, t)| {
-                    let mut s = format!(
-                        "{name} {}/{} ({:.0}%)",
-                        t.passed,
-                        t.scored,
-                        t.pass_rate * 100.0
-                    );
-                    if !t.labels.is_empty() {
-                        let ls: Vec<String> =
-                            t.labels.iter().map(|(l, n)| format!("{l} {n}")).collect();
-                        s.push_str(&format!(" [{}]", ls.join(", ")));
+                    if t.labels.is_empty() {
+                        return format!(
+                            "{name} {}/{} ({:.0}%)",
+                            t.passed,
+                            t.scored,
+                            t.pass_rate * 100.0
+                        );
                     }
-                    s
+                    // Labels are counted, not graded: a pass rate would mislead.
+                    let ls: Vec<String> =
+                        t.labels.iter().map(|(l, n)| format!("{l} {n}")).collect();
+                    format!(
+                        "{name} [{}, none of the labels {}]",
+                        ls.join(", "),
+                        t.scored - t.passed
+                    )
                 })
                 .collect();
             out.push_str(&format!("scores ({model}): {}\n", parts.join(", ")));
@@ -124,7 +128,7 @@ mod tests {
         let text = s.render();
         assert!(
             text.contains(
-                "scores (a): label 2/3 (67%), verdict 2/3 (67%) [correct 1, incorrect 1]\n"
+                "scores (a): label 2/3 (67%), verdict [correct 1, incorrect 1, none of the labels 1]\n"
             ),
             "{text}"
         );
