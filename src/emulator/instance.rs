@@ -171,7 +171,7 @@ fn instance(schema: &Value, prompt: &str, seed: u64) -> Value {
             };
             json!(n)
         }
-        "boolean" => Value::Bool(seed % 2 == 0),
+        "boolean" => Value::Bool(seed.is_multiple_of(2)),
         _ => Value::Null,
     }
 }
