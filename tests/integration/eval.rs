@@ -88,6 +88,28 @@ async fn native_route_sends_output_config_and_writes_output_json() {
             .all(|c| c.schema_source == Some("output_config")),
         "{calls:?}"
     );
+
+    // ConverseStream carries the schema the same way.
+    let out = ws.run(&[
+        "--config",
+        "job.toml",
+        "--output-dir",
+        "streamed",
+        "--stream",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let streamed = crate::cli_util::read_jsonl(&ws.path("streamed/results.jsonl"));
+    assert_eq!(streamed.len(), 6);
+    for r in &streamed {
+        assert!(valid(&r["output_json"]) && r["ttft_ms"].is_u64(), "{r}");
+    }
+    let calls = bedrock_calls(&emu);
+    assert!(
+        calls[6..]
+            .iter()
+            .all(|c| c.operation == "ConverseStream" && c.schema_source == Some("output_config")),
+        "{calls:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
