@@ -98,6 +98,15 @@ impl Found {
         ))
     }
 
+    /// Cache-read and cache-write prices per million tokens, premium
+    /// included: the standard tier's, the only ones published.
+    pub fn cache_rates(&self) -> Option<(f64, f64)> {
+        Some((
+            self.price.cache_read? * self.factor(),
+            self.price.cache_write? * self.factor(),
+        ))
+    }
+
     fn factor(&self) -> f64 {
         1.0 + self.premium.unwrap_or(0.0)
     }
