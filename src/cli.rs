@@ -188,9 +188,13 @@ pub struct RunArgs {
     /// Directory for results.jsonl, failures.jsonl, summary.json and the manifest.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
-    /// Model id, inference-profile id (apac.…, us.…, global.…) or ARN.
+    /// Model id, inference-profile id (apac.…, us.…, global.…) or ARN;
+    /// repeat for a matrix (every row to every model; replaces `models`).
     #[arg(long, value_name = "ID")]
-    pub model: Option<String>,
+    pub model: Vec<String>,
+    /// Answers asked of each model per row (default 1).
+    #[arg(long, value_name = "N")]
+    pub samples: Option<u32>,
     /// `converse` (any model) or `invoke` (the model's native body).
     #[arg(long, value_enum)]
     pub api: Option<crate::bedrock::request::Api>,

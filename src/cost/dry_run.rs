@@ -31,6 +31,7 @@ use crate::cost::estimate::{input_upper_bound, local_input_tokens, uses_cache, L
 use crate::cost::price::PriceTable;
 use crate::input::inventory;
 use crate::input::job::Job;
+use crate::input::matrix::unit_key;
 use crate::input::rows::id_hash;
 use crate::input::template::Template;
 use crate::outcome::{Failure, Success};
@@ -195,7 +196,10 @@ fn samples(dir: &Path, prices: &PriceTable) -> anyhow::Result<Samples> {
                 crate::cost::spend::row_cost(prices, &r.model, tier, u)
             })
             .unwrap_or(0.0);
-        s.by_id.insert(r.id, (input, u.output_tokens, r.latency_ms));
+        s.by_id.insert(
+            unit_key(&r.id, &r.model, r.sample),
+            (input, u.output_tokens, r.latency_ms),
+        );
     }
     Ok(s)
 }
@@ -220,7 +224,7 @@ fn failed_ids(settings: &Settings) -> anyhow::Result<IdSet> {
             _ => false,
         };
         if !retried {
-            hashes.push(id_hash(&f.id));
+            hashes.push(id_hash(&unit_key(&f.id, &f.model, f.sample)));
         }
     }
     Ok(IdSet::from_hashes(hashes))
@@ -253,7 +257,7 @@ async fn rows_to_send(
         let (s, t) = (settings.clone(), template.clone());
         std::thread::Builder::new()
             .name("dry-run reader".into())
-            .spawn(move || runner::read(&s, t.as_deref(), &done, &inventory.repeated, tx))
+            .spawn(move || runner::read(&s, t.as_deref(), &done, &inventory.repeated, None, tx))
             .context("cannot start the reader thread")?
     };
 
@@ -266,7 +270,11 @@ async fn rows_to_send(
             match w {
                 Work::Skip(n) => counts.already_done += n,
                 Work::Failed(_) => counts.input_failures += 1,
-                Work::Job(job) => match samples.by_id.get(&job.id).filter(|_| !fresh) {
+                Work::Job(job) => match samples
+                    .by_id
+                    .get(&unit_key(&job.id, &job.request.model, job.sample))
+                    .filter(|_| !fresh)
+                {
                     Some(&(real, _, _)) => {
                         counts.already_done += 1;
                         pairs.push((local_input_tokens(&job), real));

@@ -27,7 +27,7 @@ use super::config::EmulatorConfig;
 use super::credentials::Keyring;
 use super::fault::Fault;
 use super::imds::Imds;
-use super::quota::Quota;
+use super::quota::{ModelQuotas, Quota};
 use super::sigv4::SigV4;
 use super::stats::{RequestRecord, Stats};
 use super::{bedrock, imds, sts};
@@ -60,6 +60,8 @@ pub struct Server {
     pub fault_rate: AtomicU64,
     pub drop_rate: AtomicU64,
     pub quota: Quota,
+    /// Models with a quota of their own, admitted against it instead of `quota`.
+    pub model_quotas: ModelQuotas,
     pub stats: Stats,
     pub keyring: Keyring,
     pub imds: Imds,
@@ -112,6 +114,7 @@ impl Server {
             fault_rate: AtomicU64::new(cfg.fault_rate.to_bits()),
             drop_rate: AtomicU64::new(cfg.drop_rate.to_bits()),
             quota: Quota::new(cfg.rpm, cfg.tpm, cfg.burst_secs),
+            model_quotas: ModelQuotas::default(),
             stats: Stats::new(cfg.max_records),
             keyring: Keyring::new(&cfg.static_keys),
             imds: Imds::default(),

@@ -23,6 +23,8 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::config::ResumeMode;
+pub(crate) use crate::input::matrix::unit_key;
+use crate::input::matrix::FIRST_SAMPLE;
 pub(crate) use crate::input::rows::id_hash;
 use crate::output::fs::write_atomic;
 use crate::output::manifest::{self, Manifest};
@@ -110,10 +112,11 @@ impl IdSet {
         let i = self.sorted.binary_search_by_key(&k, key).ok()?;
         Some(&self.sorted[i])
     }
-    pub fn contains(&self, id: &str) -> bool {
-        self.find(id).is_some()
+    /// Whether the unit with this [`unit_key`] is done.
+    pub fn contains(&self, key: &str) -> bool {
+        self.find(key).is_some()
     }
-    /// What the done line of `id` recorded, `None` when `id` is not done.
+    /// What the done line of a unit recorded, `None` when it is not done.
     pub(crate) fn recorded(&self, id: &str) -> Option<Recorded> {
         self.find(id).map(|e| Recorded::from_code(e[2]))
     }
@@ -215,7 +218,7 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
         ));
     } else {
         match Manifest::read(dir)? {
-            Some(old) if !old.same_job(job) => {
+            Some(old) if !job.same_job(&old) => {
                 anyhow::bail!(
                     "{}: holds a different job ({}); run with --fresh to start over (the old files are moved aside) or choose another --output-dir",
                     dir.display(),
@@ -256,7 +259,7 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
     }
     for name in [RESULTS, FAILURES] {
         for_each_record(&dir.join(name), |_, rec| {
-            records.push(entry(id_hash(&rec.id), rec.recorded()));
+            records.push(entry(id_hash(&rec.key()), rec.recorded()));
             cp.earlier.count(&rec);
         })?;
     }
@@ -298,6 +301,12 @@ fn aside_stamp(t: std::time::SystemTime) -> String {
 #[derive(Deserialize)]
 struct Line {
     id: String,
+    /// Every line ever written carries it; a hand-made one without it
+    /// counts as the model "".
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    sample: Option<u32>,
     #[serde(default)]
     error: Option<LineError>,
     #[serde(default)]
@@ -315,6 +324,11 @@ struct Line {
 }
 
 impl Line {
+    /// The unit this line ended: see `input/matrix.rs`.
+    fn key(&self) -> String {
+        unit_key(&self.id, &self.model, self.sample.unwrap_or(FIRST_SAMPLE))
+    }
+
     fn recorded(&self) -> Recorded {
         let input = self.error.as_ref().is_some_and(|e| e.kind == "input");
         Recorded::of_line(self.fingerprint.as_deref(), input)
@@ -401,7 +415,7 @@ fn for_each_record(path: &Path, mut each: impl FnMut(&str, Line)) -> anyhow::Res
     Ok(())
 }
 
-/// Moves the lines of the ids in `gone` (sorted hashes) out of
+/// Moves the lines of the units in `gone` (sorted hashes of unit keys) out of
 /// results.jsonl and failures.jsonl into superseded.jsonl, so each id has
 /// at most one current line. The moved lines are appended and synced first,
 /// then each file is replaced atomically, streaming, so a crash in between
@@ -430,7 +444,7 @@ pub(crate) fn supersede(dir: &Path, gone: &[u128]) -> anyhow::Result<usize> {
             if result.is_err() {
                 return;
             }
-            let out: &mut dyn Write = if gone.binary_search(&id_hash(&rec.id)).is_ok() {
+            let out: &mut dyn Write = if gone.binary_search(&id_hash(&rec.key())).is_ok() {
                 here += 1;
                 &mut aside
             } else {
@@ -482,10 +496,18 @@ mod tests {
     use super::*;
     use crate::bedrock::request::Api;
 
+    /// Whether `id`'s unit of model "" (the hand-made lines below carry
+    /// none), sample 1, is done.
+    fn done(cp: &Checkpoint, id: &str) -> bool {
+        cp.done.contains(&unit_key(id, "", 1))
+    }
+
     fn job(model: &str) -> Manifest {
         Manifest {
             inputs: vec!["/data/p.csv".into()],
             model: model.into(),
+            models: vec![],
+            samples: 1,
             api: Api::Converse,
             id_column: "id".into(),
             prompt_column: "prompt".into(),
@@ -514,8 +536,8 @@ mod tests {
         )
         .unwrap();
         let cp = prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
-        assert!(cp.done.contains("a") && cp.done.contains("b") && cp.done.contains("x"));
-        assert!(!cp.done.contains("c"), "the torn row is sent again");
+        assert!(done(&cp, "a") && done(&cp, "b") && done(&cp, "x"));
+        assert!(!done(&cp, "c"), "the torn row is sent again");
         assert_eq!(cp.done.len(), 3);
         assert!(
             cp.notes[0].contains("cut a torn last line (14 bytes)"),
@@ -605,8 +627,8 @@ mod tests {
             &job("m"),
         )
         .unwrap();
-        assert!(!cp.done.contains("t"));
-        assert!(cp.done.contains("v"));
+        assert!(!done(&cp, "t"));
+        assert!(done(&cp, "v"));
         let left = std::fs::read_to_string(dir.path().join(FAILURES)).unwrap();
         assert_eq!(left, "{\"id\":\"v\",\"error\":{\"kind\":\"validation\"}}\n");
     }

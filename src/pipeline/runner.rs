@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
 
 use crate::bedrock::auth::{self, AuthSettings};
@@ -32,6 +32,7 @@ use crate::cost::meter::{Meter, Reservation};
 use crate::cost::spend::Spend;
 use crate::input::inventory::{self, Inventory};
 use crate::input::job::{Columns, Job};
+use crate::input::matrix::{unit_key, Matrix};
 use crate::input::reader::Item;
 use crate::input::rows::{Repeated, Rows};
 use crate::input::template::Template;
@@ -46,6 +47,7 @@ use crate::output::sink::{self, Event, Output};
 use crate::output::summary::{Latency, Run, Summary, Throughput, Timings, Tokens};
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::breaker::{Breaker, Trip};
+use crate::pipeline::lane;
 use crate::pipeline::limiter::{Limiter, Ticket};
 use crate::shutdown::{Shutdown, StopReason};
 
@@ -86,30 +88,24 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     // Held until the run returns (see `output/lock.rs`).
     let _lock = prepared.lock;
     let settings = prepared.settings.clone();
-    let rows = prepared.inventory.rows;
+    // Units of work: rows × models × samples (a pinned row: × samples).
+    let rows = prepared.inventory.units;
 
     let (budget, spend) = crate::cost::start(&settings)?;
     let client = auth::bedrock_client(&prepared.session.sdk, settings.request_timeout);
-    let limiter = Arc::new(Limiter::new(settings.rpm, settings.tpm));
+    let lanes = lane::plan(&settings);
+    let limiters: Vec<Arc<Limiter>> = lanes.iter().map(|l| l.limiter.clone()).collect();
     let (events, event_rx) = mpsc::channel(EVENTS_AHEAD);
     let output = Output::open(&settings.output_dir)?;
     let writer = tokio::spawn(sink::run(
         event_rx,
         output,
         Progress::new(Some(rows), settings.progress_bar),
-        limiter.clone(),
+        limiters,
         shutdown.clone(),
         spend,
     ));
 
-    let (work_tx, work_rx) = mpsc::channel(WORK_AHEAD);
-    let reader = start_reader(
-        settings.clone(),
-        prepared.template,
-        prepared.done,
-        prepared.inventory.repeated,
-        work_tx,
-    )?;
     let caller = Arc::new(Caller {
         client,
         credentials: prepared.session.credentials,
@@ -117,7 +113,6 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
         include_prompt: settings.include_prompt,
         api: settings.api,
         stream: settings.stream,
-        limiter,
         events: events.clone(),
         backoff: Backoff::new(settings.max_attempts, settings.row_deadline),
         shutdown: shutdown.clone(),
@@ -128,24 +123,50 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
             shutdown.clone(),
         ),
     });
-    let in_flight = intake(
-        settings.concurrency,
-        work_rx,
-        events,
-        caller.clone(),
-        &shutdown,
-    )
-    .await;
+    // One reader and one intake per model (see `lane.rs`).
+    let done = Arc::new(prepared.done);
+    let repeated = Arc::new(prepared.inventory.repeated);
+    let mut readers = Vec::new();
+    let mut intakes = Vec::new();
+    for (i, lane) in lanes.into_iter().enumerate() {
+        let (work_tx, work_rx) = mpsc::channel(WORK_AHEAD);
+        readers.push(start_reader(
+            settings.clone(),
+            prepared.template.clone(),
+            done.clone(),
+            repeated.clone(),
+            i,
+            work_tx,
+        )?);
+        intakes.push(tokio::spawn(lane::intake(
+            lane,
+            work_rx,
+            events.clone(),
+            caller.clone(),
+            shutdown.clone(),
+        )));
+    }
+    drop(events);
+    let mut in_flight = Vec::new();
+    for intake in intakes {
+        in_flight.push(intake.await.context("a lane's intake panicked")?);
+    }
     drain(in_flight, settings.grace_period, &shutdown).await;
     let tripped = caller.breaker.tripped();
     drop(caller);
 
-    // The reader ends once its channel is gone; a read error mid-file ends
+    // A reader ends once its channel is gone; a read error mid-file ends
     // the run with that error after what was read has been written.
-    let read_result = tokio::task::spawn_blocking(move || reader.join())
-        .await
-        .context("waiting for the reader thread")?
-        .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
+    let mut read_result = Ok(());
+    for reader in readers {
+        let r = tokio::task::spawn_blocking(move || reader.join())
+            .await
+            .context("waiting for a reader thread")?
+            .map_err(|_| anyhow::anyhow!("a reader thread panicked"))?;
+        if read_result.is_ok() {
+            read_result = r;
+        }
+    }
     // Every sender is gone now (intake's and the call tasks'), so the
     // writer's channel closes and it returns its counts, or the write error
     // that stopped the run.
@@ -337,26 +358,42 @@ fn finish(
     Ok(summary)
 }
 
-/// Starts the reader thread: the one row stream → jobs, skipping what is
-/// done. It ends at the end of the inputs or when intake stops listening.
+/// Starts lane `lane`'s reader thread: the one row stream → that model's
+/// units, skipping what is done. It ends at the end of the inputs or when
+/// the lane's intake stops listening.
 fn start_reader(
     settings: Arc<Settings>,
     template: Option<Arc<Template>>,
-    done: IdSet,
-    repeated: Repeated,
+    done: Arc<IdSet>,
+    repeated: Arc<Repeated>,
+    lane: usize,
     tx: mpsc::Sender<Vec<Work>>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     std::thread::Builder::new()
-        .name("reader".into())
-        .spawn(move || read(&settings, template.as_deref(), &done, &repeated, tx))
-        .context("cannot start the reader thread")
+        .name(format!("reader {lane}"))
+        .spawn(move || {
+            read(
+                &settings,
+                template.as_deref(),
+                &done,
+                &repeated,
+                Some(lane),
+                tx,
+            )
+        })
+        .context("cannot start a reader thread")
 }
 
+/// Reads the one row stream and sends the units still to do: those of
+/// lane `lane` (see `lane.rs`), or of every lane (`None`, the dry run).
+/// Each unit is a job (or the input failure it is recorded as) for one
+/// (id, model, sample); units already in the done set are counted as skipped.
 pub(crate) fn read(
     settings: &Settings,
     template: Option<&Template>,
     done: &IdSet,
     repeated: &Repeated,
+    lane: Option<usize>,
     tx: mpsc::Sender<Vec<Work>>,
 ) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(WORK_BATCH);
@@ -370,34 +407,51 @@ pub(crate) fn read(
             .is_ok()
     };
     let columns = Columns::new(settings, template);
+    let matrix = Matrix::of(settings);
     let mut skipped = 0u64;
     for row in Rows::new(inventory::spec(settings, template), Some(repeated)) {
         let row = row?;
-        if done.contains(&row.id) {
-            skipped += 1;
-            if skipped == SKIP_BATCH {
-                if !send(Work::Skip(skipped), &mut batch, true) {
-                    return Ok(());
-                }
-                skipped = 0;
+        let models: Vec<String> = matrix
+            .models_of(&row.item)
+            .into_iter()
+            .filter(|m| lane.is_none_or(|l| matrix.lane_of(m) == l))
+            .map(String::from)
+            .collect();
+        let mut units = Vec::new();
+        for model in &models {
+            let to_do: Vec<u32> = matrix
+                .samples()
+                .filter(|&s| !done.contains(&unit_key(&row.id, model, s)))
+                .collect();
+            skipped += u64::from(matrix.samples) - to_do.len() as u64;
+            if to_do.is_empty() {
+                continue;
             }
-            continue;
+            let first = match &row.item {
+                Item::Bad(bad) => Work::Failed(Box::new(columns.failure(
+                    bad.clone(),
+                    row.id.clone(),
+                    model,
+                ))),
+                Item::Record(r) => match columns.job(r.clone(), row.id.clone(), model) {
+                    Ok(job) => Work::Job(Box::new(job)),
+                    Err(f) => Work::Failed(f),
+                },
+            };
+            for sample in to_do {
+                units.push(first.of_sample(sample));
+            }
         }
-        if skipped > 0 {
-            if !send(Work::Skip(skipped), &mut batch, false) {
+        if skipped >= SKIP_BATCH || (skipped > 0 && !units.is_empty()) {
+            if !send(Work::Skip(skipped), &mut batch, skipped >= SKIP_BATCH) {
                 return Ok(());
             }
             skipped = 0;
         }
-        let work = match row.item {
-            Item::Bad(bad) => Work::Failed(Box::new(columns.failure(bad, row.id))),
-            Item::Record(r) => match columns.job(r, row.id) {
-                Ok(job) => Work::Job(Box::new(job)),
-                Err(f) => Work::Failed(f),
-            },
-        };
-        if !send(work, &mut batch, false) {
-            return Ok(());
+        for work in units {
+            if !send(work, &mut batch, false) {
+                return Ok(());
+            }
         }
     }
     if skipped > 0 {
@@ -409,96 +463,37 @@ pub(crate) fn read(
     Ok(())
 }
 
-/// Takes rows and starts one call task per row, until the inputs end, a stop
-/// is requested, or the writer is gone.
-///
-/// Backpressure: a row is taken only once a concurrency permit is held, and
-/// its call starts only once the limiter lets it; the permit travels with the
-/// row to the writer (see [`Event::Done`]). So at most `concurrency` rows are
-/// in flight or answered but not yet written, and the reader is never more
-/// than [`WORK_AHEAD`] batches ahead. Returns the call tasks still running.
-async fn intake(
-    concurrency: usize,
-    mut work_rx: mpsc::Receiver<Vec<Work>>,
-    events: mpsc::Sender<Event>,
-    caller: Arc<Caller>,
-    shutdown: &Shutdown,
-) -> JoinSet<()> {
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let mut tasks = JoinSet::new();
-    let mut pending = std::collections::VecDeque::new();
-    loop {
-        while tasks.try_join_next().is_some() {}
-        // Permit first, then the row: a row is only taken when it can be sent.
-        let permit = tokio::select! {
-            biased;
-            _ = shutdown.stopping() => break,
-            // The semaphore is never closed, so acquiring cannot fail.
-            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
-        };
-        if pending.is_empty() {
-            tokio::select! {
-                biased;
-                _ = shutdown.stopping() => break,
-                w = work_rx.recv() => match w {
-                    Some(batch) => pending.extend(batch),
-                    None => break,
-                },
-            }
+impl Work {
+    /// The same unit for another sample of its row and model.
+    fn of_sample(&self, sample: u32) -> Work {
+        match self {
+            Work::Job(j) => Work::Job(Box::new(Job {
+                sample,
+                ..(**j).clone()
+            })),
+            Work::Failed(f) => Work::Failed(Box::new(Failure {
+                sample,
+                ..(**f).clone()
+            })),
+            Work::Skip(n) => Work::Skip(*n),
         }
-        let Some(work) = pending.pop_front() else {
-            continue;
-        };
-        // A failed send means the writer is gone (it has asked for the stop).
-        let job = match work {
-            Work::Skip(n) => {
-                if events.send(Event::Skipped(n)).await.is_err() {
-                    break;
-                }
-                continue;
-            }
-            Work::Failed(f) => {
-                let done = Event::Done {
-                    outcome: Box::new(Outcome::Failed(*f)),
-                    slot: None,
-                };
-                if events.send(done).await.is_err() {
-                    break;
-                }
-                continue;
-            }
-            Work::Job(job) => job,
-        };
-        // The budget (and a pilot's row count) may say no: intake stops.
-        let Some(hold) = caller.meter.admit(&job) else {
-            break;
-        };
-        let ticket = tokio::select! {
-            biased;
-            _ = shutdown.stopping() => {
-                caller.meter.release(hold);
-                break;
-            }
-            t = caller.limiter.acquire(caller.reservation(&job)) => t,
-        };
-        // The limiter may have waited: a stop that came meanwhile (the
-        // writer failing among them) means this call must not be paid for.
-        if shutdown.is_stopping() {
-            caller.limiter.release(ticket);
-            caller.meter.release(hold);
-            break;
-        }
-        tasks.spawn(process(*job, permit, ticket, hold, caller.clone()));
     }
-    tasks
 }
 
-/// Waits for the calls in flight once intake has stopped. After a stop they
-/// get the grace period to finish and be written; when it runs out, or on a
-/// second signal, they are aborted (their rows are sent on resume).
-async fn drain(mut tasks: JoinSet<()>, grace: Duration, shutdown: &Shutdown) {
+/// Waits for the calls in flight once every lane's intake has stopped.
+/// After a stop they get the grace period to finish and be written; when it
+/// runs out, or on a second signal, they are aborted (their units are sent
+/// on resume).
+async fn drain(lanes: Vec<JoinSet<()>>, grace: Duration, shutdown: &Shutdown) {
+    let in_flight: usize = lanes.iter().map(JoinSet::len).sum();
+    // One waiter per lane: aborting a waiter drops its lane's JoinSet, which
+    // aborts that lane's calls.
+    let mut tasks = JoinSet::new();
+    for mut lane in lanes {
+        tasks.spawn(async move { while lane.join_next().await.is_some() {} });
+    }
     let mut grace_deadline = shutdown.is_stopping().then(|| {
-        shutdown.announce_drain(tasks.len(), grace);
+        shutdown.announce_drain(in_flight, grace);
         tokio::time::Instant::now() + grace
     });
     // Once aborted, stop listening: both tokens stay cancelled and would
@@ -508,11 +503,11 @@ async fn drain(mut tasks: JoinSet<()>, grace: Duration, shutdown: &Shutdown) {
         tokio::select! {
             r = tasks.join_next() => if r.is_none() { break },
             _ = shutdown.stopping(), if grace_deadline.is_none() && !aborted => {
-                shutdown.announce_drain(tasks.len(), grace);
+                shutdown.announce_drain(in_flight, grace);
                 grace_deadline = Some(tokio::time::Instant::now() + grace);
             }
             _ = sleep_until_opt(grace_deadline), if !aborted => {
-                tracing::warn!("grace period over: aborting {} call(s) in flight; their rows are sent on resume", tasks.len());
+                tracing::warn!("grace period over: aborting the calls in flight; their rows are sent on resume");
                 tasks.abort_all();
                 aborted = true;
             }
@@ -531,9 +526,9 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// What every call task shares: how to send, how fast, how often to retry,
-/// and where the outcome goes.
-struct Caller {
+/// What every call task shares: how to send, how often to retry, and where
+/// the outcome goes. How fast is the lane's (its limiter travels with the call).
+pub(crate) struct Caller {
     client: aws_sdk_bedrockruntime::Client,
     /// What `client` signs with; told when Bedrock refuses them as expired.
     credentials: auth::CredentialCache,
@@ -543,20 +538,19 @@ struct Caller {
     api: Api,
     /// Send through ConverseStream (`stream = true`).
     stream: bool,
-    limiter: Arc<Limiter>,
     events: mpsc::Sender<Event>,
     backoff: Backoff,
     shutdown: Shutdown,
     /// Prices answers, holds each call's worst case against the budget,
     /// stops intake for the budget, a refused tier or a finished pilot.
-    meter: Meter,
+    pub(crate) meter: Meter,
 }
 
 impl Caller {
     /// Tokens a call reserves against the token quota: its estimated input
     /// plus the output it may produce.
-    fn reservation(&self, job: &Job) -> u64 {
-        self.limiter.estimate_input(job.request.input_chars())
+    pub(crate) fn reservation(&self, limiter: &Limiter, job: &Job) -> u64 {
+        limiter.estimate_input(job.request.input_chars())
             + job.request.max_tokens.map_or(UNSET_MAX_TOKENS, u64::from)
     }
 
@@ -574,11 +568,12 @@ impl Caller {
 /// One row, from its first attempt to its line in an output file. Dropped
 /// (aborted) tasks write nothing: the row is sent again on resume. The
 /// permit goes to the writer with the outcome (see [`Event::Done`]).
-async fn process(
+pub(crate) async fn process(
     job: Job,
     permit: OwnedSemaphorePermit,
     first: Ticket,
     mut hold: Reservation,
+    limiter: Arc<Limiter>,
     caller: Arc<Caller>,
 ) {
     let started = Instant::now();
@@ -593,7 +588,7 @@ async fn process(
         let error = match result {
             Ok(answer) => {
                 caller.breaker.succeeded();
-                caller.limiter.settle(
+                limiter.settle(
                     ticket,
                     answer.input_tokens,
                     answer.output_tokens,
@@ -631,9 +626,9 @@ async fn process(
         match error.throttle {
             Some(quota) => {
                 throttles += 1;
-                caller.limiter.throttled(ticket, quota);
+                limiter.throttled(ticket, quota);
             }
-            None => caller.limiter.release(ticket),
+            None => limiter.release(ticket),
         }
         let wait = match error.disposition {
             Disposition::Retry => caller
@@ -683,7 +678,7 @@ async fn process(
             }
         }
         ticket = tokio::select! {
-            t = caller.limiter.acquire(caller.reservation(&job)) => t,
+            t = limiter.acquire(caller.reservation(&limiter, &job)) => t,
             _ = caller.shutdown.stopping() => {
                 caller.meter.release(hold);
                 return;
@@ -712,6 +707,7 @@ fn succeeded(
     let usage = crate::cost::spend::usage_of(&answer);
     Success {
         id: job.id,
+        sample: job.sample,
         model: job.request.model,
         output: answer.text,
         stop_reason: answer.stop_reason,
@@ -741,6 +737,7 @@ fn per_second(tokens: u64, ms: u64) -> f64 {
 fn failed(job: Job, error: Classified, attempts: u32, times: Times) -> Failure {
     Failure {
         id: job.id,
+        sample: job.sample,
         model: job.request.model,
         error: ErrorInfo {
             kind: error.kind,

@@ -40,3 +40,5 @@ mod properties;
 mod stream;
 // `export`: an output directory as one table in input order, from a real run.
 mod export;
+// Several models and samples in one job: every unit once, resume, a grown or shrunk matrix, per-model quotas.
+mod matrix;
