@@ -165,6 +165,10 @@ pub struct EmulatorArgs {
     /// Request records kept for `/__requests`; later requests are only counted.
     #[arg(long, default_value_t = 20_000)]
     pub max_records: usize,
+    /// A model's own request quota, `MODEL-ID=RPM` (Bedrock's quotas are per
+    /// model): its calls are admitted against it instead of --rpm; repeatable.
+    #[arg(long = "model-rpm", value_name = "MODEL=RPM", value_parser = model_rpm)]
+    pub model_rpm: Vec<(String, u64)>,
     /// Refuse a service tier with ValidationException: `TIER`, or `MODEL-PREFIX=TIER`; repeatable.
     #[arg(long = "refuse-tier", value_name = "SPEC")]
     pub refuse_tiers: Vec<String>,
@@ -349,4 +353,17 @@ pub struct PolicyArgs {
     /// IAM user ARN allowed to assume the role, with --trust; repeat for several.
     #[arg(long, value_name = "ARN", requires = "trust")]
     pub user_arn: Vec<String>,
+}
+
+/// `MODEL-ID=RPM` for `emulator --model-rpm`.
+fn model_rpm(spec: &str) -> Result<(String, u64), String> {
+    let (model, rpm) = spec
+        .rsplit_once('=')
+        .ok_or_else(|| format!("`{spec}` is not MODEL-ID=RPM"))?;
+    match rpm.parse::<u64>() {
+        Ok(n) if n > 0 && !model.is_empty() => Ok((model.to_string(), n)),
+        _ => Err(format!(
+            "`{spec}` is not MODEL-ID=RPM (RPM a whole number above 0)"
+        )),
+    }
 }

@@ -749,6 +749,71 @@ mod tests {
     }
 
     #[test]
+    fn a_matrix_from_a_list_from_tables_or_from_repeated_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("job.toml");
+        let path = cfg.to_str().unwrap();
+        let base = "inputs = [\"in.csv\"]\noutput_dir = \"out\"\n";
+        let resolve = |toml: &str, extra: &[&str]| {
+            std::fs::write(&cfg, format!("{base}{toml}")).unwrap();
+            let mut argv = vec!["--config", path];
+            argv.extend_from_slice(extra);
+            Settings::resolve(&run_args(&argv), false)
+        };
+        // One `model`, as before: a matrix of one, one sample.
+        let s = resolve("model = \"a\"\n", &[]).unwrap();
+        assert_eq!(
+            (s.models.clone(), s.samples, s.model),
+            (vec!["a".to_string()], 1, "a".into())
+        );
+        // A list keeps its order; `model` among them comes first.
+        let s = resolve(
+            "models = [\"b\", \"a\", \"c\"]\nmodel = \"a\"\nsamples = 3\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.models, ["a", "b", "c"]);
+        assert_eq!(
+            (s.model.as_str(), s.samples, s.units_per_row()),
+            ("a", 3, 9)
+        );
+        // Tables: each model's own settings, validated with their key.
+        let tables = "[models.\"a\"]\nrpm = 600\nconcurrency = 2\n[models.\"b\"]\n";
+        let s = resolve(tables, &[]).unwrap();
+        assert_eq!(s.models, ["a", "b"]);
+        assert_eq!(s.model_setting("a", |m| m.rpm), Some(600));
+        assert_eq!(s.model_setting("b", |m| m.rpm), None);
+        // Repeated --model replaces the file's list; --samples its samples.
+        let s = resolve(tables, &["--model", "c", "--model", "a", "--samples", "2"]).unwrap();
+        assert_eq!(
+            (s.models.clone(), s.samples),
+            (vec!["c".to_string(), "a".into()], 2)
+        );
+        assert_eq!(s.model_setting("a", |m| m.concurrency), Some(2));
+
+        let err = |toml: &str, extra: &[&str]| resolve(toml, extra).unwrap_err().to_string();
+        let e = err("[models.\"a\"]\nrpm = 0\n", &[]);
+        assert!(
+            e.contains("job.toml: `models.\"a\".rpm`: must be at least 1"),
+            "{e}"
+        );
+        let e = err("models = [\"a\", \"a\"]\n", &[]);
+        assert!(e.contains("models: `a` is listed twice"), "{e}");
+        let e = err("models = [\"a\"]\nmodel = \"z\"\n", &[]);
+        assert!(
+            e.contains("job.toml: `model`: `z` is not one of `models`"),
+            "{e}"
+        );
+        let e = err("model = \"a\"\n", &["--samples", "0"]);
+        assert!(e.contains("--samples: must be between 1 and 1000"), "{e}");
+        let e = err("[models.\"a\"]\nrpn = 5\n", &[]);
+        assert!(
+            e.contains("unknown field `rpn`") && !e.contains('\n'),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn retry_failures_kinds_are_checked() {
         let a = run_args(&[
             "--model",

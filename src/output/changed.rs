@@ -74,7 +74,7 @@ pub(crate) fn settle(
             )),
         )),
         OnChanged::Resend => {
-            let moved = checkpoint::supersede(&settings.output_dir, &changes.hashes)
+            let moved = checkpoint::supersede(&settings.output_dir, &changes.hashes, &settings.model)
                 .with_context(|| format!("{}: --on-changed resend", settings.output_dir.display()))?;
             Ok((
                 done.without(&changes.hashes),

@@ -259,7 +259,7 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
     }
     for name in [RESULTS, FAILURES] {
         for_each_record(&dir.join(name), |_, rec| {
-            records.push(entry(id_hash(&rec.key()), rec.recorded()));
+            records.push(entry(id_hash(&rec.key(&job.model)), rec.recorded()));
             cp.earlier.count(&rec);
         })?;
     }
@@ -302,9 +302,9 @@ fn aside_stamp(t: std::time::SystemTime) -> String {
 struct Line {
     id: String,
     /// Every line ever written carries it; a hand-made one without it
-    /// counts as the model "".
+    /// counts as the job's first model.
     #[serde(default)]
-    model: String,
+    model: Option<String>,
     #[serde(default)]
     sample: Option<u32>,
     #[serde(default)]
@@ -324,9 +324,11 @@ struct Line {
 }
 
 impl Line {
-    /// The unit this line ended: see `input/matrix.rs`.
-    fn key(&self) -> String {
-        unit_key(&self.id, &self.model, self.sample.unwrap_or(FIRST_SAMPLE))
+    /// The unit this line ended (see `input/matrix.rs`), `model` standing
+    /// for a line that names none.
+    fn key(&self, model: &str) -> String {
+        let m = self.model.as_deref().unwrap_or(model);
+        unit_key(&self.id, m, self.sample.unwrap_or(FIRST_SAMPLE))
     }
 
     fn recorded(&self) -> Recorded {
@@ -415,13 +417,14 @@ fn for_each_record(path: &Path, mut each: impl FnMut(&str, Line)) -> anyhow::Res
     Ok(())
 }
 
-/// Moves the lines of the units in `gone` (sorted hashes of unit keys) out of
+/// Moves the lines of the units in `gone` (sorted hashes of unit keys; a
+/// line without `model` is `model`'s) out of
 /// results.jsonl and failures.jsonl into superseded.jsonl, so each id has
 /// at most one current line. The moved lines are appended and synced first,
 /// then each file is replaced atomically, streaming, so a crash in between
 /// leaves a line in both places (moved again next time), never in neither.
 /// Returns how many lines moved.
-pub(crate) fn supersede(dir: &Path, gone: &[u128]) -> anyhow::Result<usize> {
+pub(crate) fn supersede(dir: &Path, gone: &[u128], model: &str) -> anyhow::Result<usize> {
     let aside_path = dir.join(SUPERSEDED);
     let mut aside = crate::output::fs::open_append(&aside_path)?;
     let mut moved = 0;
@@ -444,7 +447,7 @@ pub(crate) fn supersede(dir: &Path, gone: &[u128]) -> anyhow::Result<usize> {
             if result.is_err() {
                 return;
             }
-            let out: &mut dyn Write = if gone.binary_search(&id_hash(&rec.key())).is_ok() {
+            let out: &mut dyn Write = if gone.binary_search(&id_hash(&rec.key(model))).is_ok() {
                 here += 1;
                 &mut aside
             } else {
@@ -496,10 +499,36 @@ mod tests {
     use super::*;
     use crate::bedrock::request::Api;
 
-    /// Whether `id`'s unit of model "" (the hand-made lines below carry
-    /// none), sample 1, is done.
+    /// Whether `id`'s unit of the job's model "m" (the hand-made lines
+    /// below name none), sample 1, is done.
     fn done(cp: &Checkpoint, id: &str) -> bool {
-        cp.done.contains(&unit_key(id, "", 1))
+        cp.done.contains(&unit_key(id, "m", 1))
+    }
+
+    #[test]
+    fn a_unit_is_its_id_model_and_sample_and_old_lines_are_sample_1() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        std::fs::write(
+            dir.path().join(RESULTS),
+            concat!(
+                "{\"id\":\"a\",\"model\":\"m\"}\n",
+                "{\"id\":\"a\",\"model\":\"m\",\"sample\":2}\n",
+                "{\"id\":\"a\",\"model\":\"n\",\"sample\":1}\n",
+                "{\"id\":\"a\",\"model\":\"n\",\"sample\":1}\n",
+            ),
+        )
+        .unwrap();
+        let cp = prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        assert_eq!(cp.done.len(), 3, "a unit written twice is one done unit");
+        for (model, sample) in [("m", 1), ("m", 2), ("n", 1)] {
+            assert!(
+                cp.done.contains(&unit_key("a", model, sample)),
+                "{model} {sample}"
+            );
+        }
+        assert!(!cp.done.contains(&unit_key("a", "n", 2)));
+        assert!(!cp.done.contains(&unit_key("a", "m", 3)));
     }
 
     fn job(model: &str) -> Manifest {

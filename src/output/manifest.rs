@@ -183,3 +183,62 @@ fn is_one(n: &u32) -> bool {
 fn short(v: &serde_json::Value) -> String {
     crate::error::clip(&v.to_string(), 60)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(models: &[&str], samples: u32) -> Manifest {
+        Manifest {
+            inputs: vec!["/p.csv".into()],
+            model: models[0].into(),
+            models: if models.len() > 1 {
+                models.iter().map(|m| m.to_string()).collect()
+            } else {
+                vec![]
+            },
+            samples,
+            api: Api::Converse,
+            id_column: "id".into(),
+            prompt_column: "prompt".into(),
+            template: None,
+            system: None,
+            max_tokens: None,
+            temperature: None,
+            top_p: None,
+            stop_sequences: vec![],
+            job_wide_failure: None,
+        }
+    }
+
+    #[test]
+    fn the_matrix_may_grow_but_not_shrink() {
+        let one = job(&["a"], 1);
+        assert!(job(&["a", "b"], 1).same_job(&one), "a model added");
+        assert!(
+            job(&["b", "a"], 2).same_job(&one),
+            "and more samples, in any order"
+        );
+        let two = job(&["a", "b"], 2);
+        assert!(!job(&["b"], 2).same_job(&two));
+        assert_eq!(
+            job(&["b", "c"], 2).changes_from(&two),
+            ["models: \"a\" removed"]
+        );
+        assert_eq!(job(&["a", "b"], 1).changes_from(&two), ["samples: 2 → 1"]);
+        assert_eq!(job(&["b"], 1).changes_from(&one), ["model: \"a\" → \"b\""]);
+        let mut other = job(&["a", "b"], 2);
+        other.max_tokens = Some(5);
+        assert!(!other.same_job(&two));
+        assert_eq!(other.changes_from(&two), ["max_tokens: null → 5"]);
+    }
+
+    #[test]
+    fn a_manifest_of_one_model_reads_and_writes_as_before_matrices() {
+        let old = r#"{"inputs":["/p.csv"],"model":"a","api":"converse","id_column":"id","prompt_column":"prompt","template":null,"system":null,"max_tokens":null,"temperature":null,"top_p":null,"stop_sequences":[]}"#;
+        let m: Manifest = serde_json::from_str(old).unwrap();
+        assert_eq!((m.matrix(), m.samples), (vec!["a".to_string()], 1));
+        assert_eq!(serde_json::to_string(&m).unwrap(), old);
+        assert!(m.same_job(&job(&["a"], 1)));
+    }
+}

@@ -484,39 +484,46 @@ impl Work {
 /// After a stop they get the grace period to finish and be written; when it
 /// runs out, or on a second signal, they are aborted (their units are sent
 /// on resume).
-async fn drain(lanes: Vec<JoinSet<()>>, grace: Duration, shutdown: &Shutdown) {
-    let in_flight: usize = lanes.iter().map(JoinSet::len).sum();
-    // One waiter per lane: aborting a waiter drops its lane's JoinSet, which
-    // aborts that lane's calls.
-    let mut tasks = JoinSet::new();
-    for mut lane in lanes {
-        tasks.spawn(async move { while lane.join_next().await.is_some() {} });
-    }
+async fn drain(mut lanes: Vec<JoinSet<()>>, grace: Duration, shutdown: &Shutdown) {
+    let in_flight = |lanes: &[JoinSet<()>]| lanes.iter().map(JoinSet::len).sum::<usize>();
     let mut grace_deadline = shutdown.is_stopping().then(|| {
-        shutdown.announce_drain(in_flight, grace);
+        shutdown.announce_drain(in_flight(&lanes), grace);
         tokio::time::Instant::now() + grace
     });
     // Once aborted, stop listening: both tokens stay cancelled and would
     // otherwise wake this loop until the last task is gone.
     let mut aborted = false;
-    loop {
+    while in_flight(&lanes) > 0 {
         tokio::select! {
-            r = tasks.join_next() => if r.is_none() { break },
+            _ = next_of_any(&mut lanes) => {}
             _ = shutdown.stopping(), if grace_deadline.is_none() && !aborted => {
-                shutdown.announce_drain(in_flight, grace);
+                shutdown.announce_drain(in_flight(&lanes), grace);
                 grace_deadline = Some(tokio::time::Instant::now() + grace);
             }
             _ = sleep_until_opt(grace_deadline), if !aborted => {
-                tracing::warn!("grace period over: aborting the calls in flight; their rows are sent on resume");
-                tasks.abort_all();
+                tracing::warn!("grace period over: aborting {} call(s) in flight; their rows are sent on resume", in_flight(&lanes));
+                lanes.iter_mut().for_each(JoinSet::abort_all);
                 aborted = true;
             }
             _ = shutdown.aborted(), if !aborted => {
-                tasks.abort_all();
+                lanes.iter_mut().for_each(JoinSet::abort_all);
                 aborted = true;
             }
         }
     }
+}
+
+/// Waits until a call task of any lane ends (never, when none is left).
+async fn next_of_any(lanes: &mut [JoinSet<()>]) {
+    std::future::poll_fn(|cx| {
+        for lane in lanes.iter_mut() {
+            if let std::task::Poll::Ready(Some(_)) = lane.poll_join_next(cx) {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
