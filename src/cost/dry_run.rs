@@ -74,6 +74,9 @@ pub struct Rows {
     pub already_done: u64,
     /// Rows that would be failures without being sent (bad input).
     pub input_failures: u64,
+    /// Rows to send per model (each row once per model and sample: a matrix
+    /// job's units).
+    pub by_model: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -279,7 +282,13 @@ async fn rows_to_send(
                         counts.already_done += 1;
                         pairs.push((local_input_tokens(&job), real));
                     }
-                    None => jobs.push(*job),
+                    None => {
+                        *counts
+                            .by_model
+                            .entry(job.request.model.clone())
+                            .or_default() += 1;
+                        jobs.push(*job)
+                    }
                 },
             }
         }
@@ -533,6 +542,21 @@ fn render(r: &Report, settings: &Settings) -> String {
         "dry run: {} row(s) to send, {} already done, {} input failure(s); nothing sent",
         r.rows.rows, r.rows.already_done, r.rows.input_failures
     );
+    if settings.models.len() > 1 || settings.samples > 1 {
+        // A matrix: every model, with its units still to send.
+        let each: Vec<String> = settings
+            .models
+            .iter()
+            .map(|m| format!("{m} {}", r.rows.by_model.get(m).copied().unwrap_or(0)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "matrix: {} model(s) × {} sample(s); to send: {}",
+            settings.models.len(),
+            settings.samples,
+            each.join(", ")
+        );
+    }
     let _ = writeln!(
         o,
         "input tokens:  {:>12} expected, {:>12} max  ({})",

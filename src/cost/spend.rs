@@ -145,33 +145,6 @@ impl Spend {
             .or_default() += 1;
     }
 
-    /// One line per model, for a job of more than one model: the
-    /// breakdown a person reads at the end of a matrix run.
-    pub fn render_models(&self) -> String {
-        if self.by_model.len() < 2 {
-            return String::new();
-        }
-        let mut out = String::new();
-        for (model, m) in &self.by_model {
-            let kinds = if m.failed_by_kind.is_empty() {
-                String::new()
-            } else {
-                let k: Vec<String> = m
-                    .failed_by_kind
-                    .iter()
-                    .map(|(k, n)| format!("{k} {n}"))
-                    .collect();
-                format!(" ({})", k.join(", "))
-            };
-            let l = &m.latency_ms;
-            out.push_str(&format!(
-                "  {model}: {} answered, {} failed{kinds}; tokens {} in / {} out; ${:.4}; latency p50 {} ms, p95 {} ms, p99 {} ms\n",
-                m.rows, m.failed, m.input_tokens, m.output_tokens, m.cost_usd, l.p50, l.p95, l.p99
-            ));
-        }
-        out
-    }
-
     /// The lines a person reads at the end of a run.
     pub fn render(&self) -> String {
         let mut out = format!("cost: ${:.4} this run", self.total_usd);

@@ -273,11 +273,6 @@ impl Summary {
             ));
         }
         out.push_str(&self.cost.render());
-        let models = self.cost.render_models();
-        if !models.is_empty() {
-            out.push_str("per model (this run):\n");
-            out.push_str(&models);
-        }
         let dir = crate::path::normalize(&self.output_dir);
         let dir = dir.display();
         out.push_str(&format!("results:  {dir}/results.jsonl\n"));

@@ -100,5 +100,5 @@ async fn the_matrix_sample_job_runs_as_documented() {
         ]
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("per model (this run):"), "{text}");
+    assert!(text.contains("| amazon.nova-lite-v1:0 "), "{text}");
 }
