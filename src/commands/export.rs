@@ -509,10 +509,27 @@ mod tests {
             ]
         );
         let fields = json!({"prompt": "p", "model": "m"});
-        let row = h.row("a", fields.as_object().unwrap(), None);
+        let row = h.row("a", ("m", None), fields.as_object().unwrap(), None);
         assert_eq!(row.len(), h.names.len());
         assert_eq!(row[3], json!("unsent"));
-        assert!(row[4..].iter().all(Value::is_null));
+        let model_at = h.names.iter().position(|n| n == "result_model").unwrap();
+        assert_eq!(row[model_at], json!("m"), "the model it is to be sent to");
+        assert!(row[4..]
+            .iter()
+            .enumerate()
+            .all(|(i, v)| i + 4 == model_at || v.is_null()));
+
+        // A matrix job: a `sample` column right after `model`.
+        let mut h = Header::new("id", vec!["prompt".into()], false);
+        h.add_sample();
+        let at = h.names.iter().position(|n| n == "model").unwrap();
+        assert_eq!(h.names[at + 1], "sample");
+        assert_eq!(h.names.last().map(String::as_str), Some("source"));
+        let row = h.row("a", ("m", Some(2)), fields.as_object().unwrap(), None);
+        assert_eq!(
+            (row.len(), &row[at], &row[at + 1]),
+            (h.names.len(), &json!("m"), &json!(2))
+        );
     }
 
     #[test]
