@@ -76,14 +76,33 @@ pub struct FileConfig {
 /// TOML cannot give one key both shapes, so a job that needs settings for a
 /// model lists every model as a table (an empty `[models."b"]` will do);
 /// tables come in id order.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(
-    untagged,
-    expecting = "a list of model ids, or [models.\"MODEL-ID\"] tables"
-)]
+#[derive(Debug, Clone)]
 pub enum Models {
     List(Vec<String>),
     Tables(std::collections::BTreeMap<String, ModelSettings>),
+}
+
+/// By shape, by hand rather than `untagged`: a mistake inside a table (an
+/// unknown key, a wrong type) keeps its own message and line.
+impl<'de> Deserialize<'de> for Models {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Models, D::Error> {
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = Models;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of model ids, or [models.\"MODEL-ID\"] tables")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Models, A::Error> {
+                Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(Models::List)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Models, A::Error> {
+                Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Models::Tables)
+            }
+        }
+        d.deserialize_any(Shape)
+    }
 }
 
 /// One model's own settings in a matrix (`[models."MODEL-ID"]`): each
