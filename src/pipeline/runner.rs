@@ -418,29 +418,37 @@ pub(crate) fn read(
             .map(String::from)
             .collect();
         let mut units = Vec::new();
-        for model in &models {
+        // The row moves into its last model's job; only a matrix row read
+        // for several models at once (the dry run) is copied.
+        let (id, mut item) = (row.id, Some(row.item));
+        for (n, model) in models.iter().enumerate() {
             let to_do: Vec<u32> = matrix
                 .samples()
-                .filter(|&s| !done.contains(&unit_key(&row.id, model, s)))
+                .filter(|&s| !done.contains(&unit_key(&id, model, s)))
                 .collect();
             skipped += u64::from(matrix.samples) - to_do.len() as u64;
             if to_do.is_empty() {
                 continue;
             }
-            let first = match &row.item {
-                Item::Bad(bad) => Work::Failed(Box::new(columns.failure(
-                    bad.clone(),
-                    row.id.clone(),
-                    model,
-                ))),
-                Item::Record(r) => match columns.job(r.clone(), row.id.clone(), model) {
+            let this = if n + 1 == models.len() {
+                item.take()
+            } else {
+                item.clone()
+            };
+            let first = match this {
+                None => continue,
+                Some(Item::Bad(bad)) => {
+                    Work::Failed(Box::new(columns.failure(bad, id.clone(), model)))
+                }
+                Some(Item::Record(r)) => match columns.job(r, id.clone(), model) {
                     Ok(job) => Work::Job(Box::new(job)),
                     Err(f) => Work::Failed(f),
                 },
             };
-            for sample in to_do {
-                units.push(first.of_sample(sample));
-            }
+            // Copies for all samples but the last, which takes `first` itself.
+            let (last, others) = to_do.split_last().expect("not empty: checked above");
+            units.extend(others.iter().map(|&s| first.of_sample(s)));
+            units.push(first.into_sample(*last));
         }
         if skipped >= SKIP_BATCH || (skipped > 0 && !units.is_empty()) {
             if !send(Work::Skip(skipped), &mut batch, skipped >= SKIP_BATCH) {
@@ -464,7 +472,22 @@ pub(crate) fn read(
 }
 
 impl Work {
-    /// The same unit for another sample of its row and model.
+    /// This unit as `sample` of its row and model.
+    fn into_sample(self, sample: u32) -> Work {
+        match self {
+            Work::Job(mut j) => {
+                j.sample = sample;
+                Work::Job(j)
+            }
+            Work::Failed(mut f) => {
+                f.sample = sample;
+                Work::Failed(f)
+            }
+            skip => skip,
+        }
+    }
+
+    /// A copy of this unit as `sample` of its row and model.
     fn of_sample(&self, sample: u32) -> Work {
         match self {
             Work::Job(j) => Work::Job(Box::new(Job {
