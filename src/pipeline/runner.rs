@@ -1,20 +1,23 @@
-//! The run: inputs → jobs → limiter + permit → one task per call → events → sink.
+//! The run: inputs → units → limiter + permit → one task per call → events → sink.
 //!
 //! ```text
 //!  reader thread ──(bounded)──▶ intake ──▶ [permit][limiter] ──▶ call task ─┐
-//!  (one row stream, skip done,  (this task)                     retries,    │
-//!   rows → jobs)                   │ then drain                 backoff     ▼
-//!                                  ▼                     sink (files, bar, counts)
-//!                            summary.json
+//!  (one row stream, skip done,  (one per                        retries,    │
+//!   rows → units)               model: lane.rs)                 backoff     ▼
+//!   one per model                   │ then drain          sink (files, bar, counts)
+//!                                   ▼
+//!                             summary.json
 //! ```
-//! Backpressure all the way: the reader blocks on a full channel, intake takes
-//! a row only once it holds a concurrency permit and the limiter lets it send,
-//! and call tasks block on a full event channel while holding their permits.
-//! Memory is bounded by the channel sizes and the concurrency, not by the
-//! file size.
+//! A unit is (id, model, sample) (`input/matrix.rs`); each model of the
+//! matrix has its own lane: reader, intake, permits and limiter
+//! (`lane.rs`). Backpressure all the way: a reader blocks on a full channel,
+//! intake takes a unit only once it holds one of its lane's permits and the
+//! lane's limiter lets it send, and call tasks block on a full event channel
+//! while holding their permits. Memory is bounded by the channel sizes and
+//! the concurrency, not by the file size.
 //!
 //! The run is four named steps: [`prepare`] (everything before the first call:
-//! a setup error here has cost nothing), [`intake`] and [`drain`] (the
+//! a setup error here has cost nothing), `lane::intake` and [`drain`] (the
 //! pipeline), and [`finish`] (the summary).
 
 use std::sync::Arc;
