@@ -372,3 +372,48 @@ async fn a_throttled_model_does_not_hold_up_the_other() {
         "the quota did throttle the slow model"
     );
 }
+
+/// `--retry-failures` goes by unit: only the (id, model, sample) that
+/// failed is sent again, not the row's other units.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failures_sends_only_the_failed_units() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    // The emulator fails the first call of each marked prompt (whichever
+    // model sends it first) with a 500; with one attempt that unit fails.
+    let mut csv = String::from("id,prompt\n");
+    for i in 0..12 {
+        let mark = if i % 3 == 0 { " [[emu:server*1]]" } else { "" };
+        csv.push_str(&format!("r{i:05},{}{mark}\n", prompt(i)));
+    }
+    ws.write("p.csv", csv);
+    let args = [
+        "--model",
+        MODEL,
+        "--model",
+        OTHER,
+        "--input",
+        "p.csv",
+        "--max-tokens",
+        "30",
+        "--max-attempts",
+        "1",
+    ];
+    let out = ws.run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let failed = units(&ws, "failures.jsonl");
+    assert_eq!(failed.len(), 4, "one unit of each marked row: {failed:?}");
+    assert_eq!(emu.stats().requests, 24);
+
+    let mut retry = args.to_vec();
+    retry.extend(["--retry-failures", "server"]);
+    let out = ws.run(&retry);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(emu.stats().requests, 28, "only the 4 failed units");
+    assert!(units(&ws, "failures.jsonl").is_empty());
+    let answered = units(&ws, "results.jsonl");
+    assert_eq!(answered, matrix(12, &[MODEL, OTHER], 1));
+    for unit in &failed {
+        assert!(answered.contains(unit), "{unit:?} answered on retry");
+    }
+}
