@@ -417,3 +417,47 @@ async fn retry_failures_sends_only_the_failed_units() {
         assert!(answered.contains(unit), "{unit:?} answered on retry");
     }
 }
+
+/// A prompt edited after a matrix run: the row is named once, and resend
+/// sends each of its units again, moving their old lines aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_row_is_refused_once_and_resent_for_every_model() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("p.csv", csv_rows(5));
+    let args = [
+        "--model",
+        MODEL,
+        "--model",
+        OTHER,
+        "--samples",
+        "2",
+        "--input",
+        "p.csv",
+        "--max-tokens",
+        "30",
+    ];
+    let out = ws.run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(emu.stats().requests, 20);
+    ws.write(
+        "p.csv",
+        csv_rows(5).replace("Question number 3:", "Question number 3 (edited):"),
+    );
+
+    let out = ws.run(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1 row(s) changed since they were answered: `r00003`"),
+        "{err}"
+    );
+
+    let mut resend = args.to_vec();
+    resend.extend(["--on-changed", "resend"]);
+    let out = ws.run(&resend);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(emu.stats().requests, 24, "the row's 4 units, nothing else");
+    assert_eq!(units(&ws, "results.jsonl"), matrix(5, &[MODEL, OTHER], 2));
+    assert_eq!(read_jsonl(&ws.out().join("superseded.jsonl")).len(), 4);
+}
