@@ -21,6 +21,10 @@ pub(crate) async fn run(args: &EmulatorArgs, shutdown: impl Future<Output = ()>)
     println!("bedrock-batch emulator listening on {url}");
     println!("# point an AWS SDK at it:");
     print!("{}", env_lines(&url));
+    println!(
+        "# S3 (path-style) serves {}",
+        emulator.s3().root().display()
+    );
     println!("# counters: curl {url}/__stats   records: curl {url}/__requests");
     shutdown.await;
     let stats = serde_json::to_string(&emulator.stats()).unwrap_or_default();
@@ -48,6 +52,7 @@ fn config(a: &EmulatorArgs) -> EmulatorConfig {
         refused_tiers: a.refuse_tiers.clone(),
         flex_latency_factor: a.flex_latency_factor,
         cache_ttl: Duration::from_secs(a.cache_ttl_secs),
+        s3_dir: a.s3_dir.clone(),
         ..EmulatorConfig::default()
     }
 }

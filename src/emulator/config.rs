@@ -4,6 +4,7 @@
 //! Plain data, independent of the command line (`commands/emulator.rs` maps the flags onto
 //! it); knobs that can also change while running are set through `Emulator`'s setters.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The static test key pair the emulator knows the secret of (so it verifies signatures made
@@ -67,6 +68,9 @@ pub struct EmulatorConfig {
     pub flex_latency_factor: f64,
     /// How long a prompt-cache entry lives after its last use (Bedrock: 5 minutes).
     pub cache_ttl: Duration,
+    /// The directory S3 serves (`ROOT/BUCKET/KEY`); `None` = a temporary directory the
+    /// emulator creates and removes when it stops.
+    pub s3_dir: Option<PathBuf>,
 }
 
 impl Default for EmulatorConfig {
@@ -99,6 +103,7 @@ impl Default for EmulatorConfig {
             refused_tiers: Vec::new(),
             flex_latency_factor: 3.0,
             cache_ttl: Duration::from_secs(300),
+            s3_dir: None,
         }
     }
 }
