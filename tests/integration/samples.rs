@@ -101,4 +101,24 @@ async fn the_matrix_sample_job_runs_as_documented() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("| amazon.nova-lite-v1:0 "), "{text}");
+
+    // The policy for the job grants every model of the matrix.
+    let out = ws
+        .command()
+        .current_dir(TOP)
+        .args(["policy", "--config", "samples/matrix.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let policy: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let resources = policy["Statement"][0]["Resource"].to_string();
+    for model in [
+        "amazon.nova-lite-v1:0",
+        "anthropic.claude-3-haiku-20240307-v1:0",
+    ] {
+        assert!(
+            resources.contains(&format!("foundation-model/{model}")),
+            "{resources}"
+        );
+    }
 }
