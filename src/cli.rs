@@ -165,6 +165,10 @@ pub struct EmulatorArgs {
     /// Request records kept for `/__requests`; later requests are only counted.
     #[arg(long, default_value_t = 20_000)]
     pub max_records: usize,
+    /// A model's own request quota, `MODEL-ID=RPM` (Bedrock's quotas are per
+    /// model): its calls are admitted against it instead of --rpm; repeatable.
+    #[arg(long = "model-rpm", value_name = "MODEL=RPM", value_parser = model_rpm)]
+    pub model_rpm: Vec<(String, u64)>,
     /// Refuse a service tier with ValidationException: `TIER`, or `MODEL-PREFIX=TIER`; repeatable.
     #[arg(long = "refuse-tier", value_name = "SPEC")]
     pub refuse_tiers: Vec<String>,
@@ -192,9 +196,13 @@ pub struct RunArgs {
     /// Directory for results.jsonl, failures.jsonl, summary.json and the manifest.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
-    /// Model id, inference-profile id (apac.…, us.…, global.…) or ARN.
+    /// Model id, inference-profile id (apac.…, us.…, global.…) or ARN;
+    /// repeat for a matrix (every row to every model; replaces `models`).
     #[arg(long, value_name = "ID")]
-    pub model: Option<String>,
+    pub model: Vec<String>,
+    /// Answers asked of each model per row (default 1).
+    #[arg(long, value_name = "N")]
+    pub samples: Option<u32>,
     /// `converse` (any model) or `invoke` (the model's native body).
     #[arg(long, value_enum)]
     pub api: Option<crate::bedrock::request::Api>,
@@ -349,4 +357,17 @@ pub struct PolicyArgs {
     /// IAM user ARN allowed to assume the role, with --trust; repeat for several.
     #[arg(long, value_name = "ARN", requires = "trust")]
     pub user_arn: Vec<String>,
+}
+
+/// `MODEL-ID=RPM` for `emulator --model-rpm`.
+fn model_rpm(spec: &str) -> Result<(String, u64), String> {
+    let (model, rpm) = spec
+        .rsplit_once('=')
+        .ok_or_else(|| format!("`{spec}` is not MODEL-ID=RPM"))?;
+    match rpm.parse::<u64>() {
+        Ok(n) if n > 0 && !model.is_empty() => Ok((model.to_string(), n)),
+        _ => Err(format!(
+            "`{spec}` is not MODEL-ID=RPM (RPM a whole number above 0)"
+        )),
+    }
 }

@@ -39,6 +39,9 @@ pub struct FileConfig {
     pub external_id: Option<String>,
     pub session_name: Option<String>,
     pub model: Option<String>,
+    /// The model matrix: a list of ids, or `[models."ID"]` tables (see [`Models`]).
+    pub models: Option<Models>,
+    pub samples: Option<u32>,
     pub api: Option<Api>,
     pub inputs: Option<Vec<PathBuf>>,
     pub output_dir: Option<PathBuf>,
@@ -74,13 +77,70 @@ pub struct FileConfig {
     pub prices: Option<std::collections::BTreeMap<String, crate::cost::price::Price>>,
 }
 
+/// `models` as written: a list of ids (`models = ["a", "b"]`), or one table
+/// per model with its own quotas and parameters (`[models."a"] rpm = 600`).
+/// TOML cannot give one key both shapes, so a job that needs settings for a
+/// model lists every model as a table (an empty `[models."b"]` will do);
+/// tables come in id order.
+#[derive(Debug, Clone)]
+pub enum Models {
+    List(Vec<String>),
+    Tables(std::collections::BTreeMap<String, ModelSettings>),
+}
+
+/// By shape, by hand rather than `untagged`: a mistake inside a table (an
+/// unknown key, a wrong type) keeps its own message and line.
+impl<'de> Deserialize<'de> for Models {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Models, D::Error> {
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = Models;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of model ids, or [models.\"MODEL-ID\"] tables")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Models, A::Error> {
+                Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(Models::List)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Models, A::Error> {
+                Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Models::Tables)
+            }
+        }
+        d.deserialize_any(Shape)
+    }
+}
+
+/// One model's own settings in a matrix (`[models."MODEL-ID"]`): each
+/// overrides the job's key of the same name for that model's calls. Its
+/// quotas and concurrency are that model's alone (see `pipeline/lane.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+    pub concurrency: Option<usize>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub service_tier: Option<crate::bedrock::request::ServiceTier>,
+}
+
 /// A validated job. Built only by [`Settings::resolve`].
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub region: Option<String>,
     pub profile: Option<String>,
     pub role: Option<RoleSettings>,
+    /// The default model: the first of [`Settings::models`]. Rows whose
+    /// `model` column names a model outside the matrix go with it.
     pub model: String,
+    /// The matrix: every row goes to each of these (unless its `model`
+    /// column pins it to one), `samples` times. Never empty; `models[0] == model`.
+    pub models: Vec<String>,
+    /// Answers asked of each model per row, numbered 1..=samples.
+    pub samples: u32,
+    /// `[models."ID"]` settings, by model id (only models that have a table).
+    pub model_settings: std::collections::BTreeMap<String, ModelSettings>,
     pub api: Api,
     pub inputs: Vec<PathBuf>,
     pub output_dir: PathBuf,
@@ -324,7 +384,11 @@ impl Settings {
         };
         let f = &file;
 
-        let model = l.required("model", args.model.clone(), f.model.clone())?;
+        let (models, model_settings) = matrix(&l, args, f)?;
+        let model = models[0].clone();
+        let samples = l
+            .pick("samples", args.samples, f.samples, between(1, 1000))?
+            .unwrap_or(1);
         let inputs: Vec<PathBuf> = if !args.input.is_empty() {
             args.input.clone()
         } else {
@@ -400,6 +464,9 @@ impl Settings {
             profile: args.profile.clone().or(f.profile.clone()),
             role,
             model,
+            models,
+            samples,
+            model_settings,
             api,
             inputs,
             output_dir,
@@ -538,6 +605,91 @@ fn id_columns(f: &FileConfig, l: &Layers) -> anyhow::Result<Vec<String>> {
         anyhow::bail!("{place}: `id_columns`: `{c}` is empty or named twice");
     }
     Ok(cols.clone())
+}
+
+/// The models of the matrix, in order, and their `[models."ID"]` settings.
+/// `--model` (repeatable) replaces the file's list; the tables still give
+/// the settings of the models they name. The file's `model` with `models`
+/// must be one of them, and comes first (it is the default model).
+fn matrix(
+    l: &Layers,
+    args: &RunArgs,
+    f: &FileConfig,
+) -> anyhow::Result<(
+    Vec<String>,
+    std::collections::BTreeMap<String, ModelSettings>,
+)> {
+    let (listed, tables) = match &f.models {
+        None => (Vec::new(), Default::default()),
+        Some(Models::List(ids)) => (ids.clone(), Default::default()),
+        Some(Models::Tables(t)) => (t.keys().cloned().collect(), t.clone()),
+    };
+    let file_key = |key: &str| l.name(key, Origin::File);
+    for (id, m) in &tables {
+        let check = |k: &str, r: Result<(), String>| {
+            r.map_err(|problem| {
+                anyhow::anyhow!("{}: {problem}", file_key(&format!("models.\"{id}\".{k}")))
+            })
+        };
+        if let Some(v) = m.rpm {
+            check("rpm", quota(&v))?;
+        }
+        if let Some(v) = m.tpm {
+            check("tpm", quota(&v))?;
+        }
+        if let Some(v) = m.concurrency {
+            check("concurrency", between(1, 4096)(&v))?;
+        }
+        if let Some(v) = m.max_tokens {
+            check("max_tokens", at_least_one(&v))?;
+        }
+        if let Some(v) = m.temperature {
+            check("temperature", unit_range(&v))?;
+        }
+    }
+    let mut models = if !args.model.is_empty() {
+        args.model.clone()
+    } else if !listed.is_empty() {
+        let mut models = listed;
+        if let Some(first) = &f.model {
+            let Some(at) = models.iter().position(|m| m == first) else {
+                anyhow::bail!(
+                    "{}: `{first}` is not one of `models`; leave `model` out, or list it in `models`",
+                    file_key("model")
+                );
+            };
+            let first = models.remove(at);
+            models.insert(0, first);
+        }
+        models
+    } else {
+        vec![l.required("model", None, f.model.clone())?]
+    };
+    if let Some(blank) = models.iter().find(|m| m.trim().is_empty()) {
+        anyhow::bail!("models: {blank:?} is not a model id");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(twice) = models.iter().find(|m| !seen.insert(m.as_str())) {
+        anyhow::bail!("models: `{twice}` is listed twice");
+    }
+    models.iter_mut().for_each(|m| *m = m.trim().to_string());
+    Ok((models, tables))
+}
+
+impl Settings {
+    /// `model`'s own setting (`[models."ID"]`), if it has one.
+    pub fn model_setting<T>(
+        &self,
+        model: &str,
+        pick: impl Fn(&ModelSettings) -> Option<T>,
+    ) -> Option<T> {
+        self.model_settings.get(model).and_then(pick)
+    }
+
+    /// Units of work per unpinned row: every model, every sample.
+    pub fn units_per_row(&self) -> u64 {
+        self.models.len() as u64 * u64::from(self.samples)
+    }
 }
 
 /// `--fresh`, `--retry-failures [KINDS]`, or neither.
@@ -693,6 +845,71 @@ mod tests {
             vec![PathBuf::from("a.csv"), PathBuf::from("b.jsonl")]
         );
         assert_eq!(s.concurrency, DEFAULT_CONCURRENCY);
+    }
+
+    #[test]
+    fn a_matrix_from_a_list_from_tables_or_from_repeated_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("job.toml");
+        let path = cfg.to_str().unwrap();
+        let base = "inputs = [\"in.csv\"]\noutput_dir = \"out\"\n";
+        let resolve = |toml: &str, extra: &[&str]| {
+            std::fs::write(&cfg, format!("{base}{toml}")).unwrap();
+            let mut argv = vec!["--config", path];
+            argv.extend_from_slice(extra);
+            Settings::resolve(&run_args(&argv), false)
+        };
+        // One `model`, as before: a matrix of one, one sample.
+        let s = resolve("model = \"a\"\n", &[]).unwrap();
+        assert_eq!(
+            (s.models.clone(), s.samples, s.model),
+            (vec!["a".to_string()], 1, "a".into())
+        );
+        // A list keeps its order; `model` among them comes first.
+        let s = resolve(
+            "models = [\"b\", \"a\", \"c\"]\nmodel = \"a\"\nsamples = 3\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.models, ["a", "b", "c"]);
+        assert_eq!(
+            (s.model.as_str(), s.samples, s.units_per_row()),
+            ("a", 3, 9)
+        );
+        // Tables: each model's own settings, validated with their key.
+        let tables = "[models.\"a\"]\nrpm = 600\nconcurrency = 2\n[models.\"b\"]\n";
+        let s = resolve(tables, &[]).unwrap();
+        assert_eq!(s.models, ["a", "b"]);
+        assert_eq!(s.model_setting("a", |m| m.rpm), Some(600));
+        assert_eq!(s.model_setting("b", |m| m.rpm), None);
+        // Repeated --model replaces the file's list; --samples its samples.
+        let s = resolve(tables, &["--model", "c", "--model", "a", "--samples", "2"]).unwrap();
+        assert_eq!(
+            (s.models.clone(), s.samples),
+            (vec!["c".to_string(), "a".into()], 2)
+        );
+        assert_eq!(s.model_setting("a", |m| m.concurrency), Some(2));
+
+        let err = |toml: &str, extra: &[&str]| resolve(toml, extra).unwrap_err().to_string();
+        let e = err("[models.\"a\"]\nrpm = 0\n", &[]);
+        assert!(
+            e.contains("job.toml: `models.\"a\".rpm`: must be at least 1"),
+            "{e}"
+        );
+        let e = err("models = [\"a\", \"a\"]\n", &[]);
+        assert!(e.contains("models: `a` is listed twice"), "{e}");
+        let e = err("models = [\"a\"]\nmodel = \"z\"\n", &[]);
+        assert!(
+            e.contains("job.toml: `model`: `z` is not one of `models`"),
+            "{e}"
+        );
+        let e = err("model = \"a\"\n", &["--samples", "0"]);
+        assert!(e.contains("--samples: must be between 1 and 1000"), "{e}");
+        let e = err("[models.\"a\"]\nrpn = 5\n", &[]);
+        assert!(
+            e.contains("unknown field `rpn`") && !e.contains('\n'),
+            "{e}"
+        );
     }
 
     #[test]

@@ -19,9 +19,11 @@
 //!     │
 //! input/      reader.rs (+ scanner.rs: CSV in bounded memory)
 //!             → rows.rs (one row stream: every row with its final id)
-//!             → job.rs (+ template.rs, fingerprint.rs): rows → requests, bad rows → input failures
-//!     │  bounded channel (reader thread)
-//! pipeline/   runner.rs: intake [cost/meter.rs: budget] [Semaphore permit] [limiter.rs: rpm, tpm, adaptive]
+//!             → matrix.rs (which (model, sample) units a row stands for)
+//!             → job.rs (+ template.rs, fingerprint.rs): units → requests, bad rows → input failures
+//!     │  bounded channel (one reader thread per model)
+//! pipeline/   runner.rs + lane.rs: one intake per model [cost/meter.rs: budget]
+//!             [the model's permit] [the model's limiter.rs: rpm, tpm, adaptive]
 //!     │  one task per row: bedrock/invoker.rs (Converse / InvokeModel + native.rs),
 //!     │  classify, backoff.rs retries, cost/meter.rs prices each answer,
 //!     │  eval/ (schema.rs: parse + validate, asked again if invalid; score.rs)

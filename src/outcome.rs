@@ -102,6 +102,10 @@ pub struct Usage {
 pub struct Success {
     pub id: String,
     pub model: String,
+    /// Which of the job's `samples` answers of this row from this model
+    /// (1-based); lines written before samples existed read as 1.
+    #[serde(default = "first_sample")]
+    pub sample: u32,
     pub output: String,
     pub stop_reason: String,
     /// With `output_schema`: the answer parsed, valid against the schema.
@@ -159,6 +163,8 @@ pub struct ErrorInfo {
 pub struct Failure {
     pub id: String,
     pub model: String,
+    #[serde(default = "first_sample")]
+    pub sample: u32,
     pub error: ErrorInfo,
     /// Calls paid or attempted; 0 for input errors, which are never sent.
     pub attempts: u32,
@@ -208,6 +214,10 @@ impl Times {
             throttles,
         }
     }
+}
+
+fn first_sample() -> u32 {
+    crate::input::matrix::FIRST_SAMPLE
 }
 
 fn is_zero(n: &u32) -> bool {

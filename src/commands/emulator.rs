@@ -14,6 +14,9 @@ use crate::emulator::{env_lines, Emulator, EmulatorConfig};
 /// reach it first and the final counters last.
 pub(crate) async fn run(args: &EmulatorArgs, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let emulator = Emulator::start(config(args)).await?;
+    for (model, rpm) in &args.model_rpm {
+        emulator.set_model_quota(model, Some(*rpm), None);
+    }
     let url = emulator.url();
     println!("bedrock-batch emulator listening on {url}");
     println!("# point an AWS SDK at it:");

@@ -1,5 +1,7 @@
 //! `bedrock-batch export`: an output directory as one table, one row per
-//! input row, in input order, for spreadsheets and pandas.
+//! input row, in input order, for spreadsheets and pandas. For a matrix job
+//! (several models or samples, from the manifest) one row per unit: each
+//! input row once per model and sample, with a `sample` column.
 //!
 //! `results.jsonl` and `failures.jsonl` stay in completion order (a line is
 //! written the moment its row ends, which is what makes them safe); this
@@ -24,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::cli::{ExportArgs, ExportFormat};
+use crate::input::matrix::{unit_key, Matrix, FIRST_SAMPLE};
 use crate::input::reader::Item;
 use crate::input::rows::{id_hash, Repeated, RowSpec, Rows};
 use crate::output::manifest::Manifest;
@@ -72,11 +75,16 @@ struct Loc {
 #[derive(Deserialize)]
 struct Head {
     id: String,
+    /// Absent only from hand-made lines: the job's first model.
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    sample: Option<u32>,
     #[serde(default)]
     cost_usd: Option<Value>,
 }
 
-/// Every output line, by id hash.
+/// Every output line, by the hash of its unit's key (`input/matrix.rs`).
 struct Index {
     lines: HashMap<u128, Loc>,
     has_cost: bool,
@@ -95,7 +103,7 @@ pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<Counts> {
             dir.display()
         )
     })?;
-    let index = Index::build(dir)?;
+    let index = Index::build(dir, &manifest.model)?;
     let inputs: Vec<PathBuf> = manifest.inputs.iter().map(PathBuf::from).collect();
     // The one row stream the run reads its rows with, so every row gets the
     // id the run gave it (stand-ins and duplicate suffixes included).
@@ -126,7 +134,15 @@ pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<Counts> {
     }
     counts.retain(|_, n| *n > 1);
     columns.retain(|c| *c != manifest.id_column);
-    let header = Header::new(&manifest.id_column, columns, index.has_cost);
+    let matrix = Matrix {
+        models: manifest.matrix(),
+        samples: manifest.samples,
+    };
+    let sampled = matrix.models.len() > 1 || matrix.samples > 1;
+    let mut header = Header::new(&manifest.id_column, columns, index.has_cost);
+    if sampled {
+        header.add_sample();
+    }
 
     let format = args.format.unwrap_or(match &args.output {
         Some(p) if p.extension().is_some_and(|e| e == "jsonl") => ExportFormat::Jsonl,
@@ -141,16 +157,22 @@ pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<Counts> {
     let mut n = Counts::default();
     for row in Rows::new(spec, Some(&counts)) {
         let row = row.map_err(in_the_job)?;
-        let line = index.find(&row.id).map(|loc| index.read(loc)).transpose()?;
-        n.rows += 1;
-        match &line {
-            None => n.unsent += 1,
-            Some((true, _)) => n.failed += 1,
-            Some((false, _)) => n.succeeded += 1,
-        }
-        let cells = header.row(&row.id, fields(&row.item), line.as_ref());
-        if !sink.row(&cells)? {
-            return Ok(n);
+        for model in matrix.models_of(&row.item) {
+            for sample in matrix.samples() {
+                let key = unit_key(&row.id, model, sample);
+                let line = index.find(&key).map(|loc| index.read(loc)).transpose()?;
+                n.rows += 1;
+                match &line {
+                    None => n.unsent += 1,
+                    Some((true, _)) => n.failed += 1,
+                    Some((false, _)) => n.succeeded += 1,
+                }
+                let unit = (model, sampled.then_some(sample));
+                let cells = header.row(&row.id, unit, fields(&row.item), line.as_ref());
+                if !sink.row(&cells)? {
+                    return Ok(n);
+                }
+            }
         }
     }
     sink.finish()?;
@@ -165,7 +187,7 @@ fn fields(item: &Item) -> &Map<String, Value> {
 }
 
 impl Index {
-    fn build(dir: &Path) -> anyhow::Result<Index> {
+    fn build(dir: &Path, model: &str) -> anyhow::Result<Index> {
         let mut index = Index {
             lines: HashMap::new(),
             has_cost: false,
@@ -198,7 +220,12 @@ impl Index {
                 if buf.ends_with(b"\n") {
                     if let Ok(head) = serde_json::from_slice::<Head>(&buf) {
                         index.has_cost |= head.cost_usd.is_some_and(|c| !c.is_null());
-                        index.lines.entry(id_hash(&head.id)).or_insert(Loc {
+                        let key = unit_key(
+                            &head.id,
+                            head.model.as_deref().unwrap_or(model),
+                            head.sample.unwrap_or(FIRST_SAMPLE),
+                        );
+                        index.lines.entry(id_hash(&key)).or_insert(Loc {
                             failed,
                             offset,
                             len: u32::try_from(n).unwrap_or(u32::MAX),
@@ -216,8 +243,8 @@ impl Index {
         Ok(index)
     }
 
-    fn find(&self, id: &str) -> Option<Loc> {
-        self.lines.get(&id_hash(id)).copied()
+    fn find(&self, key: &str) -> Option<Loc> {
+        self.lines.get(&id_hash(key)).copied()
     }
 
     /// The line at `loc`, parsed: (is a failure, record).
@@ -243,6 +270,8 @@ struct Header {
     names: Vec<String>,
     inputs: Vec<String>,
     has_cost: bool,
+    /// A `sample` column after `model` (a matrix job).
+    sampled: bool,
 }
 
 impl Header {
@@ -265,13 +294,32 @@ impl Header {
             names,
             inputs,
             has_cost,
+            sampled: false,
         }
     }
 
     /// One table row, aligned with `names`.
+    /// Adds the `sample` column (a matrix job) after `model`.
+    fn add_sample(&mut self) {
+        // The columns after `model` (the error and the source) stay last.
+        let model_at = OUTPUT_COLUMNS.iter().position(|c| *c == "model");
+        let after = OUTPUT_COLUMNS.len() - 1 - model_at.unwrap_or(OUTPUT_COLUMNS.len() - 1);
+        let at = self.names.len() - after;
+        let name = if self.inputs.iter().any(|i| i == "sample") {
+            "result_sample"
+        } else {
+            "sample"
+        };
+        self.names.insert(at, name.to_string());
+        self.sampled = true;
+    }
+
+    /// The table row of one unit: `unit` is its model and, for a matrix
+    /// job, its sample (an unsent unit has no line to take them from).
     fn row(
         &self,
         id: &str,
+        unit: (&str, Option<u32>),
         fields: &Map<String, Value>,
         line: Option<&(bool, Value)>,
     ) -> Vec<Value> {
@@ -301,7 +349,10 @@ impl Header {
         }
         row.push(get("/latency_ms"));
         row.push(get("/attempts"));
-        row.push(get("/model"));
+        row.push(Value::String(unit.0.to_string()));
+        if self.sampled {
+            row.push(unit.1.map_or(Value::Null, Value::from));
+        }
         row.push(get("/error/kind"));
         row.push(get("/error/code"));
         row.push(get("/error/message"));
@@ -460,10 +511,27 @@ mod tests {
             ]
         );
         let fields = json!({"prompt": "p", "model": "m"});
-        let row = h.row("a", fields.as_object().unwrap(), None);
+        let row = h.row("a", ("m", None), fields.as_object().unwrap(), None);
         assert_eq!(row.len(), h.names.len());
         assert_eq!(row[3], json!("unsent"));
-        assert!(row[4..].iter().all(Value::is_null));
+        let model_at = h.names.iter().position(|n| n == "result_model").unwrap();
+        assert_eq!(row[model_at], json!("m"), "the model it is to be sent to");
+        assert!(row[4..]
+            .iter()
+            .enumerate()
+            .all(|(i, v)| i + 4 == model_at || v.is_null()));
+
+        // A matrix job: a `sample` column right after `model`.
+        let mut h = Header::new("id", vec!["prompt".into()], false);
+        h.add_sample();
+        let at = h.names.iter().position(|n| n == "model").unwrap();
+        assert_eq!(h.names[at + 1], "sample");
+        assert_eq!(h.names.last().map(String::as_str), Some("source"));
+        let row = h.row("a", ("m", Some(2)), fields.as_object().unwrap(), None);
+        assert_eq!(
+            (row.len(), &row[at], &row[at + 1]),
+            (h.names.len(), &json!("m"), &json!(2))
+        );
     }
 
     #[test]

@@ -162,7 +162,18 @@ async fn policy(args: &PolicyArgs) -> anyhow::Result<serde_json::Value> {
     };
     let models = match &path {
         Some(p) if args.model.is_empty() => {
+            // Every model of the matrix, then those rows name.
             let mut models: Vec<String> = file.model.clone().into_iter().collect();
+            let matrix = match &file.models {
+                Some(crate::config::Models::List(ids)) => ids.clone(),
+                Some(crate::config::Models::Tables(t)) => t.keys().cloned().collect(),
+                None => Vec::new(),
+            };
+            for m in matrix {
+                if !models.contains(&m) {
+                    models.push(m);
+                }
+            }
             let from_rows: Vec<String> = row_models(p)?
                 .into_iter()
                 .filter(|m| !models.contains(m))

@@ -173,11 +173,14 @@ pub fn preflight(settings: &Settings) -> anyhow::Result<Option<Budget>> {
     let (models, tiers) = row_values(settings)?;
     let prices = &settings.cost.prices;
     let default_tier = settings.cost.service_tier.unwrap_or(ServiceTier::Default);
-    for model in std::iter::once(&settings.model).chain(models.iter()) {
+    for model in settings.models.iter().chain(models.iter()) {
         let Some(found) = prices.find(model) else {
             return Err(refuse(format!("{model} has no known price")));
         };
-        for tier in std::iter::once(default_tier).chain(tiers.iter().copied()) {
+        // A model's own tier (`[models."ID"] service_tier`) is asked for too.
+        let own_tier = settings.model_setting(model, |m| m.service_tier);
+        let first = [default_tier].into_iter().chain(own_tier);
+        for tier in first.chain(tiers.iter().copied()) {
             if found.rates(tier).is_none() {
                 return Err(refuse(format!(
                     "{model} has no price for service tier {}",

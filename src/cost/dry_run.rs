@@ -31,6 +31,7 @@ use crate::cost::estimate::{input_upper_bound, local_input_tokens, uses_cache, L
 use crate::cost::price::PriceTable;
 use crate::input::inventory;
 use crate::input::job::Job;
+use crate::input::matrix::unit_key;
 use crate::input::rows::id_hash;
 use crate::input::template::Template;
 use crate::outcome::{Failure, Success};
@@ -73,6 +74,9 @@ pub struct Rows {
     pub already_done: u64,
     /// Rows that would be failures without being sent (bad input).
     pub input_failures: u64,
+    /// Rows to send per model (each row once per model and sample: a matrix
+    /// job's units).
+    pub by_model: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -232,7 +236,10 @@ fn samples(dir: &Path, prices: &PriceTable) -> anyhow::Result<Samples> {
             c.read += u.cache_read_input_tokens.unwrap_or(0);
             c.write += u.cache_write_input_tokens.unwrap_or(0);
         }
-        s.by_id.insert(r.id, (input, u.output_tokens, r.latency_ms));
+        s.by_id.insert(
+            unit_key(&r.id, &r.model, r.sample),
+            (input, u.output_tokens, r.latency_ms),
+        );
     }
     Ok(s)
 }
@@ -257,7 +264,7 @@ fn failed_ids(settings: &Settings) -> anyhow::Result<IdSet> {
             _ => false,
         };
         if !retried {
-            hashes.push(id_hash(&f.id));
+            hashes.push(id_hash(&unit_key(&f.id, &f.model, f.sample)));
         }
     }
     Ok(IdSet::from_hashes(hashes))
@@ -290,7 +297,7 @@ async fn rows_to_send(
         let (s, t) = (settings.clone(), template.clone());
         std::thread::Builder::new()
             .name("dry-run reader".into())
-            .spawn(move || runner::read(&s, t.as_deref(), &done, &inventory.repeated, tx))
+            .spawn(move || runner::read(&s, t.as_deref(), &done, &inventory.repeated, None, tx))
             .context("cannot start the reader thread")?
     };
 
@@ -303,12 +310,22 @@ async fn rows_to_send(
             match w {
                 Work::Skip(n) => counts.already_done += n,
                 Work::Failed(_) => counts.input_failures += 1,
-                Work::Job(job) => match samples.by_id.get(&job.id).filter(|_| !fresh) {
+                Work::Job(job) => match samples
+                    .by_id
+                    .get(&unit_key(&job.id, &job.request.model, job.sample))
+                    .filter(|_| !fresh)
+                {
                     Some(&(real, _, _)) => {
                         counts.already_done += 1;
                         pairs.push((local_input_tokens(&job), real));
                     }
-                    None => jobs.push(*job),
+                    None => {
+                        *counts
+                            .by_model
+                            .entry(job.request.model.clone())
+                            .or_default() += 1;
+                        jobs.push(*job)
+                    }
                 },
             }
         }
@@ -612,6 +629,21 @@ fn render(r: &Report, settings: &Settings) -> String {
         "dry run: {} row(s) to send, {} already done, {} input failure(s); nothing sent",
         r.rows.rows, r.rows.already_done, r.rows.input_failures
     );
+    if settings.models.len() > 1 || settings.samples > 1 {
+        // A matrix: every model, with its units still to send.
+        let each: Vec<String> = settings
+            .models
+            .iter()
+            .map(|m| format!("{m} {}", r.rows.by_model.get(m).copied().unwrap_or(0)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "matrix: {} model(s) × {} sample(s); to send: {}",
+            settings.models.len(),
+            settings.samples,
+            each.join(", ")
+        );
+    }
     let _ = writeln!(
         o,
         "input tokens:  {:>12} expected, {:>12} max  ({})",

@@ -102,6 +102,7 @@ mod tests {
     fn job(model: &str, text: &str, max_tokens: Option<u32>) -> Job {
         Job {
             id: "1".into(),
+            sample: 1,
             source: Source {
                 file: "f".into(),
                 line: 1,

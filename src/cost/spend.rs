@@ -46,10 +46,20 @@ pub fn row_cost(prices: &PriceTable, model: &str, tier: ServiceTier, usage: &Usa
     prices.find(model)?.cost(tier, &tokens(usage))
 }
 
-/// One model's share of a run.
+/// One model's share of a run: the per-model breakdown of `summary.json`
+/// (its answers, failures, tokens, cost and latency).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpend {
+    /// Answered units (rows × samples) of this model.
     pub rows: u64,
+    /// Units of this model written to failures.jsonl, and by kind.
+    #[serde(default)]
+    pub failed: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed_by_kind: BTreeMap<String, u64>,
+    /// Over this model's answered units (set when the run ends).
+    #[serde(default)]
+    pub latency_ms: crate::output::summary::Latency,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cache_read_input_tokens: u64,
@@ -132,6 +142,15 @@ impl Spend {
         };
     }
 
+    /// Counts one failed unit under its model.
+    pub fn failed(&mut self, f: &crate::outcome::Failure) {
+        let m = self.by_model.entry(f.model.clone()).or_default();
+        m.failed += 1;
+        *m.failed_by_kind
+            .entry(f.error.kind.as_str().to_string())
+            .or_default() += 1;
+    }
+
     /// The lines a person reads at the end of a run.
     pub fn render(&self) -> String {
         let mut out = format!("cost: ${:.4} this run", self.total_usd);
@@ -179,6 +198,7 @@ mod tests {
         Success {
             id: "1".into(),
             model: model.into(),
+            sample: 1,
             output: String::new(),
             stop_reason: "end_turn".into(),
             output_json: None,

@@ -222,10 +222,9 @@ pub async fn handle(
     }
 
     let reserved_out = conv.max_tokens.unwrap_or(server.cfg.default_max_tokens);
-    if let Err(f) = server
-        .quota
-        .admit(conv.input_tokens.saturating_add(reserved_out))
-    {
+    let own_quota = server.model_quotas.of(&model_id);
+    let quota = own_quota.as_deref().unwrap_or(&server.quota);
+    if let Err(f) = quota.admit(conv.input_tokens.saturating_add(reserved_out)) {
         let counter = match f {
             Fault::ThrottleTokens => &server.stats.throttle_tokens,
             _ => &server.stats.throttle_requests,
@@ -270,9 +269,7 @@ pub async fn handle(
             )
         }
     };
-    server
-        .quota
-        .refund_tokens(reserved_out.saturating_sub(gen.output_tokens));
+    quota.refund_tokens(reserved_out.saturating_sub(gen.output_tokens));
     let broken = match markers.stream_error {
         Some((f, times))
             if op == Operation::ConverseStream && times.is_none_or(|n| attempt <= n) =>

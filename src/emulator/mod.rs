@@ -154,6 +154,15 @@ impl Emulator {
         self.server.quota.set_tpm(tpm, self.server.cfg.burst_secs);
     }
 
+    /// Gives `model` a request and token quota of its own (fresh, full
+    /// buckets), as Bedrock has per model: its calls are admitted against
+    /// it instead of the account-wide one. Both `None` removes it.
+    pub fn set_model_quota(&self, model: &str, rpm: Option<u64>, tpm: Option<u64>) {
+        self.server
+            .model_quotas
+            .set(model, rpm, tpm, self.server.cfg.burst_secs);
+    }
+
     /// Restarts peak in-flight measurement from the current in-flight count.
     pub fn reset_peak_in_flight(&self) {
         self.server.stats.reset_peak();

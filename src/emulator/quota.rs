@@ -1,4 +1,5 @@
-//! `Quota`: the request-per-minute and token-per-minute buckets Bedrock enforces per account.
+//! `Quota`: the request-per-minute and token-per-minute buckets Bedrock enforces per account,
+//! and `ModelQuotas`: those of models given their own (Bedrock's quotas are per model).
 //!
 //! Each is a token bucket refilled continuously at rate/60 per second with capacity
 //! rate × burst_secs / 60, starting full. It decides admission only; the throttling response
@@ -112,6 +113,34 @@ impl Quota {
     }
 }
 
+/// Quotas of single models (`Emulator::set_model_quota`): Bedrock's quotas
+/// are per model, so a model listed here is admitted against its own
+/// buckets only, and every other model against the account's [`Quota`].
+#[derive(Debug, Default)]
+pub struct ModelQuotas {
+    by_model: Mutex<std::collections::HashMap<String, std::sync::Arc<Quota>>>,
+}
+
+impl ModelQuotas {
+    /// Gives `model` its own quota (fresh, full buckets); both `None` removes it.
+    pub fn set(&self, model: &str, rpm: Option<u64>, tpm: Option<u64>, burst_secs: f64) {
+        let mut m = lock(&self.by_model);
+        if rpm.is_none() && tpm.is_none() {
+            m.remove(model);
+        } else {
+            m.insert(
+                model.to_string(),
+                std::sync::Arc::new(Quota::new(rpm, tpm, burst_secs)),
+            );
+        }
+    }
+
+    /// `model`'s own quota, if it has one.
+    pub fn of(&self, model: &str) -> Option<std::sync::Arc<Quota>> {
+        lock(&self.by_model).get(model).cloned()
+    }
+}
+
 /// A poisoned bucket lock only means another request panicked mid-update of two floats;
 /// the numbers are still usable, so keep serving.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -142,6 +171,21 @@ mod tests {
         assert!(b.try_take(50.0, t0));
         assert!(!b.try_take(1.0, t0 + Duration::from_secs(10)));
         assert!(!b.try_take(50.0, t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_model_with_its_own_quota_is_admitted_against_it_alone() {
+        let q = ModelQuotas::default();
+        q.set("slow", Some(60), None, 1.0); // 1 request
+        let slow = q.of("slow").unwrap();
+        assert_eq!(slow.admit(1), Ok(()));
+        assert_eq!(slow.admit(1), Err(Fault::ThrottleRequests));
+        assert!(
+            q.of("fast").is_none(),
+            "other models use the account's quota"
+        );
+        q.set("slow", None, None, 1.0);
+        assert!(q.of("slow").is_none());
     }
 
     #[test]

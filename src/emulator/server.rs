@@ -27,7 +27,7 @@ use super::config::EmulatorConfig;
 use super::credentials::Keyring;
 use super::fault::Fault;
 use super::imds::Imds;
-use super::quota::Quota;
+use super::quota::{ModelQuotas, Quota};
 use super::s3::{self, S3};
 use super::sigv4::SigV4;
 use super::stats::{RequestRecord, Stats};
@@ -63,6 +63,8 @@ pub struct Server {
     pub fault_rate: AtomicU64,
     pub drop_rate: AtomicU64,
     pub quota: Quota,
+    /// Models with a quota of their own, admitted against it instead of `quota`.
+    pub model_quotas: ModelQuotas,
     pub stats: Stats,
     /// Shared with S3's signature and token checks.
     pub keyring: Arc<Keyring>,
@@ -124,6 +126,7 @@ impl Server {
             fault_rate: AtomicU64::new(cfg.fault_rate.to_bits()),
             drop_rate: AtomicU64::new(cfg.drop_rate.to_bits()),
             quota: Quota::new(cfg.rpm, cfg.tpm, cfg.burst_secs),
+            model_quotas: ModelQuotas::default(),
             stats: Stats::new(cfg.max_records),
             keyring,
             s3,

@@ -12,7 +12,9 @@ use crate::outcome::Source;
 
 #[derive(Debug, Default)]
 pub(crate) struct Inventory {
-    pub(crate) rows: u64,
+    /// Units of work the rows stand for: each row × its models × samples
+    /// (`matrix.rs`); equal to `rows` for a one-model, one-sample job.
+    pub(crate) units: u64,
     /// Hashes of ids that occur more than once (allowed with --allow-duplicate-ids).
     pub(crate) repeated: Repeated,
 }
@@ -38,14 +40,17 @@ pub(crate) fn spec<'a>(settings: &'a Settings, template: Option<&'a Template>) -
 pub(crate) fn take(settings: &Settings, template: Option<&Template>) -> anyhow::Result<Inventory> {
     let spec = spec(settings, template);
     let mut hashes = Vec::new();
+    let matrix = crate::input::matrix::Matrix::of(settings);
+    let mut units = 0;
     let mut rows = Rows::new(spec, None);
     for row in rows.by_ref() {
-        hashes.push(id_hash(&row?.id));
+        let row = row?;
+        units += matrix.units(&row.item);
+        hashes.push(id_hash(&row.id));
     }
     for file in rows.empty_files() {
         tracing::warn!("{file}: no rows");
     }
-    let count = hashes.len() as u64;
     hashes.sort_unstable();
     let mut repeated = Repeated::new();
     for w in hashes.windows(2) {
@@ -60,10 +65,7 @@ pub(crate) fn take(settings: &Settings, template: Option<&Template>) -> anyhow::
         refuse_suffix_collisions(spec, &repeated, &hashes)?;
     }
     drop(hashes);
-    Ok(Inventory {
-        rows: count,
-        repeated,
-    })
+    Ok(Inventory { units, repeated })
 }
 
 /// With --allow-duplicate-ids, the second `a` becomes `a#2`: a literal id

@@ -22,6 +22,8 @@ use crate::outcome::{ErrorInfo, ErrorKind, Failure, Source, Times};
 #[derive(Debug, Clone)]
 pub(crate) struct Job {
     pub(crate) id: String,
+    /// Which of the matrix's answers for this row and model (1-based).
+    pub(crate) sample: u32,
     pub(crate) source: Source,
     pub(crate) request: Request,
     /// The InvokeModel body (api = invoke): a JSONL row's own `body`, sent
@@ -66,24 +68,20 @@ impl<'a> Columns<'a> {
         Columns { settings, template }
     }
 
-    /// The failure a bad row is recorded as, under `id`: its final id from
-    /// the row stream (possibly suffixed, or its stand-in).
-    pub(crate) fn failure(&self, bad: Bad, id: String) -> Failure {
-        input_failure(
-            id,
-            &self.settings.model,
-            bad.source,
-            bad.message,
-            Map::new(),
-        )
+    /// The failure a bad row is recorded as for `model`, under `id`: its
+    /// final id from the row stream (possibly suffixed, or its stand-in).
+    pub(crate) fn failure(&self, bad: Bad, id: String, model: &str) -> Failure {
+        input_failure(id, model, bad.source, bad.message, Map::new())
     }
 
-    /// The row as a job to send, under `id` (its final id from the row
-    /// stream), or the input failure saying what is wrong with it.
-    pub(crate) fn job(&self, record: Record, id: String) -> Result<Job, Box<Failure>> {
+    /// The row as a job to send to `model` (a model of the matrix; a row's
+    /// own `model` column still wins), under `id` (its final id from the row
+    /// stream), or the input failure saying what is wrong with it. Its
+    /// `sample` is the first; the lane sets the others.
+    pub(crate) fn job(&self, record: Record, id: String, model: &str) -> Result<Job, Box<Failure>> {
         let Record { source, mut fields } = record;
         let s = self.settings;
-        match self.request(&fields) {
+        match self.request(&fields, model) {
             Ok((request, body)) => {
                 fields.remove(&s.id_column);
                 for c in &s.id_columns {
@@ -95,6 +93,7 @@ impl<'a> Columns<'a> {
                 let fingerprint = fingerprint::of(s.api, &request, body.as_ref().map(|b| &b.body));
                 Ok(Job {
                     id,
+                    sample: crate::input::matrix::FIRST_SAMPLE,
                     source,
                     request,
                     body,
@@ -104,7 +103,7 @@ impl<'a> Columns<'a> {
             }
             Err(message) => Err(Box::new(input_failure(
                 id,
-                &s.model,
+                model,
                 source,
                 message,
                 meta_of(fields, s),
@@ -113,17 +112,24 @@ impl<'a> Columns<'a> {
     }
 
     /// The request a row asks for, and its InvokeModel body (api = invoke).
-    fn request(&self, fields: &Map<String, Value>) -> Result<(Request, Option<Invoke>), String> {
+    /// `model`'s own `[models."ID"]` settings come over the job's, and the
+    /// row's columns over both.
+    fn request(
+        &self,
+        fields: &Map<String, Value>,
+        model: &str,
+    ) -> Result<(Request, Option<Invoke>), String> {
         let s = self.settings;
+        let own = s.model_settings.get(model).cloned().unwrap_or_default();
         let mut request = Request {
-            model: s.model.clone(),
+            model: model.to_string(),
             system: s.system.clone(),
             messages: Vec::new(),
-            max_tokens: s.max_tokens,
-            temperature: s.temperature,
+            max_tokens: own.max_tokens.or(s.max_tokens),
+            temperature: own.temperature.or(s.temperature),
             top_p: s.top_p,
             stop_sequences: s.stop_sequences.clone(),
-            service_tier: s.cost.service_tier,
+            service_tier: own.service_tier.or(s.cost.service_tier),
             cache_system: s.cost.cache_system,
             output_schema: None,
         };
@@ -323,6 +329,7 @@ fn input_failure(
     Failure {
         id,
         model: model.to_string(),
+        sample: crate::input::matrix::FIRST_SAMPLE,
         error: ErrorInfo {
             kind: ErrorKind::Input,
             code: "InvalidRow".into(),
@@ -469,6 +476,9 @@ mod tests {
             profile: None,
             role: None,
             model: "m-default".into(),
+            models: vec!["m-default".into()],
+            samples: 1,
+            model_settings: Default::default(),
             api: Api::Converse,
             inputs: vec![],
             output_dir: "o".into(),
@@ -518,6 +528,7 @@ mod tests {
             .job(
                 record(json!({"id": "a", "prompt": "hi", "model": "m2", "max_tokens": "50", "temperature": 0.5, "expected": "x", "label": 3})),
                 "a".into(),
+                "m-default",
             )
             .unwrap();
         assert_eq!(job.request.model, "m2");
@@ -539,6 +550,36 @@ mod tests {
     }
 
     #[test]
+    fn a_models_own_settings_come_over_the_jobs_and_the_row_over_both() {
+        let mut s = settings();
+        s.models.push("m2".into());
+        s.model_settings.insert(
+            "m2".into(),
+            crate::config::ModelSettings {
+                max_tokens: Some(20),
+                temperature: Some(0.9),
+                ..Default::default()
+            },
+        );
+        let b = Columns::new(&s, None);
+        let plain = json!({"id": "a", "prompt": "hi"});
+        let job = b.job(record(plain.clone()), "a".into(), "m2").unwrap();
+        assert_eq!(job.request.model, "m2");
+        assert_eq!(
+            (job.request.max_tokens, job.request.temperature),
+            (Some(20), Some(0.9))
+        );
+        let job = b.job(record(plain), "a".into(), "m-default").unwrap();
+        assert_eq!(
+            (job.request.max_tokens, job.request.temperature),
+            (Some(100), None)
+        );
+        let row = json!({"id": "a", "prompt": "hi", "max_tokens": 7});
+        let job = b.job(record(row), "a".into(), "m2").unwrap();
+        assert_eq!(job.request.max_tokens, Some(7));
+    }
+
+    #[test]
     fn multi_turn_messages() {
         let s = settings();
         let job = Columns::new(&s, None)
@@ -548,6 +589,7 @@ mod tests {
                     {"role": "assistant", "content": "b"},
                     {"role": "user", "content": "c"}]})),
                 "1".into(),
+                "m-default",
             )
             .unwrap();
         assert_eq!(job.request.messages.len(), 3);
@@ -555,6 +597,7 @@ mod tests {
             .job(
                 record(json!({"id": 1, "messages": [{"role": "assistant", "content": "b"}]})),
                 "1".into(),
+                "m-default",
             )
             .unwrap_err();
         assert!(
@@ -593,7 +636,7 @@ mod tests {
             ),
         ];
         for (row, want) in cases {
-            let f = b.job(record(row), "x".into()).unwrap_err();
+            let f = b.job(record(row), "x".into(), "m-default").unwrap_err();
             assert_eq!(f.error.kind, ErrorKind::Input);
             assert_eq!(f.error.message, want);
             assert_eq!(f.attempts, 0);
@@ -609,6 +652,7 @@ mod tests {
             .job(
                 record(json!({"id": "q1", "question": "why?", "answer": "because"})),
                 "q1".into(),
+                "m-default",
             )
             .unwrap();
         assert_eq!(job.request.messages[0].text, "Q: why?");

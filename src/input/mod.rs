@@ -3,11 +3,13 @@
 //! `reader` knows file formats (`scanner` reads CSV records in bounded
 //! memory), `template` renders prompts, `job` knows what each column means
 //! (`fingerprint` hashes the request it builds), `inventory` is the pass
-//! before anything is sent.
+//! before anything is sent, `matrix` says which (model, sample) units a
+//! row stands for.
 
 pub(crate) mod fingerprint;
 pub mod inventory;
 pub mod job;
+pub(crate) mod matrix;
 pub mod reader;
 pub mod rows;
 mod scanner;

@@ -3,7 +3,7 @@
 //! answer kept without a word.
 //!
 //! Before anything is sent, a resume reads the inputs once more and, for
-//! each id already done, compares the fingerprint of the request it would
+//! each unit (id, model, sample) already done, compares the fingerprint of the request it would
 //! send now (`input/fingerprint.rs`) with the one its line recorded. An
 //! input error recorded no request: a row that was unusable and now builds
 //! counts as changed too. Lines written before fingerprints existed are
@@ -20,6 +20,7 @@ use anyhow::Context;
 use crate::config::{OnChanged, Settings};
 use crate::input::inventory::{self, Inventory};
 use crate::input::job::Columns;
+use crate::input::matrix::{unit_key, Matrix};
 use crate::input::reader::Item;
 use crate::input::rows::{id_hash, Rows};
 use crate::input::template::Template;
@@ -36,7 +37,7 @@ pub(crate) struct Changes {
     pub(crate) count: u64,
     /// The first few, with where they are now.
     pub(crate) first: Vec<(String, Source)>,
-    /// Every one, by id hash, sorted.
+    /// Every changed unit, by the hash of its key (`input/matrix.rs`), sorted.
     pub(crate) hashes: Vec<u128>,
 }
 
@@ -73,7 +74,7 @@ pub(crate) fn settle(
             )),
         )),
         OnChanged::Resend => {
-            let moved = checkpoint::supersede(&settings.output_dir, &changes.hashes)
+            let moved = checkpoint::supersede(&settings.output_dir, &changes.hashes, &settings.model)
                 .with_context(|| format!("{}: --on-changed resend", settings.output_dir.display()))?;
             Ok((
                 done.without(&changes.hashes),
@@ -100,7 +101,9 @@ fn listed(changes: &Changes) -> String {
     shown.join(", ")
 }
 
-/// Reads the inputs and compares every done row's request with its record.
+/// Reads the inputs and compares every done unit's request with its
+/// record: a row counts once, however many of its (model, sample) units
+/// changed; every changed unit's line is listed in `hashes`.
 pub(crate) fn find(
     settings: &Settings,
     template: Option<&Template>,
@@ -108,29 +111,40 @@ pub(crate) fn find(
     done: &IdSet,
 ) -> anyhow::Result<Changes> {
     let columns = Columns::new(settings, template);
+    let matrix = Matrix::of(settings);
     let mut changes = Changes::default();
     let spec = inventory::spec(settings, template);
     for row in Rows::new(spec, Some(&inventory.repeated)) {
         let row = row?;
-        let Some(was) = done.recorded(&row.id) else {
-            continue;
-        };
-        if was == Recorded::Unknown {
-            continue;
+        let mut row_changed = false;
+        for model in matrix.models_of(&row.item) {
+            // The request this model would be sent now, built once for its samples.
+            let mut now = None;
+            for sample in matrix.samples() {
+                let key = unit_key(&row.id, model, sample);
+                let Some(was) = done.recorded(&key) else {
+                    continue;
+                };
+                if was == Recorded::Unknown {
+                    continue;
+                }
+                let now = *now.get_or_insert_with(|| match &row.item {
+                    Item::Record(r) => match columns.job(r.clone(), row.id.clone(), model) {
+                        Ok(job) => Recorded::of_line(Some(&job.fingerprint), false),
+                        Err(_) => Recorded::NotSent,
+                    },
+                    Item::Bad(_) => Recorded::NotSent,
+                });
+                if !was.same_as(now) {
+                    row_changed = true;
+                    changes.hashes.push(id_hash(&key));
+                }
+            }
         }
-        let source = row.source().clone();
-        let now = match row.item {
-            Item::Record(r) => match columns.job(r, row.id.clone()) {
-                Ok(job) => Recorded::of_line(Some(&job.fingerprint), false),
-                Err(_) => Recorded::NotSent,
-            },
-            Item::Bad(_) => Recorded::NotSent,
-        };
-        if !was.same_as(now) {
+        if row_changed {
             changes.count += 1;
-            changes.hashes.push(id_hash(&row.id));
             if changes.first.len() < SHOW {
-                changes.first.push((row.id, source));
+                changes.first.push((row.id.clone(), row.source().clone()));
             }
         }
     }

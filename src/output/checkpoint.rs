@@ -23,6 +23,8 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::config::ResumeMode;
+pub(crate) use crate::input::matrix::unit_key;
+use crate::input::matrix::FIRST_SAMPLE;
 pub(crate) use crate::input::rows::id_hash;
 use crate::output::fs::write_atomic;
 use crate::output::manifest::{self, Manifest};
@@ -110,10 +112,11 @@ impl IdSet {
         let i = self.sorted.binary_search_by_key(&k, key).ok()?;
         Some(&self.sorted[i])
     }
-    pub fn contains(&self, id: &str) -> bool {
-        self.find(id).is_some()
+    /// Whether the unit with this [`unit_key`] is done.
+    pub fn contains(&self, key: &str) -> bool {
+        self.find(key).is_some()
     }
-    /// What the done line of `id` recorded, `None` when `id` is not done.
+    /// What the done line of a unit recorded, `None` when it is not done.
     pub(crate) fn recorded(&self, id: &str) -> Option<Recorded> {
         self.find(id).map(|e| Recorded::from_code(e[2]))
     }
@@ -221,7 +224,7 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
         ));
     } else {
         match Manifest::read(dir)? {
-            Some(old) if !old.same_job(job) => {
+            Some(old) if !job.same_job(&old) => {
                 anyhow::bail!(
                     "{}: holds a different job ({}); run with --fresh to start over (the old files are moved aside) or choose another --output-dir",
                     dir.display(),
@@ -262,7 +265,7 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
     }
     for name in [RESULTS, FAILURES] {
         for_each_record(&dir.join(name), |_, rec| {
-            records.push(entry(id_hash(&rec.id), rec.recorded()));
+            records.push(entry(id_hash(&rec.key(&job.model)), rec.recorded()));
             cp.earlier.count(&rec);
         })?;
     }
@@ -304,6 +307,12 @@ fn aside_stamp(t: std::time::SystemTime) -> String {
 #[derive(Deserialize)]
 struct Line {
     id: String,
+    /// Every line ever written carries it; a hand-made one without it
+    /// counts as the job's first model.
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    sample: Option<u32>,
     #[serde(default)]
     error: Option<LineError>,
     #[serde(default)]
@@ -319,12 +328,17 @@ struct Line {
     #[serde(default)]
     fingerprint: Option<String>,
     #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
     scores: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Line {
+    /// The unit this line ended (see `input/matrix.rs`), `model` standing
+    /// for a line that names none.
+    fn key(&self, model: &str) -> String {
+        let m = self.model.as_deref().unwrap_or(model);
+        unit_key(&self.id, m, self.sample.unwrap_or(FIRST_SAMPLE))
+    }
+
     fn recorded(&self) -> Recorded {
         let input = self.error.as_ref().is_some_and(|e| e.kind == "input");
         Recorded::of_line(self.fingerprint.as_deref(), input)
@@ -411,13 +425,14 @@ fn for_each_record(path: &Path, mut each: impl FnMut(&str, Line)) -> anyhow::Res
     Ok(())
 }
 
-/// Moves the lines of the ids in `gone` (sorted hashes) out of
+/// Moves the lines of the units in `gone` (sorted hashes of unit keys; a
+/// line without `model` is `model`'s) out of
 /// results.jsonl and failures.jsonl into superseded.jsonl, so each id has
 /// at most one current line. The moved lines are appended and synced first,
 /// then each file is replaced atomically, streaming, so a crash in between
 /// leaves a line in both places (moved again next time), never in neither.
 /// Returns how many lines moved.
-pub(crate) fn supersede(dir: &Path, gone: &[u128]) -> anyhow::Result<usize> {
+pub(crate) fn supersede(dir: &Path, gone: &[u128], model: &str) -> anyhow::Result<usize> {
     let aside_path = dir.join(SUPERSEDED);
     let mut aside = crate::output::fs::open_append(&aside_path)?;
     let mut moved = 0;
@@ -440,7 +455,7 @@ pub(crate) fn supersede(dir: &Path, gone: &[u128]) -> anyhow::Result<usize> {
             if result.is_err() {
                 return;
             }
-            let out: &mut dyn Write = if gone.binary_search(&id_hash(&rec.id)).is_ok() {
+            let out: &mut dyn Write = if gone.binary_search(&id_hash(&rec.key(model))).is_ok() {
                 here += 1;
                 &mut aside
             } else {
@@ -508,10 +523,44 @@ mod tests {
     use super::*;
     use crate::bedrock::request::Api;
 
+    /// Whether `id`'s unit of the job's model "m" (the hand-made lines
+    /// below name none), sample 1, is done.
+    fn done(cp: &Checkpoint, id: &str) -> bool {
+        cp.done.contains(&unit_key(id, "m", 1))
+    }
+
+    #[test]
+    fn a_unit_is_its_id_model_and_sample_and_old_lines_are_sample_1() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        std::fs::write(
+            dir.path().join(RESULTS),
+            concat!(
+                "{\"id\":\"a\",\"model\":\"m\"}\n",
+                "{\"id\":\"a\",\"model\":\"m\",\"sample\":2}\n",
+                "{\"id\":\"a\",\"model\":\"n\",\"sample\":1}\n",
+                "{\"id\":\"a\",\"model\":\"n\",\"sample\":1}\n",
+            ),
+        )
+        .unwrap();
+        let cp = prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        assert_eq!(cp.done.len(), 3, "a unit written twice is one done unit");
+        for (model, sample) in [("m", 1), ("m", 2), ("n", 1)] {
+            assert!(
+                cp.done.contains(&unit_key("a", model, sample)),
+                "{model} {sample}"
+            );
+        }
+        assert!(!cp.done.contains(&unit_key("a", "n", 2)));
+        assert!(!cp.done.contains(&unit_key("a", "m", 3)));
+    }
+
     fn job(model: &str) -> Manifest {
         Manifest {
             inputs: vec!["/data/p.csv".into()],
             model: model.into(),
+            models: vec![],
+            samples: 1,
             api: Api::Converse,
             id_column: "id".into(),
             id_columns: vec![],
@@ -541,8 +590,8 @@ mod tests {
         )
         .unwrap();
         let cp = prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
-        assert!(cp.done.contains("a") && cp.done.contains("b") && cp.done.contains("x"));
-        assert!(!cp.done.contains("c"), "the torn row is sent again");
+        assert!(done(&cp, "a") && done(&cp, "b") && done(&cp, "x"));
+        assert!(!done(&cp, "c"), "the torn row is sent again");
         assert_eq!(cp.done.len(), 3);
         assert!(
             cp.notes[0].contains("cut a torn last line (14 bytes)"),
@@ -632,8 +681,8 @@ mod tests {
             &job("m"),
         )
         .unwrap();
-        assert!(!cp.done.contains("t"));
-        assert!(cp.done.contains("v"));
+        assert!(!done(&cp, "t"));
+        assert!(done(&cp, "v"));
         let left = std::fs::read_to_string(dir.path().join(FAILURES)).unwrap();
         assert_eq!(left, "{\"id\":\"v\",\"error\":{\"kind\":\"validation\"}}\n");
     }

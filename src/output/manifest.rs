@@ -1,9 +1,12 @@
 //! What job an output directory holds, so a resume with other settings is
 //! refused before it mixes two jobs' answers in one file.
 //!
-//! Only what changes the answers is part of the job (inputs, model, prompt,
+//! Only what changes the answers is part of the job (inputs, models, prompt,
 //! parameters); how fast it runs (concurrency, quotas, timeouts) may change
-//! between resumes.
+//! between resumes. The matrix may grow: a model added to a finished job's
+//! `models`, or more `samples`, sends only the new units; a model removed,
+//! or fewer samples, is a changed job like any other (refused unless
+//! `--fresh`), since the files would hold answers the job no longer asks for.
 
 use std::path::Path;
 
@@ -17,7 +20,15 @@ pub const FILE: &str = "manifest.json";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub inputs: Vec<String>,
+    /// The first model of the matrix (the only one before matrices existed).
     pub model: String,
+    /// Every model of the matrix, written when there is more than one; a
+    /// manifest without it holds the one `model`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    /// Answers per row and model, written when more than one.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub samples: u32,
     pub api: Api,
     pub id_column: String,
     /// `id_columns`, when the id is made of several columns.
@@ -53,6 +64,12 @@ impl Manifest {
                 })
                 .collect(),
             model: s.model.clone(),
+            models: if s.models.len() > 1 {
+                s.models.clone()
+            } else {
+                Vec::new()
+            },
+            samples: s.samples,
             api: s.api,
             id_column: s.id_column.clone(),
             id_columns: s.id_columns.clone(),
@@ -67,13 +84,50 @@ impl Manifest {
         }
     }
 
-    /// Whether `other` describes the same job (the breaker's mark aside).
-    pub fn same_job(&self, other: &Manifest) -> bool {
+    /// Whether this job may continue in a directory that holds `old`: the
+    /// same job (the breaker's mark aside), its matrix the same or grown.
+    pub fn same_job(&self, old: &Manifest) -> bool {
         let strip = |m: &Manifest| Manifest {
             job_wide_failure: None,
+            model: String::new(),
+            models: Vec::new(),
+            samples: 1,
             ..m.clone()
         };
-        strip(self) == strip(other)
+        strip(self) == strip(old) && self.matrix_shrinks_from(old).is_empty()
+    }
+
+    /// The models of the matrix.
+    pub fn matrix(&self) -> Vec<String> {
+        if self.models.is_empty() {
+            vec![self.model.clone()]
+        } else {
+            self.models.clone()
+        }
+    }
+
+    /// What `old` asked for that this job no longer does, as phrases.
+    fn matrix_shrinks_from(&self, old: &Manifest) -> Vec<String> {
+        let (was, now) = (old.matrix(), self.matrix());
+        let mut out = Vec::new();
+        if was.len() == 1 && now.len() == 1 {
+            if was != now {
+                out.push(format!("model: {:?} → {:?}", was[0], now[0]));
+            }
+        } else {
+            let gone: Vec<String> = was
+                .iter()
+                .filter(|m| !now.contains(m))
+                .map(|m| format!("{m:?}"))
+                .collect();
+            if !gone.is_empty() {
+                out.push(format!("models: {} removed", gone.join(", ")));
+            }
+        }
+        if self.samples < old.samples {
+            out.push(format!("samples: {} → {}", old.samples, self.samples));
+        }
+        out
     }
 
     /// Records in `dir`'s manifest that the breaker stopped the run for `kind`.
@@ -105,18 +159,91 @@ impl Manifest {
         let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
             return vec!["the manifest format".into()];
         };
-        b.iter()
-            .filter(|(k, _)| *k != "job_wide_failure")
-            .filter(|(k, v)| a.get(*k) != Some(v))
-            .map(|(k, v)| {
-                let was = a.get(k).map(short).unwrap_or_else(|| "unset".into());
-                format!("{k}: {was} → {}", short(v))
-            })
-            .collect()
+        let mut out = self.matrix_shrinks_from(old);
+        out.extend(
+            b.iter()
+                .filter(|(k, _)| {
+                    !["job_wide_failure", "model", "models", "samples"].contains(&k.as_str())
+                })
+                .filter(|(k, v)| a.get(*k) != Some(v))
+                .map(|(k, v)| {
+                    let was = a.get(k).map(short).unwrap_or_else(|| "unset".into());
+                    format!("{k}: {was} → {}", short(v))
+                }),
+        );
+        out
     }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// A setting's value as quoted in the "holds a different job" message.
 fn short(v: &serde_json::Value) -> String {
     crate::error::clip(&v.to_string(), 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(models: &[&str], samples: u32) -> Manifest {
+        Manifest {
+            inputs: vec!["/p.csv".into()],
+            model: models[0].into(),
+            models: if models.len() > 1 {
+                models.iter().map(|m| m.to_string()).collect()
+            } else {
+                vec![]
+            },
+            samples,
+            api: Api::Converse,
+            id_column: "id".into(),
+            prompt_column: "prompt".into(),
+            template: None,
+            system: None,
+            max_tokens: None,
+            temperature: None,
+            top_p: None,
+            stop_sequences: vec![],
+            id_columns: vec![],
+            job_wide_failure: None,
+        }
+    }
+
+    #[test]
+    fn the_matrix_may_grow_but_not_shrink() {
+        let one = job(&["a"], 1);
+        assert!(job(&["a", "b"], 1).same_job(&one), "a model added");
+        assert!(
+            job(&["b", "a"], 2).same_job(&one),
+            "and more samples, in any order"
+        );
+        let two = job(&["a", "b"], 2);
+        assert!(!job(&["b"], 2).same_job(&two));
+        assert_eq!(
+            job(&["b", "c"], 2).changes_from(&two),
+            ["models: \"a\" removed"]
+        );
+        assert_eq!(job(&["a", "b"], 1).changes_from(&two), ["samples: 2 → 1"]);
+        assert_eq!(job(&["b"], 1).changes_from(&one), ["model: \"a\" → \"b\""]);
+        let mut other = job(&["a", "b"], 2);
+        other.max_tokens = Some(5);
+        assert!(!other.same_job(&two));
+        assert_eq!(other.changes_from(&two), ["max_tokens: null → 5"]);
+    }
+
+    #[test]
+    fn a_manifest_of_one_model_reads_and_writes_as_before_matrices() {
+        let old = r#"{"inputs":["/p.csv"],"model":"a","api":"converse","id_column":"id","prompt_column":"prompt","template":null,"system":null,"max_tokens":null,"temperature":null,"top_p":null,"stop_sequences":[]}"#;
+        let m: Manifest = serde_json::from_str(old).unwrap();
+        assert_eq!((m.matrix(), m.samples), (vec!["a".to_string()], 1));
+        assert_eq!(serde_json::to_string(&m).unwrap(), old);
+        assert!(m.same_job(&job(&["a"], 1)));
+    }
 }

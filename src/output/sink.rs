@@ -82,12 +82,15 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Event>,
     mut out: Output,
     mut progress: Progress,
-    limiter: Arc<Limiter>,
+    limiters: Vec<Arc<Limiter>>,
     shutdown: Shutdown,
     mut spend: Spend,
 ) -> anyhow::Result<(Run, Timings, Spend)> {
     let mut summary = Run::default();
     let mut timings = Timings::default();
+    // Each model's latencies, for its line of the per-model breakdown.
+    let mut by_model: std::collections::BTreeMap<String, hdrhistogram::Histogram<u64>> =
+        Default::default();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -97,15 +100,22 @@ pub(crate) async fn run(
                 None => break,
             },
             _ = tick.tick() => {
-                progress.update(&summary, limiter.allowed_rpm(), spend.total_usd);
+                progress.update(&summary, crate::pipeline::lane::allowed_rpm(&limiters), spend.total_usd);
                 continue;
             }
         };
         if let Event::Done { outcome, .. } = &event {
             match outcome.as_ref() {
-                Outcome::Succeeded(r) => spend.add(r),
-                // Answers refused as invalid output were paid for too.
+                Outcome::Succeeded(r) => {
+                    spend.add(r);
+                    by_model
+                        .entry(r.model.clone())
+                        .or_insert_with(Latency::histogram)
+                        .saturating_record(r.latency_ms.max(1));
+                }
                 Outcome::Failed(f) => {
+                    spend.failed(f);
+                    // Answers refused as invalid output were paid for too.
                     if let Some(u) = &f.usage {
                         spend.add_paid(&f.model, u, f.cost_usd, None);
                     }
@@ -117,11 +127,20 @@ pub(crate) async fn run(
             return Err(e);
         }
     }
-    progress.update(&summary, limiter.allowed_rpm(), spend.total_usd);
+    progress.update(
+        &summary,
+        crate::pipeline::lane::allowed_rpm(&limiters),
+        spend.total_usd,
+    );
     progress.finish();
     out.results.sync_all().ok();
     out.failures.sync_all().ok();
     summary.latency_ms = Latency::of(&timings.latency);
+    for (model, h) in &by_model {
+        if let Some(m) = spend.by_model.get_mut(model) {
+            m.latency_ms = Latency::of(h);
+        }
+    }
     summary.ttft_ms = timings.ttft_ms();
     summary.output_tokens_per_sec = timings.output_tokens_per_sec();
     Ok((summary, timings, spend))

@@ -16,7 +16,9 @@ use crate::output::progress::MIN_RATE_SECS;
 /// this run did alone is in [`Summary::this_run`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// Rows in the inputs.
+    /// Units of work in the inputs: rows × models × samples (a row pinned
+    /// to one model by its `model` column: × samples). Rows, for a job of
+    /// one model and one sample.
     pub total: u64,
     /// Rows with an answer in results.jsonl.
     pub succeeded: u64,

@@ -1,27 +1,30 @@
-//! The run: inputs → jobs → limiter + permit → one task per call → events → sink.
+//! The run: inputs → units → limiter + permit → one task per call → events → sink.
 //!
 //! ```text
 //!  reader thread ──(bounded)──▶ intake ──▶ [permit][limiter] ──▶ call task ─┐
-//!  (one row stream, skip done,  (this task)                     retries,    │
-//!   rows → jobs)                   │ then drain                 backoff     ▼
-//!                                  ▼                     sink (files, bar, counts)
-//!                            summary.json
+//!  (one row stream, skip done,  (one per                        retries,    │
+//!   rows → units)               model: lane.rs)                 backoff     ▼
+//!   one per model                   │ then drain          sink (files, bar, counts)
+//!                                   ▼
+//!                             summary.json
 //! ```
-//! Backpressure all the way: the reader blocks on a full channel, intake takes
-//! a row only once it holds a concurrency permit and the limiter lets it send,
-//! and call tasks block on a full event channel while holding their permits.
-//! Memory is bounded by the channel sizes and the concurrency, not by the
-//! file size.
+//! A unit is (id, model, sample) (`input/matrix.rs`); each model of the
+//! matrix has its own lane: reader, intake, permits and limiter
+//! (`lane.rs`). Backpressure all the way: a reader blocks on a full channel,
+//! intake takes a unit only once it holds one of its lane's permits and the
+//! lane's limiter lets it send, and call tasks block on a full event channel
+//! while holding their permits. Memory is bounded by the channel sizes and
+//! the concurrency, not by the file size.
 //!
 //! The run is four named steps: [`prepare`] (everything before the first call:
-//! a setup error here has cost nothing), [`intake`] and [`drain`] (the
+//! a setup error here has cost nothing), `lane::intake` and [`drain`] (the
 //! pipeline), and [`finish`] (the summary).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
 
 use crate::bedrock::auth::{self, AuthSettings};
@@ -34,6 +37,7 @@ use crate::eval::paid::Paid;
 use crate::eval::EvalSettings;
 use crate::input::inventory::{self, Inventory};
 use crate::input::job::{Columns, Job};
+use crate::input::matrix::{unit_key, Matrix};
 use crate::input::reader::Item;
 use crate::input::rows::{Repeated, Rows};
 use crate::input::template::Template;
@@ -48,6 +52,7 @@ use crate::output::sink::{self, Event, Output};
 use crate::output::summary::{Latency, Run, Summary, Throughput, Timings, Tokens};
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::breaker::{Breaker, Trip};
+use crate::pipeline::lane;
 use crate::pipeline::limiter::{Limiter, Ticket};
 use crate::shutdown::{Shutdown, StopReason};
 
@@ -88,30 +93,24 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     // Held until the run returns (see `output/lock.rs`).
     let _lock = prepared.lock;
     let settings = prepared.settings.clone();
-    let rows = prepared.inventory.rows;
+    // Units of work: rows × models × samples (a pinned row: × samples).
+    let rows = prepared.inventory.units;
 
     let (budget, spend) = crate::cost::start(&settings)?;
     let client = auth::bedrock_client(&prepared.session.sdk, settings.request_timeout);
-    let limiter = Arc::new(Limiter::new(settings.rpm, settings.tpm));
+    let lanes = lane::plan(&settings);
+    let limiters: Vec<Arc<Limiter>> = lanes.iter().map(|l| l.limiter.clone()).collect();
     let (events, event_rx) = mpsc::channel(EVENTS_AHEAD);
     let output = Output::open(&settings.output_dir)?;
     let writer = tokio::spawn(sink::run(
         event_rx,
         output,
         Progress::new(Some(rows), settings.progress_bar),
-        limiter.clone(),
+        limiters,
         shutdown.clone(),
         spend,
     ));
 
-    let (work_tx, work_rx) = mpsc::channel(WORK_AHEAD);
-    let reader = start_reader(
-        settings.clone(),
-        prepared.template,
-        prepared.done,
-        prepared.inventory.repeated,
-        work_tx,
-    )?;
     let caller = Arc::new(Caller {
         client,
         credentials: prepared.session.credentials,
@@ -120,7 +119,6 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
         eval: settings.eval.clone(),
         api: settings.api,
         stream: settings.stream,
-        limiter,
         events: events.clone(),
         backoff: Backoff::new(settings.max_attempts, settings.row_deadline),
         shutdown: shutdown.clone(),
@@ -131,24 +129,50 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
             shutdown.clone(),
         ),
     });
-    let in_flight = intake(
-        settings.concurrency,
-        work_rx,
-        events,
-        caller.clone(),
-        &shutdown,
-    )
-    .await;
+    // One reader and one intake per model (see `lane.rs`).
+    let done = Arc::new(prepared.done);
+    let repeated = Arc::new(prepared.inventory.repeated);
+    let mut readers = Vec::new();
+    let mut intakes = Vec::new();
+    for (i, lane) in lanes.into_iter().enumerate() {
+        let (work_tx, work_rx) = mpsc::channel(WORK_AHEAD);
+        readers.push(start_reader(
+            settings.clone(),
+            prepared.template.clone(),
+            done.clone(),
+            repeated.clone(),
+            i,
+            work_tx,
+        )?);
+        intakes.push(tokio::spawn(lane::intake(
+            lane,
+            work_rx,
+            events.clone(),
+            caller.clone(),
+            shutdown.clone(),
+        )));
+    }
+    drop(events);
+    let mut in_flight = Vec::new();
+    for intake in intakes {
+        in_flight.push(intake.await.context("a lane's intake panicked")?);
+    }
     drain(in_flight, settings.grace_period, &shutdown).await;
     let tripped = caller.breaker.tripped();
     drop(caller);
 
-    // The reader ends once its channel is gone; a read error mid-file ends
+    // A reader ends once its channel is gone; a read error mid-file ends
     // the run with that error after what was read has been written.
-    let read_result = tokio::task::spawn_blocking(move || reader.join())
-        .await
-        .context("waiting for the reader thread")?
-        .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
+    let mut read_result = Ok(());
+    for reader in readers {
+        let r = tokio::task::spawn_blocking(move || reader.join())
+            .await
+            .context("waiting for a reader thread")?
+            .map_err(|_| anyhow::anyhow!("a reader thread panicked"))?;
+        if read_result.is_ok() {
+            read_result = r;
+        }
+    }
     // Every sender is gone now (intake's and the call tasks'), so the
     // writer's channel closes and it returns its counts, or the write error
     // that stopped the run.
@@ -262,13 +286,15 @@ async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     if let Some(schema) = &settings.eval.schema {
         // Which way the schema reaches the model decides how far its answers
         // can be trusted to parse: say it before anything is sent.
-        let route = crate::eval::schema::route(&settings.model, settings.api);
-        tracing::info!(
-            "output_schema {}: {}: {}",
-            crate::path::normalize(&schema.path).display(),
-            settings.model,
-            route.describe()
-        );
+        for model in &settings.models {
+            let route = crate::eval::schema::route(model, settings.api);
+            tracing::info!(
+                "output_schema {}: {}: {}",
+                crate::path::normalize(&schema.path).display(),
+                model,
+                route.describe()
+            );
+        }
     }
     Ok(Prepared {
         settings,
@@ -356,26 +382,42 @@ fn finish(
     Ok(summary)
 }
 
-/// Starts the reader thread: the one row stream → jobs, skipping what is
-/// done. It ends at the end of the inputs or when intake stops listening.
+/// Starts lane `lane`'s reader thread: the one row stream → that model's
+/// units, skipping what is done. It ends at the end of the inputs or when
+/// the lane's intake stops listening.
 fn start_reader(
     settings: Arc<Settings>,
     template: Option<Arc<Template>>,
-    done: IdSet,
-    repeated: Repeated,
+    done: Arc<IdSet>,
+    repeated: Arc<Repeated>,
+    lane: usize,
     tx: mpsc::Sender<Vec<Work>>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     std::thread::Builder::new()
-        .name("reader".into())
-        .spawn(move || read(&settings, template.as_deref(), &done, &repeated, tx))
-        .context("cannot start the reader thread")
+        .name(format!("reader {lane}"))
+        .spawn(move || {
+            read(
+                &settings,
+                template.as_deref(),
+                &done,
+                &repeated,
+                Some(lane),
+                tx,
+            )
+        })
+        .context("cannot start a reader thread")
 }
 
+/// Reads the one row stream and sends the units still to do: those of
+/// lane `lane` (see `lane.rs`), or of every lane (`None`, the dry run).
+/// Each unit is a job (or the input failure it is recorded as) for one
+/// (id, model, sample); units already in the done set are counted as skipped.
 pub(crate) fn read(
     settings: &Settings,
     template: Option<&Template>,
     done: &IdSet,
     repeated: &Repeated,
+    lane: Option<usize>,
     tx: mpsc::Sender<Vec<Work>>,
 ) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(WORK_BATCH);
@@ -389,34 +431,59 @@ pub(crate) fn read(
             .is_ok()
     };
     let columns = Columns::new(settings, template);
+    let matrix = Matrix::of(settings);
     let mut skipped = 0u64;
     for row in Rows::new(inventory::spec(settings, template), Some(repeated)) {
         let row = row?;
-        if done.contains(&row.id) {
-            skipped += 1;
-            if skipped == SKIP_BATCH {
-                if !send(Work::Skip(skipped), &mut batch, true) {
-                    return Ok(());
-                }
-                skipped = 0;
+        let models: Vec<String> = matrix
+            .models_of(&row.item)
+            .into_iter()
+            .filter(|m| lane.is_none_or(|l| matrix.lane_of(m) == l))
+            .map(String::from)
+            .collect();
+        let mut units = Vec::new();
+        // The row moves into its last model's job; only a matrix row read
+        // for several models at once (the dry run) is copied.
+        let (id, mut item) = (row.id, Some(row.item));
+        for (n, model) in models.iter().enumerate() {
+            let to_do: Vec<u32> = matrix
+                .samples()
+                .filter(|&s| !done.contains(&unit_key(&id, model, s)))
+                .collect();
+            skipped += u64::from(matrix.samples) - to_do.len() as u64;
+            if to_do.is_empty() {
+                continue;
             }
-            continue;
+            let this = if n + 1 == models.len() {
+                item.take()
+            } else {
+                item.clone()
+            };
+            let first = match this {
+                None => continue,
+                Some(Item::Bad(bad)) => {
+                    Work::Failed(Box::new(columns.failure(bad, id.clone(), model)))
+                }
+                Some(Item::Record(r)) => match columns.job(r, id.clone(), model) {
+                    Ok(job) => Work::Job(Box::new(job)),
+                    Err(f) => Work::Failed(f),
+                },
+            };
+            // Copies for all samples but the last, which takes `first` itself.
+            let (last, others) = to_do.split_last().expect("not empty: checked above");
+            units.extend(others.iter().map(|&s| first.of_sample(s)));
+            units.push(first.into_sample(*last));
         }
-        if skipped > 0 {
-            if !send(Work::Skip(skipped), &mut batch, false) {
+        if skipped >= SKIP_BATCH || (skipped > 0 && !units.is_empty()) {
+            if !send(Work::Skip(skipped), &mut batch, skipped >= SKIP_BATCH) {
                 return Ok(());
             }
             skipped = 0;
         }
-        let work = match row.item {
-            Item::Bad(bad) => Work::Failed(Box::new(columns.failure(bad, row.id))),
-            Item::Record(r) => match columns.job(r, row.id) {
-                Ok(job) => Work::Job(Box::new(job)),
-                Err(f) => Work::Failed(f),
-            },
-        };
-        if !send(work, &mut batch, false) {
-            return Ok(());
+        for work in units {
+            if !send(work, &mut batch, false) {
+                return Ok(());
+            }
         }
     }
     if skipped > 0 {
@@ -428,119 +495,82 @@ pub(crate) fn read(
     Ok(())
 }
 
-/// Takes rows and starts one call task per row, until the inputs end, a stop
-/// is requested, or the writer is gone.
-///
-/// Backpressure: a row is taken only once a concurrency permit is held, and
-/// its call starts only once the limiter lets it; the permit travels with the
-/// row to the writer (see [`Event::Done`]). So at most `concurrency` rows are
-/// in flight or answered but not yet written, and the reader is never more
-/// than [`WORK_AHEAD`] batches ahead. Returns the call tasks still running.
-async fn intake(
-    concurrency: usize,
-    mut work_rx: mpsc::Receiver<Vec<Work>>,
-    events: mpsc::Sender<Event>,
-    caller: Arc<Caller>,
-    shutdown: &Shutdown,
-) -> JoinSet<()> {
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let mut tasks = JoinSet::new();
-    let mut pending = std::collections::VecDeque::new();
-    loop {
-        while tasks.try_join_next().is_some() {}
-        // Permit first, then the row: a row is only taken when it can be sent.
-        let permit = tokio::select! {
-            biased;
-            _ = shutdown.stopping() => break,
-            // The semaphore is never closed, so acquiring cannot fail.
-            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
-        };
-        if pending.is_empty() {
-            tokio::select! {
-                biased;
-                _ = shutdown.stopping() => break,
-                w = work_rx.recv() => match w {
-                    Some(batch) => pending.extend(batch),
-                    None => break,
-                },
+impl Work {
+    /// This unit as `sample` of its row and model.
+    fn into_sample(self, sample: u32) -> Work {
+        match self {
+            Work::Job(mut j) => {
+                j.sample = sample;
+                Work::Job(j)
             }
+            Work::Failed(mut f) => {
+                f.sample = sample;
+                Work::Failed(f)
+            }
+            skip => skip,
         }
-        let Some(work) = pending.pop_front() else {
-            continue;
-        };
-        // A failed send means the writer is gone (it has asked for the stop).
-        let job = match work {
-            Work::Skip(n) => {
-                if events.send(Event::Skipped(n)).await.is_err() {
-                    break;
-                }
-                continue;
-            }
-            Work::Failed(f) => {
-                let done = Event::Done {
-                    outcome: Box::new(Outcome::Failed(*f)),
-                    slot: None,
-                };
-                if events.send(done).await.is_err() {
-                    break;
-                }
-                continue;
-            }
-            Work::Job(job) => job,
-        };
-        // The budget (and a pilot's row count) may say no: intake stops.
-        let Some(hold) = caller.meter.admit(&job) else {
-            break;
-        };
-        let ticket = tokio::select! {
-            biased;
-            _ = shutdown.stopping() => {
-                caller.meter.release(hold);
-                break;
-            }
-            t = caller.limiter.acquire(caller.reservation(&job)) => t,
-        };
-        // The limiter may have waited: a stop that came meanwhile (the
-        // writer failing among them) means this call must not be paid for.
-        if shutdown.is_stopping() {
-            caller.limiter.release(ticket);
-            caller.meter.release(hold);
-            break;
-        }
-        tasks.spawn(process(*job, permit, ticket, hold, caller.clone()));
     }
-    tasks
+
+    /// A copy of this unit as `sample` of its row and model.
+    fn of_sample(&self, sample: u32) -> Work {
+        match self {
+            Work::Job(j) => Work::Job(Box::new(Job {
+                sample,
+                ..(**j).clone()
+            })),
+            Work::Failed(f) => Work::Failed(Box::new(Failure {
+                sample,
+                ..(**f).clone()
+            })),
+            Work::Skip(n) => Work::Skip(*n),
+        }
+    }
 }
 
-/// Waits for the calls in flight once intake has stopped. After a stop they
-/// get the grace period to finish and be written; when it runs out, or on a
-/// second signal, they are aborted (their rows are sent on resume).
-async fn drain(mut tasks: JoinSet<()>, grace: Duration, shutdown: &Shutdown) {
+/// Waits for the calls in flight once every lane's intake has stopped.
+/// After a stop they get the grace period to finish and be written; when it
+/// runs out, or on a second signal, they are aborted (their units are sent
+/// on resume).
+async fn drain(mut lanes: Vec<JoinSet<()>>, grace: Duration, shutdown: &Shutdown) {
+    let in_flight = |lanes: &[JoinSet<()>]| lanes.iter().map(JoinSet::len).sum::<usize>();
     let mut grace_deadline = shutdown.is_stopping().then(|| {
-        shutdown.announce_drain(tasks.len(), grace);
+        shutdown.announce_drain(in_flight(&lanes), grace);
         tokio::time::Instant::now() + grace
     });
     // Once aborted, stop listening: both tokens stay cancelled and would
     // otherwise wake this loop until the last task is gone.
     let mut aborted = false;
-    loop {
+    while in_flight(&lanes) > 0 {
         tokio::select! {
-            r = tasks.join_next() => if r.is_none() { break },
+            _ = next_of_any(&mut lanes) => {}
             _ = shutdown.stopping(), if grace_deadline.is_none() && !aborted => {
-                shutdown.announce_drain(tasks.len(), grace);
+                shutdown.announce_drain(in_flight(&lanes), grace);
                 grace_deadline = Some(tokio::time::Instant::now() + grace);
             }
             _ = sleep_until_opt(grace_deadline), if !aborted => {
-                tracing::warn!("grace period over: aborting {} call(s) in flight; their rows are sent on resume", tasks.len());
-                tasks.abort_all();
+                tracing::warn!("grace period over: aborting {} call(s) in flight; their rows are sent on resume", in_flight(&lanes));
+                lanes.iter_mut().for_each(JoinSet::abort_all);
                 aborted = true;
             }
             _ = shutdown.aborted(), if !aborted => {
-                tasks.abort_all();
+                lanes.iter_mut().for_each(JoinSet::abort_all);
                 aborted = true;
             }
         }
     }
+}
+
+/// Waits until a call task of any lane ends (never, when none is left).
+async fn next_of_any(lanes: &mut [JoinSet<()>]) {
+    std::future::poll_fn(|cx| {
+        for lane in lanes.iter_mut() {
+            if let std::task::Poll::Ready(Some(_)) = lane.poll_join_next(cx) {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
@@ -550,9 +580,9 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// What every call task shares: how to send, how fast, how often to retry,
-/// and where the outcome goes.
-struct Caller {
+/// What every call task shares: how to send, how often to retry, and where
+/// the outcome goes. How fast is the lane's (its limiter travels with the call).
+pub(crate) struct Caller {
     client: aws_sdk_bedrockruntime::Client,
     /// What `client` signs with; told when Bedrock refuses them as expired.
     credentials: auth::CredentialCache,
@@ -564,20 +594,19 @@ struct Caller {
     api: Api,
     /// Send through ConverseStream (`stream = true`).
     stream: bool,
-    limiter: Arc<Limiter>,
     events: mpsc::Sender<Event>,
     backoff: Backoff,
     shutdown: Shutdown,
     /// Prices answers, holds each call's worst case against the budget,
     /// stops intake for the budget, a refused tier or a finished pilot.
-    meter: Meter,
+    pub(crate) meter: Meter,
 }
 
 impl Caller {
     /// Tokens a call reserves against the token quota: its estimated input
     /// plus the output it may produce.
-    fn reservation(&self, job: &Job) -> u64 {
-        self.limiter.estimate_input(job.request.input_chars())
+    pub(crate) fn reservation(&self, limiter: &Limiter, job: &Job) -> u64 {
+        limiter.estimate_input(job.request.input_chars())
             + job.request.max_tokens.map_or(UNSET_MAX_TOKENS, u64::from)
     }
 
@@ -595,11 +624,12 @@ impl Caller {
 /// One row, from its first attempt to its line in an output file. Dropped
 /// (aborted) tasks write nothing: the row is sent again on resume. The
 /// permit goes to the writer with the outcome (see [`Event::Done`]).
-async fn process(
+pub(crate) async fn process(
     job: Job,
     permit: OwnedSemaphorePermit,
     first: Ticket,
     mut hold: Reservation,
+    limiter: Arc<Limiter>,
     caller: Arc<Caller>,
 ) {
     let started = Instant::now();
@@ -617,7 +647,7 @@ async fn process(
         let error = match result {
             Ok(answer) => {
                 caller.breaker.succeeded();
-                caller.limiter.settle(
+                limiter.settle(
                     ticket,
                     answer.input_tokens,
                     answer.output_tokens,
@@ -643,7 +673,7 @@ async fn process(
                         if again {
                             if let Some(h) = caller.meter.again(&job) {
                                 let next = tokio::select! {
-                                    t = caller.limiter.acquire(caller.reservation(&job)) => Some(t),
+                                    t = limiter.acquire(caller.reservation(&limiter, &job)) => Some(t),
                                     _ = caller.shutdown.stopping() => None,
                                 };
                                 if let Some(t) = next {
@@ -703,9 +733,9 @@ async fn process(
         match error.throttle {
             Some(quota) => {
                 throttles += 1;
-                caller.limiter.throttled(ticket, quota);
+                limiter.throttled(ticket, quota);
             }
-            None => caller.limiter.release(ticket),
+            None => limiter.release(ticket),
         }
         let wait = match error.disposition {
             Disposition::Retry => caller
@@ -756,7 +786,7 @@ async fn process(
             }
         }
         ticket = tokio::select! {
-            t = caller.limiter.acquire(caller.reservation(&job)) => t,
+            t = limiter.acquire(caller.reservation(&limiter, &job)) => t,
             _ = caller.shutdown.stopping() => {
                 caller.meter.release(hold);
                 return;
@@ -799,6 +829,7 @@ fn succeeded(job: Job, answer: Answer, a: Answered, caller: &Caller) -> Success 
     });
     Success {
         id: job.id,
+        sample: job.sample,
         model: job.request.model,
         output: answer.text,
         stop_reason: answer.stop_reason,
@@ -833,6 +864,7 @@ fn invalid_output(
     Failure {
         id: job.id,
         model: job.request.model,
+        sample: job.sample,
         error: ErrorInfo {
             kind: ErrorKind::InvalidOutput,
             code: "InvalidOutput".into(),
@@ -858,6 +890,7 @@ fn per_second(tokens: u64, ms: u64) -> f64 {
 fn failed(job: Job, error: Classified, attempts: u32, paid: &Paid, times: Times) -> Failure {
     Failure {
         id: job.id,
+        sample: job.sample,
         model: job.request.model,
         error: ErrorInfo {
             kind: error.kind,

@@ -26,7 +26,8 @@ pub const CONTEXT: &str = "run.json";
 pub struct Row {
     pub id: String,
     pub model: String,
-    /// Which sample of several per id and model, when a job draws more than one.
+    /// Which sample of several per id and model: `None` for the first (and
+    /// for lines written before samples existed).
     pub sample: Option<String>,
     /// In `results.jsonl` (answered) rather than `failures.jsonl`.
     pub ok: bool,
@@ -195,10 +196,16 @@ impl Line {
             finished_ms: time(&self.finished_at),
             id: self.id,
             model: self.model,
-            sample: self.sample.map(|v| match v {
-                Value::String(s) => s,
-                other => other.to_string(),
-            }),
+            // Every line carries its sample now, 1 for a job of one sample:
+            // sample 1 reads as none, so such a job shows (and compares with
+            // a run written before samples existed) as it always did.
+            sample: self
+                .sample
+                .map(|v| match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .filter(|s| s != "1"),
             ok,
             answer_hash: answer_hash(&self.output),
             output: page::clip(&self.output),
@@ -311,7 +318,7 @@ mod tests {
         assert_eq!(a.answer_hash, data.rows[1].answer_hash, "compared trimmed");
         assert_eq!(a.finished_ms.unwrap() - a.started_ms.unwrap(), 250);
         let b = &data.rows[1];
-        assert_eq!(b.sample.as_deref(), Some("1"));
+        assert_eq!(b.sample, None, "sample 1 is the sample of a one-sample job");
         assert_eq!(
             (b.cost_usd, b.service_tier.as_deref(), b.ttft_ms),
             (Some(0.002), Some("flex"), Some(12))

@@ -44,3 +44,5 @@ mod stream;
 mod export;
 // Structured output and scoring: schema routes, invalid output, [[score]], id_columns, a judge job.
 mod eval;
+// Several models and samples in one job: every unit once, resume, a grown or shrunk matrix, per-model quotas.
+mod matrix;

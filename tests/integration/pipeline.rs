@@ -432,7 +432,7 @@ async fn library_run_returns_the_summary_and_stops_when_told() {
     std::fs::write(dir.path().join("p.csv"), csv_rows(30)).unwrap();
     let args = RunArgs {
         config: Some("/dev/null".into()),
-        model: Some(MODEL.into()),
+        model: vec![MODEL.into()],
         input: vec![dir.path().join("p.csv")],
         output_dir: Some(dir.path().join("out")),
         concurrency: Some(3),

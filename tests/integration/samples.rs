@@ -94,10 +94,66 @@ async fn the_templated_sample_job_runs_as_documented() {
     assert_eq!(verdicts.len(), 6);
     for v in &verdicts {
         let id = v["id"].as_str().unwrap();
-        assert!(id.ends_with(&format!("|{MODEL}")), "{id}");
+        assert!(id.ends_with(&format!("|{MODEL}|1")), "{id}");
         assert!(
             ["correct", "incorrect"].contains(&v["scores"]["verdict"].as_str().unwrap()),
             "{v}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_matrix_sample_job_runs_as_documented() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    let out = ws
+        .command()
+        .current_dir(TOP)
+        .args(["run", "--config", "samples/matrix.toml", "--output-dir"])
+        .arg(ws.out())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    // 6 reviews × 2 models × 2 samples, each once.
+    let mut units: Vec<(String, String, u64)> = ws
+        .results()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_string();
+            (s("id"), s("model"), r["sample"].as_u64().unwrap())
+        })
+        .collect();
+    units.sort();
+    units.dedup();
+    assert_eq!(units.len(), 24);
+    let models: std::collections::BTreeSet<&str> = units.iter().map(|u| u.1.as_str()).collect();
+    assert_eq!(
+        models.into_iter().collect::<Vec<_>>(),
+        [
+            "amazon.nova-lite-v1:0",
+            "anthropic.claude-3-haiku-20240307-v1:0"
+        ]
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("| amazon.nova-lite-v1:0 "), "{text}");
+
+    // The policy for the job grants every model of the matrix.
+    let out = ws
+        .command()
+        .current_dir(TOP)
+        .args(["policy", "--config", "samples/matrix.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let policy: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let resources = policy["Statement"][0]["Resource"].to_string();
+    for model in [
+        "amazon.nova-lite-v1:0",
+        "anthropic.claude-3-haiku-20240307-v1:0",
+    ] {
+        assert!(
+            resources.contains(&format!("foundation-model/{model}")),
+            "{resources}"
         );
     }
 }

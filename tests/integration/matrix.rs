@@ -1,0 +1,463 @@
+//! A matrix of models and samples through the real binary: every (id,
+//! model, sample) written exactly once, kill -9 and resume paying nothing
+//! twice beyond the calls in flight, a model added to a finished job sending
+//! only its own units, a model removed (or fewer samples) refused, lines
+//! written before samples existed resuming as sample 1, and a model
+//! throttled hard by its own quota not holding up another.
+//!
+//! Not here: the per-model settings of a request (input/job.rs unit tests),
+//! the manifest's comparison rules (output/manifest.rs unit tests).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
+use serde_json::Value;
+
+use crate::cli_util::{csv_rows, read_jsonl, show, Workspace, MODEL};
+use crate::shutdown::{lines, signal, spawn, stderr_of, until};
+
+const OTHER: &str = "amazon.nova-lite-v1:0";
+
+fn prompt(i: usize) -> String {
+    format!("Question number {i}: what is {i} + {i}?")
+}
+
+/// (id, model, sample) of every line of `name`, checked to be unique.
+fn units(ws: &Workspace, name: &str) -> BTreeSet<(String, String, u64)> {
+    let mut out = BTreeSet::new();
+    for r in read_jsonl(&ws.out().join(name)) {
+        let unit = (
+            r["id"].as_str().unwrap().to_string(),
+            r["model"].as_str().unwrap().to_string(),
+            r["sample"].as_u64().expect("every line carries its sample"),
+        );
+        assert!(out.insert(unit.clone()), "{name}: {unit:?} twice");
+    }
+    out
+}
+
+/// Every unit of `rows` rows × `models` × `samples` (ids `r00000`…).
+fn matrix(rows: usize, models: &[&str], samples: u64) -> BTreeSet<(String, String, u64)> {
+    let mut out = BTreeSet::new();
+    for i in 0..rows {
+        for m in models {
+            for s in 1..=samples {
+                out.insert((format!("r{i:05}"), m.to_string(), s));
+            }
+        }
+    }
+    out
+}
+
+/// Successful calls per (model, prompt).
+fn paid(emu: &Emulator) -> BTreeMap<(String, String), u64> {
+    let mut m = BTreeMap::new();
+    for r in emu.requests() {
+        if r.service == "bedrock" && r.status == 200 {
+            *m.entry((r.model.clone().unwrap(), r.prompt.clone().unwrap()))
+                .or_default() += 1;
+        }
+    }
+    m
+}
+
+fn bedrock_calls(emu: &Emulator, model: &str) -> usize {
+    emu.requests()
+        .iter()
+        .filter(|r| r.service == "bedrock" && r.model.as_deref() == Some(model))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_models_two_samples_write_every_unit_exactly_once() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("p.csv", csv_rows(20));
+    // A row whose `model` column pins it to one model: its samples only.
+    ws.write(
+        "pinned.jsonl",
+        format!("{{\"id\": \"pin\", \"prompt\": \"Pinned row\", \"model\": \"{OTHER}\"}}\n"),
+    );
+    let args = [
+        "--model",
+        MODEL,
+        "--model",
+        OTHER,
+        "--samples",
+        "2",
+        "--input",
+        "p.csv",
+        "--input",
+        "pinned.jsonl",
+        "--max-tokens",
+        "40",
+    ];
+    let out = ws.run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    let mut want = matrix(20, &[MODEL, OTHER], 2);
+    want.insert(("pin".into(), OTHER.into(), 1));
+    want.insert(("pin".into(), OTHER.into(), 2));
+    assert_eq!(units(&ws, "results.jsonl"), want);
+    assert!(units(&ws, "failures.jsonl").is_empty());
+    for r in ws.results() {
+        let id = r["id"].as_str().unwrap();
+        let p = match id {
+            "pin" => "Pinned row".to_string(),
+            _ => prompt(id[1..].parse().unwrap()),
+        };
+        assert_eq!(r["output"], answer(&p), "{id}: its own prompt's answer");
+    }
+    // Each model was asked each prompt once per sample, and nothing more.
+    let paid = paid(&emu);
+    assert_eq!(paid.values().sum::<u64>(), 82);
+    assert!(paid.values().all(|&n| n == 2), "{paid:?}");
+    assert_eq!(emu.stats().requests, 82);
+
+    let summary = ws.summary();
+    assert_eq!(
+        summary["total"], 82,
+        "rows × models × samples, pinned × samples"
+    );
+    assert_eq!(summary["succeeded"], 82);
+    assert_eq!(summary["unfinished"], 0);
+    let by_model = &summary["cost"]["by_model"];
+    assert_eq!(by_model[MODEL]["rows"], 40);
+    assert_eq!(by_model[OTHER]["rows"], 42);
+    assert_eq!(by_model[OTHER]["failed"], 0);
+    assert!(by_model[MODEL]["latency_ms"]["p50"].as_u64().unwrap() >= 1);
+    // The closing table: one row per model.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = |m: &str| {
+        let start = format!("| {m} ");
+        text.lines()
+            .find(|l| l.starts_with(&start))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row(OTHER).contains("|   42 |  100.0% |      0 |"), "{text}");
+    assert!(row(MODEL).contains("|   40 |  100.0% |      0 |"), "{text}");
+
+    // Run again: everything is done, nothing is sent.
+    let out = ws.run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(emu.stats().requests, 82);
+    assert_eq!(ws.summary()["this_run"]["skipped"], 82);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_added_sends_only_its_units_and_one_removed_is_refused() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("p.csv", csv_rows(10));
+    let one = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "40"];
+    let out = ws.run(&one);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(emu.stats().requests, 10);
+
+    // Lines written before samples existed have no `sample`: they are sample 1.
+    let results = ws.out().join("results.jsonl");
+    let old: Vec<String> = read_jsonl(&results)
+        .into_iter()
+        .map(|mut r| {
+            r.as_object_mut().unwrap().remove("sample");
+            r.to_string()
+        })
+        .collect();
+    std::fs::write(&results, old.join("\n") + "\n").unwrap();
+    let out = ws.run(&one);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        emu.stats().requests,
+        10,
+        "an old one-model directory resumes as done"
+    );
+
+    // A second model: only its 10 units are sent.
+    let two = [
+        "--model",
+        MODEL,
+        "--model",
+        OTHER,
+        "--input",
+        "p.csv",
+        "--max-tokens",
+        "40",
+    ];
+    let out = ws.run(&two);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(emu.stats().requests, 20);
+    assert_eq!(bedrock_calls(&emu, OTHER), 10);
+    let summary = ws.summary();
+    assert_eq!(
+        (
+            summary["succeeded"].clone(),
+            summary["this_run"]["skipped"].clone()
+        ),
+        (20.into(), 10.into())
+    );
+
+    // A second sample of both: only the 20 sample-2 units.
+    let mut two_samples = two.to_vec();
+    two_samples.extend(["--samples", "2"]);
+    let out = ws.run(&two_samples);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(emu.stats().requests, 40);
+    let mut missing_sample: Vec<Value> = read_jsonl(&results);
+    missing_sample.retain(|r| r.get("sample").is_none());
+    assert_eq!(missing_sample.len(), 10, "old lines are left as they were");
+
+    // Fewer samples, or a model removed: a changed job, refused (exit 2) before any call.
+    let out = ws.run(&two);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("holds a different job (samples: 2 → 1)"),
+        "{err}"
+    );
+    let mut only_other = vec!["--model", OTHER, "--samples", "2"];
+    only_other.extend(["--input", "p.csv", "--max-tokens", "40"]);
+    let out = ws.run(&only_other);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "holds a different job (models: {MODEL:?} removed)"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("--fresh"), "{err}");
+    assert_eq!(emu.stats().requests, 40, "nothing sent when refused");
+
+    // --fresh starts the smaller job over.
+    only_other.push("--fresh");
+    let out = ws.run(&only_other);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(emu.stats().requests, 60);
+    assert_eq!(units(&ws, "results.jsonl"), matrix(10, &[OTHER], 2));
+}
+
+/// kill -9 mid-run, then resume: every unit once, each answer its own, and
+/// no unit paid twice beyond those in flight at a kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_matrix_then_resume_writes_every_unit_once() {
+    const ROWS: usize = 300;
+    const CONCURRENCY: u64 = 4;
+    let emu = Emulator::start(EmulatorConfig {
+        latency_ms: 20,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("p.csv", csv_rows(ROWS));
+    let args = [
+        "--model",
+        MODEL,
+        "--model",
+        OTHER,
+        "--samples",
+        "2",
+        "--input",
+        "p.csv",
+        "--max-tokens",
+        "30",
+        "--concurrency",
+        "4",
+    ];
+    let mut child = spawn(&ws, "first", &args);
+    until("a few hundred units written", || {
+        lines(&ws, "results.jsonl") >= 200
+    })
+    .await;
+    signal(&child, libc::SIGKILL);
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), None, "killed, not exited");
+    let written = lines(&ws, "results.jsonl");
+    assert!(
+        written < ROWS * 4,
+        "killed before the end ({written} lines)"
+    );
+    // Both models have partial results: the lanes run side by side.
+    let early: BTreeSet<String> = units(&ws, "results.jsonl")
+        .into_iter()
+        .map(|u| u.1)
+        .collect();
+    assert_eq!(
+        early.len(),
+        2,
+        "both models answered before the kill: {early:?}"
+    );
+
+    let mut child = spawn(&ws, "resume", &args);
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(0), "{}", stderr_of(&ws, "resume"));
+    assert_eq!(
+        units(&ws, "results.jsonl"),
+        matrix(ROWS, &[MODEL, OTHER], 2)
+    );
+    for r in ws.results() {
+        let i: usize = r["id"].as_str().unwrap()[1..].parse().unwrap();
+        assert_eq!(r["output"], answer(&prompt(i)));
+    }
+    let paid = paid(&emu);
+    assert_eq!(paid.len(), ROWS * 2, "every (model, prompt) answered");
+    let twice: u64 = paid.values().map(|n| n - 2).sum();
+    // Each lane has its own `concurrency` permits: 2 lanes × 4 in flight.
+    assert!(twice <= 2 * CONCURRENCY, "{twice} units paid twice");
+    let summary = ws.summary();
+    assert_eq!(summary["succeeded"], (ROWS * 4) as u64);
+    assert_eq!(summary["this_run"]["skipped"], written as u64);
+}
+
+/// One model throttled hard by its own quota: the other's units all finish
+/// while the throttled one has done only a few, not interleaved at its pace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_model_does_not_hold_up_the_other() {
+    const ROWS: usize = 40;
+    let emu = Emulator::start(EmulatorConfig {
+        latency_ms: 10,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    // 60 requests a minute with 5 seconds of burst: 5 at once, then 1 a second.
+    emu.set_model_quota(OTHER, Some(60), None);
+    let ws = Workspace::new(&emu.url());
+    ws.write("p.csv", csv_rows(ROWS));
+    let args = [
+        "--model",
+        OTHER,
+        "--model",
+        MODEL,
+        "--input",
+        "p.csv",
+        "--max-tokens",
+        "30",
+        "--concurrency",
+        "4",
+        "--grace-period-secs",
+        "1",
+    ];
+    let mut child = spawn(&ws, "run", &args);
+    let count = |model: &str| {
+        read_jsonl(&ws.out().join("results.jsonl"))
+            .iter()
+            .filter(|r| r["model"] == model)
+            .count()
+    };
+    until("the unthrottled model's units", || count(MODEL) == ROWS).await;
+    let slow_done = count(OTHER);
+    signal(&child, libc::SIGINT);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops after SIGINT")
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{}", stderr_of(&ws, "run"));
+    assert!(
+        slow_done < ROWS / 2,
+        "the fast model finished while the throttled one had {slow_done} of {ROWS}"
+    );
+    // The throttled model was refused by its quota; the other never was.
+    let throttled = |model: &str| {
+        emu.requests()
+            .iter()
+            .filter(|r| r.model.as_deref() == Some(model) && r.status == 429)
+            .count()
+    };
+    assert_eq!(throttled(MODEL), 0);
+    assert!(
+        throttled(OTHER) > 0,
+        "the quota did throttle the slow model"
+    );
+}
+
+/// `--retry-failures` goes by unit: only the (id, model, sample) that
+/// failed is sent again, not the row's other units.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failures_sends_only_the_failed_units() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    // The emulator fails the first call of each marked prompt (whichever
+    // model sends it first) with a 500; with one attempt that unit fails.
+    let mut csv = String::from("id,prompt\n");
+    for i in 0..12 {
+        let mark = if i % 3 == 0 { " [[emu:server*1]]" } else { "" };
+        csv.push_str(&format!("r{i:05},{}{mark}\n", prompt(i)));
+    }
+    ws.write("p.csv", csv);
+    let args = [
+        "--model",
+        MODEL,
+        "--model",
+        OTHER,
+        "--input",
+        "p.csv",
+        "--max-tokens",
+        "30",
+        "--max-attempts",
+        "1",
+    ];
+    let out = ws.run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let failed = units(&ws, "failures.jsonl");
+    assert_eq!(failed.len(), 4, "one unit of each marked row: {failed:?}");
+    assert_eq!(emu.stats().requests, 24);
+
+    let mut retry = args.to_vec();
+    retry.extend(["--retry-failures", "server"]);
+    let out = ws.run(&retry);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(emu.stats().requests, 28, "only the 4 failed units");
+    assert!(units(&ws, "failures.jsonl").is_empty());
+    let answered = units(&ws, "results.jsonl");
+    assert_eq!(answered, matrix(12, &[MODEL, OTHER], 1));
+    for unit in &failed {
+        assert!(answered.contains(unit), "{unit:?} answered on retry");
+    }
+}
+
+/// A prompt edited after a matrix run: the row is named once, and resend
+/// sends each of its units again, moving their old lines aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_row_is_refused_once_and_resent_for_every_model() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("p.csv", csv_rows(5));
+    let args = [
+        "--model",
+        MODEL,
+        "--model",
+        OTHER,
+        "--samples",
+        "2",
+        "--input",
+        "p.csv",
+        "--max-tokens",
+        "30",
+    ];
+    let out = ws.run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(emu.stats().requests, 20);
+    ws.write(
+        "p.csv",
+        csv_rows(5).replace("Question number 3:", "Question number 3 (edited):"),
+    );
+
+    let out = ws.run(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1 row(s) changed since they were answered: `r00003`"),
+        "{err}"
+    );
+
+    let mut resend = args.to_vec();
+    resend.extend(["--on-changed", "resend"]);
+    let out = ws.run(&resend);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(emu.stats().requests, 24, "the row's 4 units, nothing else");
+    assert_eq!(units(&ws, "results.jsonl"), matrix(5, &[MODEL, OTHER], 2));
+    assert_eq!(read_jsonl(&ws.out().join("superseded.jsonl")).len(), 4);
+}
