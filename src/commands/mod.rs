@@ -50,11 +50,20 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
                 return Ok(EXIT_OK);
             }
             let (dir, since) = (settings.output_dir.clone(), std::time::SystemTime::now());
+            let upload = settings.upload.clone().map(|to| (to, upload_auth(&settings)));
             let summary = crate::run(settings, shutdown.clone())
                 .await
                 .inspect_err(|_| crate::report::after_error(&dir, since))?;
             out(&summary.render())?;
             out(&crate::report::after_run(&summary))?;
+            if let Some((to, auth)) = upload {
+                // After the report, so it goes up too; a failure here exits 2.
+                let session = crate::bedrock::auth::connect(&auth).await?;
+                let client = crate::input::s3::client(&session.sdk);
+                for uri in crate::output::upload::run(&client, &dir, &to).await? {
+                    out(&format!("uploaded: {uri}\n"))?;
+                }
+            }
             Ok(exit_code(&summary, shutdown.reason()))
         }
         Command::Demo(args) => {
@@ -218,6 +227,15 @@ pub fn exit_code(summary: &Summary, stopped: Option<StopReason>) -> u8 {
         Some(StopReason::Pilot) => EXIT_OK,
         None if summary.failed > 0 => EXIT_FAILED_ROWS,
         None => EXIT_OK,
+    }
+}
+
+/// The credentials `--upload` uses: the run's.
+fn upload_auth(s: &Settings) -> crate::bedrock::auth::AuthSettings {
+    crate::bedrock::auth::AuthSettings {
+        region: s.region.clone(),
+        profile: s.profile.clone(),
+        role: s.role.clone(),
     }
 }
 

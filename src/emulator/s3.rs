@@ -29,6 +29,7 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
+use s3s::path::S3Path;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{s3_error, S3Result};
 use tempfile::TempDir;
@@ -67,6 +68,7 @@ impl S3 {
         b.set_access(TokenAccess {
             keyring,
             require_issued,
+            root: root.clone(),
         });
         Ok(S3 {
             service: b.build(),
@@ -322,9 +324,12 @@ impl S3Auth for KeyringAuth {
 
 /// Checks what a signature does not cover: the session token and lifetime of issued
 /// credentials, and (with `require_assumed_role`) that only issued credentials are used.
+/// Also refuses object operations on a bucket that does not exist: s3s-fs would create
+/// its directory on PutObject, where S3 answers NoSuchBucket.
 struct TokenAccess {
     keyring: Arc<Keyring>,
     require_issued: bool,
+    root: PathBuf,
 }
 
 #[async_trait::async_trait]
@@ -333,6 +338,11 @@ impl S3Access for TokenAccess {
         let Some(creds) = cx.credentials() else {
             return Err(s3_error!(AccessDenied, "Anonymous access is not allowed"));
         };
+        if let S3Path::Object { bucket, .. } = cx.s3_path() {
+            if !self.root.join(&**bucket).is_dir() {
+                return Err(s3_error!(NoSuchBucket, "The specified bucket does not exist"));
+            }
+        }
         let token = cx
             .headers()
             .get("x-amz-security-token")

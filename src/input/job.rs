@@ -452,6 +452,8 @@ mod tests {
             stream: false,
             cost: Default::default(),
             progress_bar: false,
+            upload: None,
+            s3_inputs: None,
         }
     }
 

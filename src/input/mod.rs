@@ -3,13 +3,14 @@
 //! `reader` knows file formats (`scanner` reads CSV records in bounded
 //! memory), `template` renders prompts, `job` knows what each column means
 //! (`fingerprint` hashes the request it builds), `inventory` is the pass
-//! before anything is sent.
+//! before anything is sent. `s3` streams inputs given as `s3://` URIs.
 
 pub(crate) mod fingerprint;
 pub mod inventory;
 pub mod job;
 pub mod reader;
 pub mod rows;
+pub(crate) mod s3;
 mod scanner;
 pub mod template;
 
