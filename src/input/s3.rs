@@ -420,7 +420,8 @@ async fn open_error(
                 _ => "no such object".to_string(),
             }
         }
-        Some(403) => "access denied (the credentials need s3:GetObject on it)".to_string(),
+        // Without s3:ListBucket on the bucket, S3 answers 403 for a missing key too.
+        Some(403) => "access denied (the credentials need s3:GetObject on it; without s3:ListBucket, S3 also says this for a key that does not exist)".to_string(),
         _ => describe(e),
     };
     anyhow::anyhow!("{uri}: cannot open: {why}")

@@ -306,3 +306,44 @@ async fn a_large_output_file_goes_up_in_parts() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_grants_reading_the_inputs_and_writing_the_upload_prefix() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = workspace(&emu);
+    ws.write(
+        "job.toml",
+        format!(
+            "model = \"{MODEL}\"\nregion = \"ap-northeast-2\"\ninputs = [\"s3://{BUCKET}/in/p.csv\", \"local.csv\"]\noutput_dir = \"out\"\nupload = \"s3://{BUCKET}/out/nightly\"\n"
+        ),
+    );
+    ws.write("local.csv", "id,prompt\n1,hi\n");
+    let out = ws
+        .command()
+        .args(["policy", "--config", "job.toml", "--account", "123456789012"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_sid = |sid: &str| {
+        doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {sid} in {doc}"))
+    };
+    let read = by_sid("BedrockBatchReadInputs");
+    assert_eq!(read["Action"], serde_json::json!(["s3:GetObject"]));
+    assert_eq!(
+        read["Resource"],
+        serde_json::json!([format!("arn:aws:s3:::{BUCKET}/in/p.csv")])
+    );
+    let write = by_sid("BedrockBatchUploadOutputs");
+    assert_eq!(
+        write["Resource"],
+        serde_json::json!([format!("arn:aws:s3:::{BUCKET}/out/nightly/*")])
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not scanned for a `model` column"));
+}
