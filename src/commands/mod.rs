@@ -51,7 +51,10 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
                 return Ok(EXIT_OK);
             }
             let (dir, since) = (settings.output_dir.clone(), std::time::SystemTime::now());
-            let upload = settings.upload.clone().map(|to| (to, upload_auth(&settings)));
+            let upload = settings
+                .upload
+                .clone()
+                .map(|to| (to, upload_auth(&settings)));
             let summary = crate::run(settings, shutdown.clone())
                 .await
                 .inspect_err(|_| crate::report::after_error(&dir, since))?;
@@ -197,7 +200,8 @@ async fn policy(args: &PolicyArgs) -> anyhow::Result<serde_json::Value> {
         .clone()
         .or(file.region)
         .context("policy: no region: pass --region or --config with a `region`")?;
-    let mut doc = policy::invoke_policy(&models, &region, args.account.as_deref()).context("policy")?;
+    let mut doc =
+        policy::invoke_policy(&models, &region, args.account.as_deref()).context("policy")?;
     // A job reading or writing S3 needs that too (only with --config: flags name no inputs).
     if let (Some(p), Some(list)) = (&path, doc["Statement"].as_array_mut()) {
         let inputs = file.inputs.clone().unwrap_or_default();

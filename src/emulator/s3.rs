@@ -340,7 +340,10 @@ impl S3Access for TokenAccess {
         };
         if let S3Path::Object { bucket, .. } = cx.s3_path() {
             if !self.root.join(&**bucket).is_dir() {
-                return Err(s3_error!(NoSuchBucket, "The specified bucket does not exist"));
+                return Err(s3_error!(
+                    NoSuchBucket,
+                    "The specified bucket does not exist"
+                ));
             }
         }
         let token = cx

@@ -294,7 +294,11 @@ async fn pull(object: Object, mut offset: u64, tx: mpsc::Sender<Msg>) {
                 .await;
             return;
         }
-        tracing::warn!("s3://{}/{}: reading broke off at byte {offset} ({broke}); resuming from there", uri.bucket, uri.key);
+        tracing::warn!(
+            "s3://{}/{}: reading broke off at byte {offset} ({broke}); resuming from there",
+            uri.bucket,
+            uri.key
+        );
     }
 }
 
@@ -378,7 +382,10 @@ impl Seek for S3Read {
 }
 
 /// What an S3 call's error says, on one line.
-pub(crate) fn describe<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+pub(crate) fn describe<
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+>(
     e: &SdkError<E, R>,
 ) -> String {
     match e {
@@ -433,14 +440,19 @@ mod tests {
 
     #[test]
     fn uris() {
-        let u = S3Uri::of(Path::new("s3://evals/in/p.csv")).unwrap().unwrap();
+        let u = S3Uri::of(Path::new("s3://evals/in/p.csv"))
+            .unwrap()
+            .unwrap();
         assert_eq!((u.bucket.as_str(), u.key.as_str()), ("evals", "in/p.csv"));
         assert_eq!(u.to_string(), "s3://evals/in/p.csv");
         assert!(S3Uri::of(Path::new("in/p.csv")).is_none());
         assert!(S3Uri::of(Path::new("s3:///k")).unwrap().is_err());
         let prefix = S3Uri::of(Path::new("s3://evals/in/")).unwrap().unwrap();
         let e = prefix.object("s3://evals/in/").unwrap_err().to_string();
-        assert!(e.starts_with("s3://evals/in/: names a bucket or prefix"), "{e}");
+        assert!(
+            e.starts_with("s3://evals/in/: names a bucket or prefix"),
+            "{e}"
+        );
         assert!(is_s3(Path::new("s3://b/k")) && !is_s3(Path::new("./s3:/b")));
     }
 }

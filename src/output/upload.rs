@@ -214,8 +214,14 @@ mod tests {
     #[test]
     fn destinations() {
         let d = Destination::parse("s3://evals/nightly/2026-11-30").unwrap();
-        assert_eq!((d.bucket.as_str(), d.prefix.as_str()), ("evals", "nightly/2026-11-30/"));
-        assert_eq!(d.uri("summary.json"), "s3://evals/nightly/2026-11-30/summary.json");
+        assert_eq!(
+            (d.bucket.as_str(), d.prefix.as_str()),
+            ("evals", "nightly/2026-11-30/")
+        );
+        assert_eq!(
+            d.uri("summary.json"),
+            "s3://evals/nightly/2026-11-30/summary.json"
+        );
         let root = Destination::parse("s3://evals").unwrap();
         assert_eq!(root.uri("results.jsonl"), "s3://evals/results.jsonl");
         assert!(Destination::parse("evals/out/").is_err());

@@ -43,8 +43,12 @@ fn bedrock_calls(emu: &Emulator) -> usize {
 async fn csv_and_jsonl_objects_run_end_to_end_and_every_output_is_uploaded() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let ws = workspace(&emu);
-    emu.s3().put(BUCKET, "in/p.csv", csv_rows(30).as_bytes()).unwrap();
-    emu.s3().put(BUCKET, "in/q.jsonl", jsonl_rows(12).as_bytes()).unwrap();
+    emu.s3()
+        .put(BUCKET, "in/p.csv", csv_rows(30).as_bytes())
+        .unwrap();
+    emu.s3()
+        .put(BUCKET, "in/q.jsonl", jsonl_rows(12).as_bytes())
+        .unwrap();
     let out = ws.run(&[
         "--model",
         MODEL,
@@ -127,9 +131,14 @@ async fn csv_and_jsonl_objects_run_end_to_end_and_every_output_is_uploaded() {
 async fn a_missing_object_or_bucket_is_a_one_line_setup_error() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let ws = workspace(&emu);
-    emu.s3().put(BUCKET, "in/p.csv", csv_rows(3).as_bytes()).unwrap();
+    emu.s3()
+        .put(BUCKET, "in/p.csv", csv_rows(3).as_bytes())
+        .unwrap();
     for (uri, why) in [
-        (format!("s3://{BUCKET}/in/nope.csv"), "cannot open: no such object".to_string()),
+        (
+            format!("s3://{BUCKET}/in/nope.csv"),
+            "cannot open: no such object".to_string(),
+        ),
         (
             "s3://no-such-bucket/in/p.csv".to_string(),
             "cannot open: no such bucket `no-such-bucket`".to_string(),
@@ -168,14 +177,20 @@ async fn a_resume_after_the_object_changed_is_refused_like_an_edited_file() {
 
     // The object is replaced with r2 edited: refused before anything is sent.
     emu.s3()
-        .put(BUCKET, "in/p.csv", b"id,prompt\nr1,one\nr2,two edited\nr3,three\n")
+        .put(
+            BUCKET,
+            "in/p.csv",
+            b"id,prompt\nr1,one\nr2,two edited\nr3,three\n",
+        )
         .unwrap();
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("1 row(s) changed since they were answered: `r2` (s3://nightly-evals/in/p.csv: line 3)"),
+        stderr.contains(
+            "1 row(s) changed since they were answered: `r2` (s3://nightly-evals/in/p.csv: line 3)"
+        ),
         "{stderr}"
     );
     assert_eq!(bedrock_calls(&emu), 3, "refused before sending anything");
@@ -271,7 +286,9 @@ async fn a_large_output_file_goes_up_in_parts() {
     let dir = tempfile::tempdir().unwrap();
     // 17 MiB: over the multipart threshold, three parts of 8 MiB, 8 MiB and 1 MiB.
     let mut rng = fastrand::Rng::with_seed(7);
-    let big: Vec<u8> = (0..17 * 1024 * 1024).map(|_| rng.alphanumeric() as u8).collect();
+    let big: Vec<u8> = (0..17 * 1024 * 1024)
+        .map(|_| rng.alphanumeric() as u8)
+        .collect();
     std::fs::write(dir.path().join("results.jsonl"), &big).unwrap();
     std::fs::write(dir.path().join("summary.json"), b"{}").unwrap();
     let conf = aws_sdk_s3::Config::builder()
@@ -320,7 +337,13 @@ async fn policy_grants_reading_the_inputs_and_writing_the_upload_prefix() {
     ws.write("local.csv", "id,prompt\n1,hi\n");
     let out = ws
         .command()
-        .args(["policy", "--config", "job.toml", "--account", "123456789012"])
+        .args([
+            "policy",
+            "--config",
+            "job.toml",
+            "--account",
+            "123456789012",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
