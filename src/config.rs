@@ -61,6 +61,12 @@ pub struct FileConfig {
     pub include_prompt: Option<bool>,
     pub on_changed: Option<OnChanged>,
     pub stream: Option<bool>,
+    /// Several columns that together make a row's id (`eval`'s judge jobs).
+    pub id_columns: Option<Vec<String>>,
+    // Evaluation keys: resolved by `eval_settings`.
+    pub output_schema: Option<PathBuf>,
+    pub invalid_output_retries: Option<u32>,
+    pub score: Option<Vec<crate::eval::score::ScoreConfig>>,
     // Cost keys: resolved by `cost::settings`.
     pub service_tier: Option<crate::bedrock::request::ServiceTier>,
     pub cache_system: Option<bool>,
@@ -81,6 +87,9 @@ pub struct Settings {
     pub inputs: Vec<PathBuf>,
     pub output_dir: PathBuf,
     pub id_column: String,
+    /// With `id_columns`: the columns whose values, joined, are the id
+    /// (`input/rows.rs`); empty for the one `id_column`.
+    pub id_columns: Vec<String>,
     pub prompt_column: String,
     pub template: Option<String>,
     pub system: Option<String>,
@@ -105,6 +114,8 @@ pub struct Settings {
     pub stream: bool,
     /// Service tier, prompt caching, budget, prices, dry-run.
     pub cost: CostSettings,
+    /// `output_schema`, `invalid_output_retries`, `[[score]]`.
+    pub eval: crate::eval::EvalSettings,
     /// Draw a progress bar even when stderr is not a terminal? Never: set by
     /// `resolve` from the terminal check so tests and cron get plain lines.
     pub progress_bar: bool,
@@ -145,6 +156,7 @@ const FLEX_REQUEST_TIMEOUT_SECS: u64 = 900;
 const FLEX_ROW_DEADLINE_SECS: u64 = 7200;
 const DEFAULT_GRACE_SECS: u64 = 30;
 const DEFAULT_MAX_ROW_BYTES: usize = 4 * 1024 * 1024;
+const DEFAULT_INVALID_OUTPUT_RETRIES: u32 = 1;
 
 impl FileConfig {
     /// Reads and parses a config file; errors name the file (and the line, as toml reports it).
@@ -387,6 +399,9 @@ impl Settings {
             );
         }
 
+        let eval = eval_settings(f, &l)?;
+        let id_columns = id_columns(f, &l)?;
+
         Ok(Settings {
             region: args.region.clone().or(f.region.clone()),
             profile: args.profile.clone().or(f.profile.clone()),
@@ -399,7 +414,9 @@ impl Settings {
                 .id_column
                 .clone()
                 .or(f.id_column.clone())
+                .or(id_columns.first().cloned())
                 .unwrap_or_else(|| "id".into()),
+            id_columns,
             prompt_column: args
                 .prompt_column
                 .clone()
@@ -462,6 +479,7 @@ impl Settings {
             include_prompt: args.include_prompt || f.include_prompt.unwrap_or(false),
             stream,
             cost,
+            eval,
             progress_bar: stderr_is_terminal && !args.no_progress,
             upload: match args.upload.as_deref().or(f.upload.as_deref()) {
                 Some(u) => Some(crate::output::upload::Destination::parse(u).map_err(|e| {
@@ -479,6 +497,68 @@ impl Settings {
             s3_inputs: None,
         })
     }
+}
+
+/// `output_schema` (loaded and compiled: a bad file is a setup error here),
+/// `invalid_output_retries` and the `[[score]]` entries.
+fn eval_settings(f: &FileConfig, l: &Layers) -> anyhow::Result<crate::eval::EvalSettings> {
+    use crate::eval::{schema::OutputSchema, score::Scorer};
+    let place = l
+        .path
+        .map_or("config".to_string(), |p| p.display().to_string());
+    let schema = match &f.output_schema {
+        Some(p) => Some(std::sync::Arc::new(OutputSchema::load(
+            &l.relative_to_file(p),
+        )?)),
+        None => None,
+    };
+    let mut scorers = Vec::new();
+    for (i, c) in f.score.iter().flatten().enumerate() {
+        let s = Scorer::compile(i + 1, c, schema.is_some())
+            .map_err(|e| anyhow::anyhow!("{place}: {e}"))?;
+        if scorers.iter().any(|o: &Scorer| o.name == s.name) {
+            anyhow::bail!(
+                "{place}: [[score]] \"{}\": a second entry with this name",
+                s.name
+            );
+        }
+        scorers.push(s);
+    }
+    if f.invalid_output_retries.is_some() && schema.is_none() {
+        anyhow::bail!("{place}: `invalid_output_retries` needs `output_schema`");
+    }
+    Ok(crate::eval::EvalSettings {
+        schema,
+        invalid_output_retries: f
+            .invalid_output_retries
+            .unwrap_or(DEFAULT_INVALID_OUTPUT_RETRIES),
+        scorers: std::sync::Arc::new(scorers),
+    })
+}
+
+/// `id_columns`: at least two distinct columns (one is `id_column`), and
+/// not together with `id_column`.
+fn id_columns(f: &FileConfig, l: &Layers) -> anyhow::Result<Vec<String>> {
+    let Some(cols) = &f.id_columns else {
+        return Ok(Vec::new());
+    };
+    let place = l
+        .path
+        .map_or("config".to_string(), |p| p.display().to_string());
+    if f.id_column.is_some() {
+        anyhow::bail!("{place}: `id_columns` and `id_column` cannot both be set");
+    }
+    if cols.len() < 2 {
+        anyhow::bail!("{place}: `id_columns` needs at least two columns (use `id_column` for one)");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(c) = cols
+        .iter()
+        .find(|c| c.trim().is_empty() || !seen.insert(c.as_str()))
+    {
+        anyhow::bail!("{place}: `id_columns`: `{c}` is empty or named twice");
+    }
+    Ok(cols.clone())
 }
 
 /// `--fresh`, `--retry-failures [KINDS]`, or neither.

@@ -23,7 +23,8 @@
 //!     │  bounded channel (reader thread)
 //! pipeline/   runner.rs: intake [cost/meter.rs: budget] [Semaphore permit] [limiter.rs: rpm, tpm, adaptive]
 //!     │  one task per row: bedrock/invoker.rs (Converse / InvokeModel + native.rs),
-//!     │  classify, backoff.rs retries, cost/meter.rs prices each answer
+//!     │  classify, backoff.rs retries, cost/meter.rs prices each answer,
+//!     │  eval/ (schema.rs: parse + validate, asked again if invalid; score.rs)
 //!     ▼  mpsc<Event>
 //! output/     sink.rs (the single writer: results.jsonl, failures.jsonl, progress.rs,
 //!             the counts, cost/spend.rs) → summary.rs (summary.json + the lines a person reads)
@@ -48,6 +49,7 @@ pub mod config;
 pub mod cost;
 pub mod emulator;
 pub mod error;
+pub mod eval;
 pub(crate) mod input;
 pub(crate) mod outcome;
 pub mod output;

@@ -46,10 +46,13 @@ pub enum ErrorKind {
     Network,
     /// No usable credentials (expired and not refreshable, invalid, missing).
     Credentials,
+    /// The answer did not parse or match `output_schema`, after every
+    /// `invalid_output_retries`. Paid for: the line keeps the raw text and usage.
+    InvalidOutput,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::Input,
         ErrorKind::Validation,
         ErrorKind::AccessDenied,
@@ -61,6 +64,7 @@ impl ErrorKind {
         ErrorKind::Model,
         ErrorKind::Network,
         ErrorKind::Credentials,
+        ErrorKind::InvalidOutput,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +80,7 @@ impl ErrorKind {
             ErrorKind::Model => "model",
             ErrorKind::Network => "network",
             ErrorKind::Credentials => "credentials",
+            ErrorKind::InvalidOutput => "invalid_output",
         }
     }
 }
@@ -99,6 +104,15 @@ pub struct Success {
     pub model: String,
     pub output: String,
     pub stop_reason: String,
+    /// With `output_schema`: the answer parsed, valid against the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_json: Option<Value>,
+    /// With `[[score]]`: each scorer's name → `true`/`false`, or the label
+    /// (a `one_of` without a column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores: Option<Map<String, Value>>,
+    /// Of every paid call for the row: more than one answer's when an
+    /// answer was refused as invalid output and asked for again.
     pub usage: Usage,
     /// What the call cost in USD, from its usage, tier and the price table;
     /// `null` when the model (or its tier, or cache tokens) has no known price.
@@ -148,6 +162,17 @@ pub struct Failure {
     pub error: ErrorInfo,
     /// Calls paid or attempted; 0 for input errors, which are never sent.
     pub attempts: u32,
+    /// The last answer as it came (`invalid_output`): paid for, and what
+    /// the user needs to see why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Tokens of the calls that were answered (and billed) before the row
+    /// failed; absent when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// What those answers cost; absent without usage, or when unpriced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
     pub source: Source,
     pub meta: Map<String, Value>,
     /// Of the request sent; absent for input errors, which send nothing.
@@ -190,6 +215,9 @@ fn is_zero(n: &u32) -> bool {
 }
 
 /// The end of one row.
+// It travels boxed (`Event::Done`), so the variants' sizes differing costs
+// nothing on the channel; boxing a variant too would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Succeeded(Success),

@@ -12,7 +12,8 @@ use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{
     CachePointBlock, CachePointType, ContentBlock, ConversationRole, ConverseOutput,
-    InferenceConfiguration, Message, ServiceTier, ServiceTierType, SystemContentBlock,
+    InferenceConfiguration, JsonSchemaDefinition, Message, OutputConfig, OutputFormat,
+    OutputFormatStructure, OutputFormatType, ServiceTier, ServiceTierType, SystemContentBlock,
 };
 use aws_sdk_bedrockruntime::Client;
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -313,6 +314,8 @@ pub(crate) struct ConverseParts {
     pub system: Option<Vec<SystemContentBlock>>,
     pub tier: Option<ServiceTier>,
     pub config: InferenceConfiguration,
+    /// `outputConfig.textFormat` when the row asks for a schema natively.
+    pub output: Option<OutputConfig>,
 }
 
 impl ConverseParts {
@@ -323,8 +326,28 @@ impl ConverseParts {
             system: (!system.is_empty()).then_some(system),
             tier: service_tier(r)?,
             config: inference_config(r),
+            output: output_config(r)?,
         })
     }
+}
+
+/// The schema as Converse's `outputConfig`: `textFormat` of type
+/// `json_schema`, the schema itself as JSON text.
+fn output_config(r: &Request) -> Result<Option<OutputConfig>, Classified> {
+    let Some(s) = &r.output_schema else {
+        return Ok(None);
+    };
+    let definition = JsonSchemaDefinition::builder()
+        .schema(&s.schema)
+        .name(&s.name)
+        .build()
+        .map_err(invalid_row)?;
+    let format = OutputFormat::builder()
+        .r#type(OutputFormatType::JsonSchema)
+        .structure(OutputFormatStructure::JsonSchema(definition))
+        .build()
+        .map_err(invalid_row)?;
+    Ok(Some(OutputConfig::builder().text_format(format).build()))
 }
 
 fn service_tier(r: &Request) -> Result<Option<ServiceTier>, Classified> {
@@ -357,6 +380,7 @@ async fn converse(client: &Client, r: &Request) -> Result<Answer, Classified> {
         .set_system(parts.system)
         .set_service_tier(parts.tier)
         .inference_config(parts.config)
+        .set_output_config(parts.output)
         .send()
         .await
         .map_err(|e| tier_refused(classify(&e), r))?;

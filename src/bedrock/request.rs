@@ -100,6 +100,17 @@ pub struct Request {
     pub service_tier: Option<ServiceTier>,
     /// Put a cache point after the system prompt (Converse only).
     pub cache_system: bool,
+    /// `output_schema` on the native route: sent as Converse's
+    /// `outputConfig.textFormat` (`eval/schema.rs` decides the route).
+    pub output_schema: Option<SchemaFormat>,
+}
+
+/// A JSON Schema as Converse's `outputConfig.textFormat` carries it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SchemaFormat {
+    pub name: String,
+    /// The schema, as JSON text.
+    pub schema: String,
 }
 
 impl Request {

@@ -50,6 +50,7 @@ async fn read(client: &Client, r: &Request) -> Result<Answer, Classified> {
         .set_system(parts.system)
         .set_service_tier(parts.tier)
         .inference_config(parts.config)
+        .set_output_config(parts.output)
         .send()
         .await
         .map_err(|e| classify(&e))?;

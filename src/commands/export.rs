@@ -102,6 +102,8 @@ pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<Counts> {
     let spec = RowSpec {
         inputs: &inputs,
         id_column: &manifest.id_column,
+        id_columns: &manifest.id_columns,
+        scorers: &[],
         max_row_bytes: MAX_ROW_BYTES,
         template: None,
         prompt_column: None,

@@ -279,6 +279,7 @@ fn row_models(config: &std::path::Path) -> anyhow::Result<BTreeSet<String>> {
     // Only the `model` column matters here, not whether rows have prompts.
     let spec = RowSpec {
         prompt_column: None,
+        scorers: &[],
         ..inventory::spec(&settings, None)
     };
     for row in Rows::new(spec, None) {

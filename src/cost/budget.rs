@@ -25,7 +25,8 @@ use crate::input::inventory;
 use crate::input::reader::Item;
 use crate::input::rows::{RowSpec, Rows};
 use crate::outcome::Usage;
-use crate::output::sink::RESULTS;
+use crate::output::checkpoint::SUPERSEDED;
+use crate::output::sink::{FAILURES, RESULTS};
 
 /// The cap and what counts against it.
 #[derive(Debug)]
@@ -97,18 +98,34 @@ struct Priced {
     service_tier: Option<String>,
 }
 
-/// What earlier runs into `dir` spent, from `results.jsonl`: each row's
+/// What earlier runs into `dir` spent, from its results, failures and
+/// superseded lines: each line's
 /// `cost_usd`, or its price from usage for rows written before costs were
 /// recorded. The second value lists models whose rows have no price.
 pub fn spent_so_far(dir: &Path, prices: &PriceTable) -> anyhow::Result<(f64, BTreeSet<String>)> {
-    let path = dir.join(RESULTS);
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0.0, BTreeSet::new())),
-        Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
-    };
     let mut total = 0.0;
     let mut unpriced = BTreeSet::new();
+    // Failures lines carry usage too (answers refused as invalid output),
+    // and superseded lines were paid for when they were current.
+    for name in [RESULTS, FAILURES, SUPERSEDED] {
+        let path = dir.join(name);
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
+        };
+        spent_in(file, prices, &mut total, &mut unpriced)?;
+    }
+    Ok((total, unpriced))
+}
+
+/// Adds what one output file's lines cost.
+fn spent_in(
+    file: std::fs::File,
+    prices: &PriceTable,
+    total: &mut f64,
+    unpriced: &mut BTreeSet<String>,
+) -> anyhow::Result<()> {
     for line in BufReader::new(file).lines() {
         let line = line?;
         if line.trim().is_empty() {
@@ -127,13 +144,13 @@ pub fn spent_so_far(dir: &Path, prices: &PriceTable) -> anyhow::Result<(f64, BTr
             row_cost(prices, &model, tier, &usage)
         });
         match cost {
-            Some(c) => total += c,
+            Some(c) => *total += c,
             None => {
                 unpriced.insert(model);
             }
         }
     }
-    Ok((total, unpriced))
+    Ok(())
 }
 
 /// Checks a job with `max_cost` can be held to it, and returns what earlier
@@ -192,6 +209,7 @@ fn row_values(settings: &Settings) -> anyhow::Result<(BTreeSet<String>, BTreeSet
     // Only these two columns matter here, not whether rows have prompts.
     let spec = RowSpec {
         prompt_column: None,
+        scorers: &[],
         ..inventory::spec(settings, None)
     };
     for row in Rows::new(spec, None) {

@@ -4,7 +4,8 @@
 //!
 //! The runner calls it at four points: before sending a row ([`Meter::admit`]),
 //! when a call answers ([`Meter::answered`]), when an attempt fails
-//! ([`Meter::attempt_failed`]) and when a row ends failed ([`Meter::failed`]).
+//! ([`Meter::attempt_failed`]) and when a row ends failed ([`Meter::failed`]);
+//! and when an answer refused as invalid output is asked for again ([`Meter::again`]).
 //! It sends nothing and writes nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -130,6 +131,23 @@ impl Meter {
                     job.source.file,
                     job.source.line
                 );
+                self.stop.halt(StopReason::Budget);
+                None
+            }
+        }
+    }
+
+    /// An answer was paid for ([`Meter::answered`]) but refused as invalid
+    /// output, and the row asks again: the next call needs a reservation of
+    /// its own. `None`: the budget cannot cover it (the run stops taking rows).
+    pub fn again(&self, job: &Job) -> Option<Reservation> {
+        let Some(b) = &self.budget else {
+            return Some(None);
+        };
+        let worst = worst_case_usd(&self.prices, job).ok()?;
+        match b.reserve(worst) {
+            Some(h) => Some(Some(h)),
+            None => {
                 self.stop.halt(StopReason::Budget);
                 None
             }

@@ -89,13 +89,19 @@ impl Spend {
 
     /// Counts one answered row. Warns once per model without a price.
     pub fn add(&mut self, s: &Success) {
-        let m = self.by_model.entry(s.model.clone()).or_default();
-        m.rows += 1;
-        m.input_tokens += s.usage.input_tokens;
-        m.output_tokens += s.usage.output_tokens;
-        m.cache_read_input_tokens += s.usage.cache_read_input_tokens.unwrap_or(0);
-        m.cache_write_input_tokens += s.usage.cache_write_input_tokens.unwrap_or(0);
-        match s.cost_usd {
+        self.by_model.entry(s.model.clone()).or_default().rows += 1;
+        self.add_paid(&s.model, &s.usage, s.cost_usd, s.service_tier.as_deref());
+    }
+
+    /// Counts calls that were billed: an answered row's, or a failed row's
+    /// answers refused as invalid output (which add no row).
+    pub fn add_paid(&mut self, model: &str, usage: &Usage, cost: Option<f64>, tier: Option<&str>) {
+        let m = self.by_model.entry(model.to_string()).or_default();
+        m.input_tokens += usage.input_tokens;
+        m.output_tokens += usage.output_tokens;
+        m.cache_read_input_tokens += usage.cache_read_input_tokens.unwrap_or(0);
+        m.cache_write_input_tokens += usage.cache_write_input_tokens.unwrap_or(0);
+        match cost {
             Some(c) => {
                 m.cost_usd += c;
                 self.total_usd += c;
@@ -103,12 +109,12 @@ impl Spend {
             }
             None => {
                 m.unpriced_rows += 1;
-                if self.unpriced_models.insert(s.model.clone()) {
+                if self.unpriced_models.insert(model.to_string()) {
                     tracing::warn!(
                         "{}: no price known (tier {}), its rows get cost_usd null; add [prices.\"{}\"] to the config",
-                        s.model,
-                        s.service_tier.as_deref().unwrap_or("default"),
-                        s.model
+                        model,
+                        tier.unwrap_or("default"),
+                        model
                     );
                 }
             }
@@ -175,6 +181,8 @@ mod tests {
             model: model.into(),
             output: String::new(),
             stop_reason: "end_turn".into(),
+            output_json: None,
+            scores: None,
             usage,
             cost_usd: cost,
             service_tier: None,

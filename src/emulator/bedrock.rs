@@ -25,6 +25,7 @@ use super::credentials::Identity;
 use super::eventstream::EventStream;
 use super::family::{base_model, converse_stop, Family};
 use super::fault::Fault;
+use super::instance;
 use super::marker::{Forced, Markers};
 use super::model::{self, Generation};
 use super::server::{Dropped, Reply, Server, Trace};
@@ -156,14 +157,17 @@ pub async fn handle(
             }
         }
     };
-    trace.set_prompt(&conv.prompt);
     if matches!(op, Operation::Invoke | Operation::InvokeStream) {
+        conv.output_schema = instance::schema_in_body(body);
+        conv.schema_source = conv.output_schema.as_ref().map(|_| "instruction");
         conv.service_tier = parts
             .headers
             .get("x-amzn-bedrock-service-tier")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
     }
+    trace.set_prompt(&conv.prompt);
+    trace.schema_source = conv.schema_source;
     if let Some(tier) = &conv.service_tier {
         trace.service_tier = Some(tier.clone());
         if let Err(msg) = check_tier(&server.cfg.refused_tiers, &model_id, tier) {
@@ -183,12 +187,14 @@ pub async fn handle(
     };
     // One count per request, shared by both kinds of `*N` marker.
     let counted = |e: Option<Option<u32>>| e.is_some_and(|n| n.is_some());
-    let attempt =
-        if counted(markers.error.map(|e| e.1)) || counted(markers.stream_error.map(|e| e.1)) {
-            server.attempt_of(&conv.prompt)
-        } else {
-            1
-        };
+    let attempt = if counted(markers.error.map(|e| e.1))
+        || counted(markers.stream_error.map(|e| e.1))
+        || counted(markers.bad_output.map(|e| e.1))
+    {
+        server.attempt_of(&conv.prompt)
+    } else {
+        1
+    };
     if let Some((forced, times)) = markers.error {
         if times.is_none_or(|n| attempt <= n) {
             server.stats.forced.fetch_add(1, Relaxed);
@@ -242,12 +248,27 @@ pub async fn handle(
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        model::generate(
-            &conv.prompt,
-            markers.tokens,
-            conv.max_tokens,
-            &conv.stop_sequences,
-        )
+        let bad_output = markers
+            .bad_output
+            .filter(|(_, times)| times.is_none_or(|n| attempt <= n))
+            .map(|(b, _)| b);
+        if conv.output_schema.is_some() || bad_output.is_some() {
+            // A structured answer is whole or it is useless: no truncation.
+            let text = instance::answer_for(conv.output_schema.as_ref(), &conv.prompt, bad_output);
+            Generation {
+                output_tokens: model::output_tokens(&text),
+                text,
+                stop: model::StopReason::EndTurn,
+                stop_sequence: None,
+            }
+        } else {
+            model::generate(
+                &conv.prompt,
+                markers.tokens,
+                conv.max_tokens,
+                &conv.stop_sequences,
+            )
+        }
     };
     server
         .quota

@@ -21,6 +21,11 @@ pub struct Conversation {
     pub cache_prefix: Option<Prefix>,
     /// Converse `serviceTier.type` (InvokeModel's comes in a header).
     pub service_tier: Option<String>,
+    /// The JSON Schema the answer must satisfy: `outputConfig.textFormat`'s,
+    /// or the one a system prompt's instruction gives (`instance.rs`).
+    pub output_schema: Option<Value>,
+    /// Where `output_schema` came from: `output_config` or `instruction`.
+    pub schema_source: Option<&'static str>,
 }
 
 /// Accumulates texts in request order to compute `prompt` and `input_tokens` without
@@ -76,6 +81,7 @@ impl Conversation {
         })?;
         let mut tally = TextTally::default();
         let mut cache_prefix = None;
+        let mut schema_in_system = None;
         if let Some(system) = v.get("system") {
             let blocks = system
                 .as_array()
@@ -83,6 +89,8 @@ impl Conversation {
             for b in blocks {
                 if let Some(t) = b.get("text").and_then(Value::as_str) {
                     tally.add(t);
+                    schema_in_system =
+                        schema_in_system.or_else(|| super::instance::schema_in_text(t));
                 } else if b.get("cachePoint").is_some() {
                     cache_prefix = Some(tally.prefix());
                 }
@@ -152,6 +160,25 @@ impl Conversation {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             ..Conversation::default()
+        };
+        conv.output_schema = match v.pointer("/outputConfig/textFormat") {
+            Some(format) => {
+                let text = format
+                    .pointer("/structure/jsonSchema/schema")
+                    .and_then(Value::as_str)
+                    .ok_or("1 validation error detected: outputConfig.textFormat.structure.jsonSchema.schema is required")?;
+                conv.schema_source = Some("output_config");
+                Some(
+                    serde_json::from_str(text)
+                        .map_err(|e| format!("The provided JSON schema is not valid JSON: {e}"))?,
+                )
+            }
+            None => {
+                if schema_in_system.is_some() {
+                    conv.schema_source = Some("instruction");
+                }
+                schema_in_system
+            }
         };
         if let Some(cfg) = v.get("inferenceConfig") {
             conv.max_tokens = positive(cfg, "maxTokens", "inferenceConfig.maxTokens")?;

@@ -17,8 +17,12 @@
 //!   text) with an exception frame: KIND is `throttle`, `throttle_tokens`, `server`,
 //!   `unavailable`, `validation` or `model_stream_error`; or `cut`, the body ending without
 //!   `messageStop`. Other operations ignore it.
+//! - `[[emu:invalid_json]]` / `[[emu:schema_violation]]` (`*N` for the first N attempts of
+//!   this exact prompt text): the answer is text that is not JSON, or JSON of a type the
+//!   request's schema does not allow (`instance.rs`), instead of the answer that fits.
 
 use super::fault::Fault;
+use super::instance::BadOutput;
 use super::stream_fault::StreamFault;
 
 /// What a forced error does.
@@ -38,6 +42,8 @@ pub struct Markers {
     pub error: Option<(Forced, Option<u32>)>,
     /// The in-stream failure and, for `stream_KIND*N`, N.
     pub stream_error: Option<(StreamFault, Option<u32>)>,
+    /// The wrong structured answer and, for `KIND*N`, N.
+    pub bad_output: Option<(BadOutput, Option<u32>)>,
 }
 
 const OPEN: &str = "[[emu:";
@@ -70,6 +76,11 @@ impl Markers {
                     Some((k, n)) => (k, Some(n.parse::<u32>().map_err(|_| bad())?)),
                     None => (body, None),
                 };
+                if let Some(bad_output) = BadOutput::from_marker(kind) {
+                    m.bad_output = Some((bad_output, times));
+                    rest = &rest[body_start + len + 2..];
+                    continue;
+                }
                 if let Some(kind) = kind.strip_prefix("stream_") {
                     let f = StreamFault::from_marker(kind).ok_or_else(bad)?;
                     m.stream_error = Some((f, times));
@@ -118,6 +129,16 @@ mod tests {
                 .unwrap()
                 .stream_error,
             Some((StreamFault::ModelStreamError, Some(1)))
+        );
+        assert_eq!(
+            Markers::parse("[[emu:schema_violation*1]]")
+                .unwrap()
+                .bad_output,
+            Some((BadOutput::SchemaViolation, Some(1)))
+        );
+        assert_eq!(
+            Markers::parse("[[emu:invalid_json]]").unwrap().bad_output,
+            Some((BadOutput::InvalidJson, None))
         );
         assert!(Markers::parse("[[emu:stream_drop]]").is_err());
         assert!(Markers::parse("[[emu:nonsense]]").is_err());

@@ -24,6 +24,7 @@ mod eventstream;
 mod family;
 mod fault;
 mod imds;
+mod instance;
 pub mod marker;
 mod model;
 mod quota;

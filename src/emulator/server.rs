@@ -95,6 +95,7 @@ pub struct Trace {
     pub service_tier: Option<String>,
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
+    pub schema_source: Option<&'static str>,
 }
 
 impl Trace {
@@ -217,6 +218,7 @@ impl Server {
                 service_tier: trace.service_tier.take(),
                 cache_read_tokens: trace.cache_read_tokens,
                 cache_write_tokens: trace.cache_write_tokens,
+                schema_source: trace.schema_source,
             }
         });
         result

@@ -52,6 +52,9 @@ pub struct RequestRecord {
     /// Prompt-cache tokens read and written by the call.
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
+    /// Where the answer's JSON Schema came from: `output_config` (Converse
+    /// `outputConfig.textFormat`), `instruction` (the system prompt), or none.
+    pub schema_source: Option<&'static str>,
 }
 
 /// Quota throttles by the quota that refused.

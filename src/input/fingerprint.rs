@@ -31,6 +31,9 @@ struct Canonical<'a> {
     top_p: Option<f32>,
     stop_sequences: &'a [String],
     body: Option<&'a Value>,
+    /// Left out when unset, so rows without a schema keep their fingerprints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_schema: Option<&'a str>,
 }
 
 /// 16 hex digits.
@@ -45,6 +48,7 @@ pub(crate) fn of(api: Api, request: &Request, body: Option<&Value>) -> String {
         top_p: request.top_p,
         stop_sequences: &request.stop_sequences,
         body,
+        output_schema: request.output_schema.as_ref().map(|s| s.schema.as_str()),
     };
     // Serializing plain structs, strings and numbers cannot fail.
     let bytes = serde_json::to_vec(&canonical).expect("canonical request serializes");

@@ -25,6 +25,8 @@ pub(crate) fn spec<'a>(settings: &'a Settings, template: Option<&'a Template>) -
     RowSpec {
         inputs: &settings.inputs,
         id_column: &settings.id_column,
+        id_columns: &settings.id_columns,
+        scorers: &settings.eval.scorers,
         max_row_bytes: settings.max_row_bytes,
         template,
         prompt_column: template

@@ -10,8 +10,9 @@ use serde_json::{Map, Value};
 
 use crate::bedrock::native;
 use crate::bedrock::request::Api;
-use crate::bedrock::request::{Message, Request, Role, ServiceTier};
+use crate::bedrock::request::{Message, Request, Role, SchemaFormat, ServiceTier};
 use crate::config::Settings;
+use crate::eval::schema::{route, Route};
 use crate::input::fingerprint;
 use crate::input::reader::{json_type, Bad, Record};
 use crate::input::template::Template;
@@ -85,6 +86,9 @@ impl<'a> Columns<'a> {
         match self.request(&fields) {
             Ok((request, body)) => {
                 fields.remove(&s.id_column);
+                for c in &s.id_columns {
+                    fields.remove(c);
+                }
                 if self.template.is_none() {
                     fields.remove(&s.prompt_column);
                 }
@@ -121,17 +125,50 @@ impl<'a> Columns<'a> {
             stop_sequences: s.stop_sequences.clone(),
             service_tier: s.cost.service_tier,
             cache_system: s.cost.cache_system,
+            output_schema: None,
         };
         // The prompt first, so a template sees every column.
         let rendered = match self.template {
             Some(t) => Some(t.render(fields).map_err(|e| format!("template: {e}"))?),
             None => None,
         };
-        apply_row_parameters(fields, &mut request)?;
+        if s.id_columns.is_empty() {
+            apply_row_parameters(fields, &mut request)?;
+        } else {
+            // A column that is part of the id says which row this is (a
+            // judged answer's `model`), not how to send it.
+            let mut params = fields.clone();
+            params.retain(|k, _| !s.id_columns.contains(k));
+            apply_row_parameters(&params, &mut request)?;
+        }
+        self.ask_for_schema(&mut request);
         let verbatim = self.verbatim_body(fields)?;
         request.messages = self.messages(fields, rendered, verbatim.is_some())?;
         let body = self.invoke_body(&request, verbatim)?;
         Ok((request, body))
+    }
+
+    /// With `output_schema`: the schema as Converse's `outputConfig` for a
+    /// model that takes it, else as an instruction after the system prompt.
+    fn ask_for_schema(&self, request: &mut Request) {
+        let Some(schema) = &self.settings.eval.schema else {
+            return;
+        };
+        match route(&request.model, self.settings.api) {
+            Route::Native => {
+                request.output_schema = Some(SchemaFormat {
+                    name: schema.name.clone(),
+                    schema: schema.text.clone(),
+                })
+            }
+            Route::Instruction => {
+                let instruction = schema.instruction();
+                request.system = Some(match request.system.take() {
+                    Some(s) if !s.trim().is_empty() => format!("{s}\n\n{instruction}"),
+                    _ => instruction,
+                });
+            }
+        }
     }
 
     /// A JSONL row's own native body, sent as it is (api = invoke only).
@@ -292,6 +329,9 @@ fn input_failure(
             message: format!("{source}: {message}"),
         },
         attempts: 0,
+        output: None,
+        usage: None,
+        cost_usd: None,
         source,
         meta,
         // Never sent: it starts and ends when it is read.
@@ -302,6 +342,9 @@ fn input_failure(
 
 fn meta_of(mut fields: Map<String, Value>, s: &Settings) -> Map<String, Value> {
     fields.remove(&s.id_column);
+    for c in &s.id_columns {
+        fields.remove(c);
+    }
     for k in RESERVED {
         fields.remove(k);
     }
@@ -430,6 +473,7 @@ mod tests {
             inputs: vec![],
             output_dir: "o".into(),
             id_column: "id".into(),
+            id_columns: vec![],
             prompt_column: "prompt".into(),
             template: None,
             system: Some("sys".into()),
@@ -451,6 +495,7 @@ mod tests {
             include_prompt: false,
             stream: false,
             cost: Default::default(),
+            eval: Default::default(),
             progress_bar: false,
             upload: None,
             s3_inputs: None,

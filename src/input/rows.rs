@@ -45,6 +45,11 @@ impl Row {
 pub(crate) struct RowSpec<'a> {
     pub(crate) inputs: &'a [PathBuf],
     pub(crate) id_column: &'a str,
+    /// `id_columns`: when not empty, the id is these columns' values joined
+    /// (see [`joined_id`]) and `id_column` is not read.
+    pub(crate) id_columns: &'a [String],
+    /// The `[[score]]` entries: the columns they compare with must exist.
+    pub(crate) scorers: &'a [crate::eval::score::Scorer],
     pub(crate) max_row_bytes: usize,
     /// Checked against each file's columns before its first row is used.
     pub(crate) template: Option<&'a Template>,
@@ -151,7 +156,7 @@ impl<'a> Rows<'a> {
         let file = &self.names[self.next_input - 1];
         let stand_in = |source: &Source| format!("{file}:{}", source.line);
         let (named, item) = match item {
-            Item::Record(r) => match id_of(&r.fields, self.spec.id_column, &stand_in(&r.source)) {
+            Item::Record(r) => match row_id(&self.spec, &r.fields, &stand_in(&r.source)) {
                 Ok(id) => (id, Item::Record(r)),
                 Err(message) => {
                     let Record { source, fields } = r;
@@ -168,7 +173,7 @@ impl<'a> Rows<'a> {
             // A bad row keeps whatever id could be salvaged, so a repeated id
             // is suffixed the same way whichever of its rows are bad.
             Item::Bad(b) => (
-                id_of(&b.fields, self.spec.id_column, &stand_in(&b.source))
+                row_id(&self.spec, &b.fields, &stand_in(&b.source))
                     .unwrap_or_else(|_| stand_in(&b.source)),
                 Item::Bad(b),
             ),
@@ -203,6 +208,33 @@ impl Iterator for Rows<'_> {
             }
         }
     }
+}
+
+/// The row's id under `spec`: from its one id column, or from several.
+fn row_id(spec: &RowSpec, fields: &Map<String, Value>, stand_in: &str) -> Result<String, String> {
+    if spec.id_columns.is_empty() {
+        return id_of(fields, spec.id_column, stand_in);
+    }
+    let mut parts = Vec::with_capacity(spec.id_columns.len());
+    for c in spec.id_columns {
+        parts.push(id_of(fields, c, stand_in)?);
+    }
+    Ok(joined_id(&parts))
+}
+
+/// The separator of an id made from several columns (`id_columns`).
+pub(crate) const ID_SEPARATOR: char = '|';
+
+/// Several columns' values as one id: each value with `%` written `%25`
+/// and `|` written `%7C`, joined with `|`. So `a|b` + `c` and `a` + `b|c`
+/// stay two ids (`a%7Cb|c`, `a|b%7Cc`), and an id that has neither
+/// character reads as itself: `r001|anthropic.claude-3-haiku-20240307-v1:0|0`.
+pub(crate) fn joined_id(parts: &[String]) -> String {
+    parts
+        .iter()
+        .map(|p| p.replace('%', "%25").replace(ID_SEPARATOR, "%7C"))
+        .collect::<Vec<_>>()
+        .join(&ID_SEPARATOR.to_string())
 }
 
 /// The row's id from `column`, or why it has none (with the stand-in it is
@@ -287,6 +319,28 @@ fn check_columns(
             );
         }
     }
+    for c in spec.id_columns {
+        if !columns.contains(c) {
+            anyhow::bail!(
+                "{file}: line {line}: `id_columns` names column `{c}`, which the {} does not have",
+                if jsonl { "first row" } else { "file" }
+            );
+        }
+    }
+    for s in spec.scorers {
+        // A dotted path (`meta.label`) starts with a top-level column.
+        let Some(col) = s.column.as_deref() else {
+            continue;
+        };
+        let top = col.split('.').next().unwrap_or(col);
+        if !columns.iter().any(|h| h == top) {
+            anyhow::bail!(
+                "{file}: line {line}: [[score]] \"{}\" compares with column `{col}`, which the {} does not have",
+                s.name,
+                if jsonl { "first row" } else { "file" }
+            );
+        }
+    }
     if let Some(prompt) = spec.prompt_column {
         let has = |c: &str| columns.iter().any(|h| h == c);
         let other_ways = jsonl && (has("messages") || has("body"));
@@ -309,6 +363,8 @@ mod tests {
         RowSpec {
             inputs,
             id_column: "id",
+            id_columns: &[],
+            scorers: &[],
             max_row_bytes: 1 << 20,
             template: None,
             prompt_column: None,
@@ -318,6 +374,46 @@ mod tests {
 
     fn ids(rows: Rows) -> Vec<String> {
         rows.map(|r| r.unwrap().id).collect()
+    }
+
+    #[test]
+    fn an_id_from_several_columns_cannot_be_confused() {
+        let j = |p: &[&str]| joined_id(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(j(&["r1", "m.x:0", "0"]), "r1|m.x:0|0");
+        assert_ne!(j(&["a|b", "c"]), j(&["a", "b|c"]));
+        assert_eq!(j(&["a|b", "c"]), "a%7Cb|c");
+        assert_ne!(j(&["a%7Cb", "c"]), j(&["a|b", "c"]));
+
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.jsonl");
+        std::fs::write(
+            &p,
+            "{\"id\":\"r1\",\"model\":\"a\",\"sample\":0}\n{\"id\":\"r1\",\"model\":\"b\",\"sample\":0}\n{\"id\":\"r2\",\"model\":\"a\"}\n",
+        )
+        .unwrap();
+        let inputs = [p.clone()];
+        let cols = ["id".to_string(), "model".to_string(), "sample".to_string()];
+        let rows: Vec<Row> = Rows::new(
+            RowSpec {
+                id_columns: &cols,
+                ..spec(&inputs)
+            },
+            None,
+        )
+        .map(Result::unwrap)
+        .collect();
+        assert_eq!(rows[0].id, "r1|a|0");
+        assert_eq!(rows[1].id, "r1|b|0");
+        // A row without one of the columns is a bad row under its stand-in.
+        assert_eq!(rows[2].id, "r.jsonl:3");
+        match &rows[2].item {
+            Item::Bad(b) => assert!(
+                b.message.starts_with("missing id (column `sample`)"),
+                "{}",
+                b.message
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -102,6 +102,22 @@ mod tests {
     }
 
     #[test]
+    fn dotted_paths_read_nested_objects() {
+        // A results.jsonl line as the input of a judge job.
+        let t = Template::compile("Expected: {{ meta.expected }}\nGot: {{ output }}").unwrap();
+        assert_eq!(
+            t.columns().iter().cloned().collect::<Vec<_>>(),
+            vec!["meta".to_string(), "output".to_string()]
+        );
+        let row = fields(json!({"output": "4", "meta": {"expected": "four"}}));
+        assert_eq!(t.render(&row).unwrap(), "Expected: four\nGot: 4");
+        let err = t
+            .render(&fields(json!({"output": "4", "meta": {}})))
+            .unwrap_err();
+        assert!(err.contains("undefined"), "{err}");
+    }
+
+    #[test]
     fn a_missing_value_fails_the_row_not_renders_empty() {
         let t = Template::compile("Q: {{ question }}").unwrap();
         let err = t.render(&fields(json!({"other": 1}))).unwrap_err();

@@ -158,6 +158,8 @@ pub struct Earlier {
     pub tokens: Tokens,
     pub attempts: u64,
     pub(crate) timings: Timings,
+    /// The `scores` of the results lines, per model.
+    pub(crate) scores: crate::eval::tally::Scores,
 }
 
 impl Earlier {
@@ -172,6 +174,11 @@ impl Earlier {
 
     fn count(&mut self, rec: &Line) {
         self.attempts += u64::from(rec.attempts.unwrap_or(0));
+        // A failed row's usage is that of answers refused as invalid output.
+        if let Some(u) = &rec.usage {
+            self.tokens.input += u.input_tokens;
+            self.tokens.output += u.output_tokens;
+        }
         match &rec.error {
             Some(e) => {
                 self.failed += 1;
@@ -179,9 +186,8 @@ impl Earlier {
             }
             None => {
                 self.succeeded += 1;
-                if let Some(u) = &rec.usage {
-                    self.tokens.input += u.input_tokens;
-                    self.tokens.output += u.output_tokens;
+                if let (Some(model), Some(scores)) = (&rec.model, &rec.scores) {
+                    self.scores.add(model, scores);
                 }
                 if let Some(ms) = rec.latency_ms {
                     self.timings
@@ -312,6 +318,10 @@ struct Line {
     attempts: Option<u32>,
     #[serde(default)]
     fingerprint: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    scores: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Line {
@@ -457,22 +467,38 @@ pub(crate) fn supersede(dir: &Path, gone: &[u128]) -> anyhow::Result<usize> {
 }
 
 /// Removes the failures to retry (all, or those of `kinds`) from the file,
-/// atomically. Returns how many were removed.
+/// atomically. Returns how many were removed. A removed line with usage
+/// (answers refused as invalid output: paid for) moves to superseded.jsonl,
+/// appended and synced first, so what was spent stays on record.
 fn drop_failures(path: &Path, kinds: &[String]) -> anyhow::Result<usize> {
     if !path.exists() {
         return Ok(0);
     }
     let mut kept = Vec::new();
+    let mut paid = Vec::new();
     let mut dropped = 0;
     for_each_record(path, |line, rec| {
+        let has_usage = rec.usage.is_some();
         let kind = rec.error.map(|e| e.kind).unwrap_or_default();
         if kinds.is_empty() || kinds.contains(&kind) {
             dropped += 1;
+            if has_usage {
+                paid.extend_from_slice(line.as_bytes());
+                paid.push(b'\n');
+            }
         } else {
             kept.extend_from_slice(line.as_bytes());
             kept.push(b'\n');
         }
     })?;
+    if !paid.is_empty() {
+        let aside_path = path.with_file_name(SUPERSEDED);
+        let mut aside = crate::output::fs::open_append(&aside_path)?;
+        aside
+            .write_all(&paid)
+            .and_then(|()| aside.sync_all())
+            .with_context(|| format!("{}: cannot write", aside_path.display()))?;
+    }
     write_atomic(path, &kept)?;
     Ok(dropped)
 }
@@ -488,6 +514,7 @@ mod tests {
             model: model.into(),
             api: Api::Converse,
             id_column: "id".into(),
+            id_columns: vec![],
             prompt_column: "prompt".into(),
             template: None,
             system: None,

@@ -20,6 +20,9 @@ pub struct Manifest {
     pub model: String,
     pub api: Api,
     pub id_column: String,
+    /// `id_columns`, when the id is made of several columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub id_columns: Vec<String>,
     pub prompt_column: String,
     pub template: Option<String>,
     pub system: Option<String>,
@@ -52,6 +55,7 @@ impl Manifest {
             model: s.model.clone(),
             api: s.api,
             id_column: s.id_column.clone(),
+            id_columns: s.id_columns.clone(),
             prompt_column: s.prompt_column.clone(),
             template: s.template.clone(),
             system: s.system.clone(),

@@ -102,8 +102,14 @@ pub(crate) async fn run(
             }
         };
         if let Event::Done { outcome, .. } = &event {
-            if let Outcome::Succeeded(r) = outcome.as_ref() {
-                spend.add(r);
+            match outcome.as_ref() {
+                Outcome::Succeeded(r) => spend.add(r),
+                // Answers refused as invalid output were paid for too.
+                Outcome::Failed(f) => {
+                    if let Some(u) = &f.usage {
+                        spend.add_paid(&f.model, u, f.cost_usd, None);
+                    }
+                }
             }
         }
         if let Err(e) = record(event, &mut out, &mut summary, &mut timings, &shutdown) {
@@ -147,6 +153,9 @@ fn record(
                 s.tokens.input += r.usage.input_tokens;
                 s.tokens.output += r.usage.output_tokens;
                 s.attempts += r.attempts as u64;
+                if let Some(scores) = &r.scores {
+                    s.scores.add(&r.model, scores);
+                }
                 timings.record(r.latency_ms, r.ttft_ms, r.output_tokens_per_sec);
             }
             Outcome::Failed(f) => {
@@ -154,6 +163,10 @@ fn record(
                 drop(slot);
                 s.failed += 1;
                 s.attempts += f.attempts as u64;
+                if let Some(u) = &f.usage {
+                    s.tokens.input += u.input_tokens;
+                    s.tokens.output += u.output_tokens;
+                }
                 *s.failed_by_kind
                     .entry(f.error.kind.as_str().to_string())
                     .or_default() += 1;

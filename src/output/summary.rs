@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::cost::spend::Spend;
+use crate::eval::tally::Scores;
 use crate::output::progress::MIN_RATE_SECS;
 
 /// The job as the output directory holds it after this run: every line of
@@ -43,6 +44,9 @@ pub struct Summary {
     /// What this run and the job so far cost, per model (`cost/spend.rs`).
     #[serde(default)]
     pub cost: Spend,
+    /// Each `[[score]]`'s pass rate per model, over the job's results.
+    #[serde(default, skip_serializing_if = "Scores::is_empty")]
+    pub scores: Scores,
 }
 
 /// What one run did: the rows it sent and how, and the rows it skipped.
@@ -69,6 +73,9 @@ pub struct Run {
     pub retries: u64,
     /// Calls sent by this run.
     pub attempts: u64,
+    /// Each `[[score]]`'s pass rate per model, over this run's answers.
+    #[serde(default, skip_serializing_if = "Scores::is_empty")]
+    pub scores: Scores,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -270,6 +277,7 @@ impl Summary {
                 t.p50, t.p95, t.p99, rate.p50, rate.min
             ));
         }
+        out.push_str(&self.scores.render());
         out.push_str(&self.cost.render());
         let dir = crate::path::normalize(&self.output_dir);
         let dir = dir.display();

@@ -30,6 +30,8 @@ use crate::bedrock::request::{Answer, Api};
 use crate::config::Settings;
 use crate::cost::meter::{Meter, Reservation};
 use crate::cost::spend::Spend;
+use crate::eval::paid::Paid;
+use crate::eval::EvalSettings;
 use crate::input::inventory::{self, Inventory};
 use crate::input::job::{Columns, Job};
 use crate::input::reader::Item;
@@ -121,6 +123,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
         credentials: prepared.session.credentials,
         breaker: Breaker::new(),
         include_prompt: settings.include_prompt,
+        eval: settings.eval.clone(),
         api: settings.api,
         stream: settings.stream,
         limiter,
@@ -276,6 +279,17 @@ async fn prepare(mut settings: Settings) -> anyhow::Result<Prepared> {
     );
     crate::report::context::record(&settings, &session).await;
     warn_about_token_budget(&settings);
+    if let Some(schema) = &settings.eval.schema {
+        // Which way the schema reaches the model decides how far its answers
+        // can be trusted to parse: say it before anything is sent.
+        let route = crate::eval::schema::route(&settings.model, settings.api);
+        tracing::info!(
+            "output_schema {}: {}: {}",
+            crate::path::normalize(&schema.path).display(),
+            settings.model,
+            route.describe()
+        );
+    }
     Ok(Prepared {
         settings,
         template,
@@ -347,6 +361,11 @@ fn finish(
         output_tokens_per_sec: earlier.timings.output_tokens_per_sec(),
         stopped_by: shutdown.reason().map(|r| r.as_str().to_string()),
         output_dir: settings.output_dir.clone(),
+        scores: {
+            let mut scores = earlier.scores;
+            scores.merge(&run.scores);
+            scores
+        },
         this_run: run,
         cost: spend,
     };
@@ -560,6 +579,8 @@ struct Caller {
     /// Watches every attempt for a job that cannot succeed.
     breaker: Breaker,
     include_prompt: bool,
+    /// The schema answers must match, and the scorers.
+    eval: EvalSettings,
     api: Api,
     /// Send through ConverseStream (`stream = true`).
     stream: bool,
@@ -606,6 +627,9 @@ async fn process(
     let input_bytes = job.request.input_chars();
     let mut ticket = first;
     let mut attempt = 1u32;
+    // Every answered call's usage and cost, whether its answer was kept.
+    let mut paid = Paid::default();
+    let mut invalid_left = caller.eval.invalid_output_retries;
     loop {
         let t0 = Instant::now();
         let result = invoker::call(&caller.client, caller.api, caller.stream, &job).await;
@@ -620,15 +644,63 @@ async fn process(
                     input_bytes,
                 );
                 let cost = caller.meter.answered(&job, &answer, hold);
+                paid.add(&answer, cost);
+                let output_json = match caller.eval.schema.as_ref().map(|s| s.check(&answer.text)) {
+                    None => None,
+                    Some(Ok(v)) => Some(v),
+                    Some(Err(invalid)) => {
+                        // Paid for and refused: asked for again while
+                        // `invalid_output_retries` lasts, else the row fails
+                        // with the answer and the usage of every paid call.
+                        let again = invalid_left > 0 && !caller.shutdown.is_stopping();
+                        let attempt_failed = Event::AttemptFailed {
+                            throttle: None,
+                            retry: again,
+                        };
+                        if caller.events.send(attempt_failed).await.is_err() {
+                            return;
+                        }
+                        if again {
+                            if let Some(h) = caller.meter.again(&job) {
+                                let next = tokio::select! {
+                                    t = caller.limiter.acquire(caller.reservation(&job)) => Some(t),
+                                    _ = caller.shutdown.stopping() => None,
+                                };
+                                if let Some(t) = next {
+                                    hold = h;
+                                    ticket = t;
+                                    invalid_left -= 1;
+                                    attempt += 1;
+                                    continue;
+                                }
+                                caller.meter.release(h);
+                            }
+                        }
+                        let times = Times::since(started_at, throttles);
+                        let f = invalid_output(
+                            job,
+                            &invalid.message,
+                            answer.text,
+                            attempt,
+                            &paid,
+                            times,
+                        );
+                        caller.finish(Outcome::Failed(f), permit).await;
+                        return;
+                    }
+                };
                 let times = Times::since(started_at, throttles);
                 let success = succeeded(
                     job,
                     answer,
-                    cost,
-                    latency_ms,
-                    attempt,
-                    caller.include_prompt,
-                    times,
+                    Answered {
+                        paid: &paid,
+                        output_json,
+                        latency_ms,
+                        attempt,
+                        times,
+                    },
+                    &caller,
                 );
                 caller.finish(Outcome::Succeeded(success), permit).await;
                 return;
@@ -677,6 +749,7 @@ async fn process(
                         job,
                         error,
                         attempt,
+                        &paid,
                         Times::since(started_at, throttles),
                     )),
                     permit,
@@ -713,40 +786,84 @@ async fn process(
     }
 }
 
-/// The results line of a row answered on its `attempt`-th call.
-fn succeeded(
-    job: Job,
-    answer: Answer,
-    cost_usd: Option<f64>,
+/// What a row's last, accepted answer adds to its results line.
+struct Answered<'a> {
+    paid: &'a Paid,
+    output_json: Option<serde_json::Value>,
+    /// Of the attempt that succeeded.
     latency_ms: u64,
     attempt: u32,
-    include_prompt: bool,
     times: Times,
-) -> Success {
-    let prompt = include_prompt.then(|| match (job.request.messages.as_slice(), &job.body) {
-        ([one], _) => serde_json::Value::String(one.text.clone()),
-        // A verbatim native body is the prompt as sent.
-        ([], Some(invoke)) => invoke.body.clone(),
-        (turns, _) => serde_json::to_value(turns).unwrap_or_default(),
+}
+
+/// The results line of a row answered on its `attempt`-th call, scored.
+fn succeeded(job: Job, answer: Answer, a: Answered, caller: &Caller) -> Success {
+    let prompt =
+        caller
+            .include_prompt
+            .then(|| match (job.request.messages.as_slice(), &job.body) {
+                ([one], _) => serde_json::Value::String(one.text.clone()),
+                // A verbatim native body is the prompt as sent.
+                ([], Some(invoke)) => invoke.body.clone(),
+                (turns, _) => serde_json::to_value(turns).unwrap_or_default(),
+            });
+    let scorers = &caller.eval.scorers;
+    let scores = (!scorers.is_empty()).then(|| {
+        scorers
+            .iter()
+            .map(|s| {
+                let score = s.score(&answer.text, a.output_json.as_ref(), &job.meta);
+                (s.name.clone(), score.to_json())
+            })
+            .collect()
     });
-    let usage = crate::cost::spend::usage_of(&answer);
     Success {
         id: job.id,
         model: job.request.model,
         output: answer.text,
         stop_reason: answer.stop_reason,
-        usage,
-        cost_usd,
+        output_json: a.output_json,
+        scores,
+        usage: a.paid.usage.clone(),
+        cost_usd: a.paid.cost_usd,
         service_tier: answer.service_tier,
-        latency_ms,
+        latency_ms: a.latency_ms,
         ttft_ms: answer.ttft_ms,
         output_tokens_per_sec: answer
             .ttft_ms
-            .map(|_| per_second(answer.output_tokens, latency_ms)),
-        attempts: attempt,
+            .map(|_| per_second(answer.output_tokens, a.latency_ms)),
+        attempts: a.attempt,
         source: job.source,
         meta: job.meta,
         prompt,
+        times: a.times,
+        fingerprint: Some(job.fingerprint),
+    }
+}
+
+/// The failures line of a row whose answers never matched the schema.
+fn invalid_output(
+    job: Job,
+    why: &str,
+    output: String,
+    attempts: u32,
+    paid: &Paid,
+    times: Times,
+) -> Failure {
+    Failure {
+        id: job.id,
+        model: job.request.model,
+        error: ErrorInfo {
+            kind: ErrorKind::InvalidOutput,
+            code: "InvalidOutput".into(),
+            message: format!("the answer {why}"),
+        },
+        attempts,
+        output: Some(output),
+        usage: paid.usage(),
+        cost_usd: paid.cost_usd(),
+        source: job.source,
+        meta: job.meta,
         times,
         fingerprint: Some(job.fingerprint),
     }
@@ -758,7 +875,7 @@ fn per_second(tokens: u64, ms: u64) -> f64 {
 }
 
 /// The failures line of a row whose last attempt failed with `error`.
-fn failed(job: Job, error: Classified, attempts: u32, times: Times) -> Failure {
+fn failed(job: Job, error: Classified, attempts: u32, paid: &Paid, times: Times) -> Failure {
     Failure {
         id: job.id,
         model: job.request.model,
@@ -768,6 +885,10 @@ fn failed(job: Job, error: Classified, attempts: u32, times: Times) -> Failure {
             message: error.message,
         },
         attempts,
+        // Answers refused as invalid output before this error were paid for.
+        output: None,
+        usage: paid.usage(),
+        cost_usd: paid.cost_usd(),
         source: job.source,
         meta: job.meta,
         times,

@@ -44,3 +44,5 @@ mod properties;
 mod stream;
 // `export`: an output directory as one table in input order, from a real run.
 mod export;
+// Structured output and scoring: schema routes, invalid output, [[score]], id_columns, a judge job.
+mod eval;

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 
-use crate::cli_util::{read_jsonl, show, Workspace, BIN};
+use crate::cli_util::{read_jsonl, show, Workspace, BIN, MODEL};
 
 const TOP: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -58,11 +58,46 @@ async fn the_templated_sample_job_runs_as_documented() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let results = ws.results();
     assert_eq!(results.len(), 6);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("given as an instruction in the system prompt"),
+        "{stderr}"
+    );
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{TOP}/samples/review.schema.json")).unwrap(),
+    )
+    .unwrap();
+    for r in &results {
+        assert!(jsonschema::is_valid(&schema, &r["output_json"]), "{r}");
+        let label_ok = r["output_json"]["label"] == r["meta"]["label"];
+        assert_eq!(r["scores"]["label"], label_ok, "{r}");
+        assert!(r["scores"]["stars"].is_boolean(), "{r}");
+    }
     let r1 = results.iter().find(|r| r["id"] == "r001").unwrap();
-    // max_tokens = 8 in the job file: the emulator's answer, cut at 8 tokens.
-    let full =
-        answer("Product: earbuds\nReview: Great sound, but the case scratches easily.\nLabel:");
-    assert_eq!(r1["output"], full[..32]);
     assert_eq!(r1["meta"]["label"], "mixed");
-    assert_eq!(r1["stop_reason"], "max_tokens");
+    let summary = ws.summary();
+    assert_eq!(summary["scores"][MODEL]["label"]["scored"], 6, "{summary}");
+
+    // The judge grades those results with a second model.
+    let judged = ws.path("judged");
+    let out = ws
+        .command()
+        .current_dir(TOP)
+        .args(["run", "--config", "samples/judge.toml", "--input"])
+        .arg(ws.out().join("results.jsonl"))
+        .arg("--output-dir")
+        .arg(&judged)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let verdicts = read_jsonl(&judged.join("results.jsonl"));
+    assert_eq!(verdicts.len(), 6);
+    for v in &verdicts {
+        let id = v["id"].as_str().unwrap();
+        assert!(id.ends_with(&format!("|{MODEL}")), "{id}");
+        assert!(
+            ["correct", "incorrect"].contains(&v["scores"]["verdict"].as_str().unwrap()),
+            "{v}"
+        );
+    }
 }
