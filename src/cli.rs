@@ -190,12 +190,16 @@ pub struct RunArgs {
     /// Job file (default: ./config.toml when it exists).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Input file (.csv, .jsonl or .ndjson); repeat for several.
+    /// Input file (.csv, .jsonl or .ndjson) or S3 object (s3://BUCKET/KEY.csv); repeat for several.
     #[arg(long, value_name = "FILE")]
     pub input: Vec<PathBuf>,
     /// Directory for results.jsonl, failures.jsonl, summary.json and the manifest.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
+    /// Copy results.jsonl, failures.jsonl, summary.json and report.html to this
+    /// S3 prefix (s3://BUCKET/PREFIX/) at the end of the run.
+    #[arg(long, value_name = "S3_URI")]
+    pub upload: Option<String>,
     /// Model id, inference-profile id (apac.…, us.…, global.…) or ARN;
     /// repeat for a matrix (every row to every model; replaces `models`).
     #[arg(long, value_name = "ID")]

@@ -75,6 +75,8 @@ pub struct FileConfig {
     pub cache_system: Option<bool>,
     pub max_cost: Option<f64>,
     pub prices: Option<std::collections::BTreeMap<String, crate::cost::price::Price>>,
+    /// `s3://BUCKET/PREFIX/` the output files are copied to at the end of a run.
+    pub upload: Option<String>,
 }
 
 /// `models` as written: a list of ids (`models = ["a", "b"]`), or one table
@@ -177,6 +179,10 @@ pub struct Settings {
     /// Draw a progress bar even when stderr is not a terminal? Never: set by
     /// `resolve` from the terminal check so tests and cron get plain lines.
     pub progress_bar: bool,
+    /// Where the output files go at the end of a run (`--upload`, `upload`).
+    pub upload: Option<crate::output::upload::Destination>,
+    /// The `s3://` inputs, checked and pinned by the run before its first pass.
+    pub(crate) s3_inputs: Option<std::sync::Arc<crate::input::s3::S3Inputs>>,
 }
 
 /// An explicit role to assume on top of the chain's base credentials.
@@ -296,7 +302,8 @@ impl<'a> Layers<'a> {
     /// the same from any working directory.
     fn relative_to_file(&self, p: &Path) -> PathBuf {
         match self.path.and_then(Path::parent) {
-            Some(base) if !p.is_absolute() => base.join(p),
+            // An `s3://` URI is not a path relative to anything.
+            Some(base) if !p.is_absolute() && !crate::input::s3::is_s3(p) => base.join(p),
             _ => p.to_path_buf(),
         }
     }
@@ -541,6 +548,20 @@ impl Settings {
             cost,
             eval,
             progress_bar: stderr_is_terminal && !args.no_progress,
+            upload: match args.upload.as_deref().or(f.upload.as_deref()) {
+                Some(u) => Some(crate::output::upload::Destination::parse(u).map_err(|e| {
+                    let place = l.path.map_or("--upload".to_string(), |p| {
+                        if args.upload.is_some() {
+                            "--upload".to_string()
+                        } else {
+                            format!("{}: upload", p.display())
+                        }
+                    });
+                    anyhow::anyhow!("{place}: {e}")
+                })?),
+                None => None,
+            },
+            s3_inputs: None,
         })
     }
 }

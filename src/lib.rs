@@ -17,7 +17,7 @@
 //! bedrock/    auth.rs (SDK chain → credentials, region, client without SDK retries)
 //! cost/       budget.rs (max_cost: every model priced? what earlier runs spent)
 //!     │
-//! input/      reader.rs (+ scanner.rs: CSV in bounded memory)
+//! input/      reader.rs (+ scanner.rs: CSV in bounded memory; s3.rs: s3:// objects streamed)
 //!             → rows.rs (one row stream: every row with its final id)
 //!             → matrix.rs (which (model, sample) units a row stands for)
 //!             → job.rs (+ template.rs, fingerprint.rs): units → requests, bad rows → input failures
@@ -33,6 +33,7 @@
 //!     │
 //! report/     the output directory read back: report.html and the per-model
 //!             table after every run; `report OUTPUT_DIR` and `--compare` too
+//! output/     upload.rs (`--upload`: the output files copied to S3 at the end)
 //! ```
 //!
 //! Around it: `shutdown.rs` is passed in (the first signal stops intake, the
@@ -40,7 +41,7 @@
 //! `demo`, `whoami`, `policy`, `prices`, `emulator`, `report`); `cost/` holds
 //! prices, the budget and `--dry-run` (which reuses the runner's reader and,
 //! for a pilot, the runner itself); `emulator/` is a wing of its own, a
-//! local Bedrock Runtime + STS + IMDSv2 that the tests, the benchmarks and
+//! local Bedrock Runtime + STS + IMDSv2 + S3 that the tests, the benchmarks and
 //! `demo` talk to through the real SDK. `error.rs` says how errors are told.
 
 pub mod bedrock;

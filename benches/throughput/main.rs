@@ -53,7 +53,7 @@ const CONCURRENCY: u32 = 16;
 const ANSWER_TOKENS: u64 = 50;
 const TPM: u64 = 75_000;
 
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "rpm-known",
     "rpm-unknown",
     "tpm-known",
@@ -63,6 +63,7 @@ const SCENARIOS: [&str; 9] = [
     "heavy-noise",
     "cpu",
     "rss",
+    "rss-s3",
 ];
 
 /// Row `i`'s prompt; `prefix` carries emulator markers.
@@ -255,6 +256,7 @@ async fn scenario(name: &str, rows: Option<u64>) -> Vec<Line> {
         "heavy-noise" => heavy_noise(rows.unwrap_or(1500)).await,
         "cpu" => cpu(rows.unwrap_or(20_000)).await,
         "rss" => rss(rows.unwrap_or(1_000_000)).await,
+        "rss-s3" => rss_s3(rows.unwrap_or(100_000)).await,
         _ => unreachable!("scenario names are checked in main"),
     }
 }
@@ -437,6 +439,45 @@ async fn rss(n: u64) -> Vec<Line> {
     vec![a, b]
 }
 
+/// Peak RSS for a large input on S3 next to the same file on disk: rows with 1 KB prompts,
+/// so the object (about 100 MB at 100,000 rows) is several times what the run holds if it
+/// is streamed, and would show whole in the peak if it were downloaded first.
+async fn rss_s3(n: u64) -> Vec<Line> {
+    let emu = emulator(EmulatorConfig {
+        max_records: 0,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let pad = format!("{} ", "pad ".repeat(250));
+    let flags = ["--max-tokens", "100"];
+    let local = tempfile::tempdir().expect("temp dir");
+    let on_disk = run_in(&emu, &local, n, &pad, &flags, 64, true).await;
+    let mut a = on_disk.line("rss-s3: local file", &emu);
+    a.rss_mb = Some(on_disk.measured.max_rss_kb as f64 / 1024.0);
+
+    let remote = tempfile::tempdir().expect("temp dir");
+    let object = emu
+        .s3()
+        .object_path("bench", "in.csv")
+        .expect("object path");
+    std::fs::create_dir_all(object.parent().expect("a bucket")).expect("bucket");
+    std::fs::copy(local.path().join("in.csv"), &object).expect("seed the object");
+    let size = std::fs::metadata(&object).expect("object").len();
+    println!("object: s3://bench/in.csv, {:.1} MB", size as f64 / 1e6);
+    let from_s3 = run_from(
+        &emu,
+        &remote,
+        "s3://bench/in.csv".as_ref(),
+        &flags,
+        64,
+        true,
+    )
+    .await;
+    let mut b = from_s3.line("rss-s3: S3 object", &emu);
+    b.rss_mb = Some(from_s3.measured.max_rss_kb as f64 / 1024.0);
+    vec![a, b]
+}
+
 /// One finished pipeline run and what it wrote.
 struct Run {
     rows: u64,
@@ -495,12 +536,24 @@ async fn run_in(
     if !input.exists() {
         write_csv(&input, n, prefix);
     }
+    run_from(emu, ws, input.as_os_str(), flags, concurrency, big).await
+}
+
+/// A run of the job in `ws` over `input` (a path or an `s3://` URI).
+async fn run_from(
+    emu: &Emulator,
+    ws: &TempDir,
+    input: &std::ffi::OsStr,
+    flags: &[&str],
+    concurrency: u32,
+    big: bool,
+) -> Run {
     let out = ws.path().join("out");
     let mut cmd = Command::new(bin());
     cmd.arg("run")
         .args(["--config", "/dev/null", "--model", MODEL, "--no-progress"])
         .arg("--input")
-        .arg(&input)
+        .arg(input)
         .arg("--output-dir")
         .arg(&out)
         .args(["--concurrency", &concurrency.to_string()])
@@ -549,7 +602,7 @@ async fn run_in(
         summary["this_run"]["elapsed_secs"].as_f64().unwrap_or(0.0),
     );
     Run {
-        rows: n,
+        rows: summary["total"].as_u64().unwrap_or(0),
         measured: m,
         summary,
         failed,
@@ -573,7 +626,8 @@ fn client_env(cmd: &mut Command, url: &str, dir: &Path) {
         .env("AWS_ACCESS_KEY_ID", STATIC_ACCESS_KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", STATIC_SECRET_ACCESS_KEY)
         .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", url)
-        .env("AWS_ENDPOINT_URL_STS", url);
+        .env("AWS_ENDPOINT_URL_STS", url)
+        .env("AWS_ENDPOINT_URL_S3", url);
 }
 
 fn write_csv(path: &Path, n: u64, prefix: &str) {

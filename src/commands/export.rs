@@ -115,6 +115,7 @@ pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<Counts> {
         max_row_bytes: MAX_ROW_BYTES,
         template: None,
         prompt_column: None,
+        s3: None,
     };
     let in_the_job = |e: anyhow::Error| e.context("an input of the job, from manifest.json");
 

@@ -6,6 +6,7 @@ pub(crate) mod export;
 pub mod policy;
 pub(crate) mod prices;
 pub(crate) mod report;
+mod s3_policy;
 pub(crate) mod whoami;
 
 use std::collections::BTreeSet;
@@ -50,11 +51,23 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
                 return Ok(EXIT_OK);
             }
             let (dir, since) = (settings.output_dir.clone(), std::time::SystemTime::now());
+            let upload = settings
+                .upload
+                .clone()
+                .map(|to| (to, upload_auth(&settings)));
             let summary = crate::run(settings, shutdown.clone())
                 .await
                 .inspect_err(|_| crate::report::after_error(&dir, since))?;
             out(&summary.render())?;
             out(&crate::report::after_run(&summary))?;
+            if let Some((to, auth)) = upload {
+                // After the report, so it goes up too; a failure here exits 2.
+                let session = crate::bedrock::auth::connect(&auth).await?;
+                let client = crate::input::s3::client(&session.sdk);
+                for uri in crate::output::upload::run(&client, &dir, &to).await? {
+                    out(&format!("uploaded: {uri}\n"))?;
+                }
+            }
             Ok(exit_code(&summary, shutdown.reason()))
         }
         Command::Demo(args) => {
@@ -198,7 +211,16 @@ async fn policy(args: &PolicyArgs) -> anyhow::Result<serde_json::Value> {
         .clone()
         .or(file.region)
         .context("policy: no region: pass --region or --config with a `region`")?;
-    policy::invoke_policy(&models, &region, args.account.as_deref()).context("policy")
+    let mut doc =
+        policy::invoke_policy(&models, &region, args.account.as_deref()).context("policy")?;
+    // A job reading or writing S3 needs that too (only with --config: flags name no inputs).
+    if let (Some(p), Some(list)) = (&path, doc["Statement"].as_array_mut()) {
+        let inputs = file.inputs.clone().unwrap_or_default();
+        let extra = s3_policy::statements(&inputs, file.upload.as_deref())
+            .with_context(|| format!("policy: {}", p.display()))?;
+        list.extend(extra);
+    }
+    Ok(doc)
 }
 
 /// Writes to stdout; a closed pipe (`bedrock-batch policy | head`) is not an
@@ -232,6 +254,15 @@ pub fn exit_code(summary: &Summary, stopped: Option<StopReason>) -> u8 {
     }
 }
 
+/// The credentials `--upload` uses: the run's.
+fn upload_auth(s: &Settings) -> crate::bedrock::auth::AuthSettings {
+    crate::bedrock::auth::AuthSettings {
+        region: s.region.clone(),
+        profile: s.profile.clone(),
+        role: s.role.clone(),
+    }
+}
+
 /// The distinct per-row `model` values in a job's inputs: a row may name its
 /// own model (e.g. an `apac.` profile), and the policy must cover it or those
 /// rows fail with AccessDenied. A config the run would refuse is an error
@@ -242,7 +273,19 @@ fn row_models(config: &std::path::Path) -> anyhow::Result<BTreeSet<String>> {
         ..RunArgs::default()
     };
     // `resolve` finds the inputs exactly as `run` would (relative to the file).
-    let settings = Settings::resolve(&run, false)?;
+    let mut settings = Settings::resolve(&run, false)?;
+    // S3 inputs are not read here: `policy` may run where the job's credentials are not.
+    let (remote, local): (Vec<_>, Vec<_>) = settings
+        .inputs
+        .drain(..)
+        .partition(|p| crate::input::s3::is_s3(p));
+    settings.inputs = local;
+    for p in &remote {
+        eprintln!(
+            "policy: {} not scanned for a `model` column (S3 inputs are read by `run` only); a model named there must be covered separately",
+            p.display()
+        );
+    }
     let mut models = BTreeSet::new();
     // Only the `model` column matters here, not whether rows have prompts.
     let spec = RowSpec {

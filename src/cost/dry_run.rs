@@ -193,6 +193,9 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<(Repo
             anyhow::bail!("stopped during the pilot; nothing estimated");
         }
     }
+    let mut settings = settings;
+    // S3 inputs are read with the run's credentials (the pilot above checked its own).
+    crate::input::s3::prepare(&mut settings).await?;
     let settings = Arc::new(settings);
     let samples = samples(&settings.output_dir, &settings.cost.prices)?;
     let rows = rows_to_send(&settings, &samples, dry.count_tokens).await?;

@@ -24,11 +24,14 @@ use std::time::SystemTime;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Request, Response};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
+use s3s::path::S3Path;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{s3_error, S3Result};
 use tempfile::TempDir;
@@ -67,6 +70,7 @@ impl S3 {
         b.set_access(TokenAccess {
             keyring,
             require_issued,
+            root: root.clone(),
         });
         Ok(S3 {
             service: b.build(),
@@ -80,11 +84,63 @@ impl S3 {
     }
 
     /// Serves one request; `Err` only for a failure `s3s` could not turn into an S3 error.
+    ///
+    /// The body is relayed to `s3s` and whatever it leaves unread (a request refused before
+    /// its body, e.g. NoSuchBucket on PutObject) is read and dropped before the answer goes
+    /// out, as S3 does: otherwise the connection closes under a client still sending, and
+    /// the client sees a broken pipe instead of the error.
     pub async fn call(
         &self,
         req: Request<Incoming>,
     ) -> Result<Response<s3s::Body>, s3s::HttpError> {
-        self.service.call(req.map(s3s::Body::from)).await
+        let (parts, body) = req.into_parts();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        // s3s takes the content length from the body's size hint.
+        let size = hyper::body::Body::size_hint(&body);
+        let drain = tokio::spawn(relay(body, tx));
+        let req = Request::from_parts(parts, s3s::Body::http_body_unsync(Relayed { rx, size }));
+        let answer = self.service.call(req).await;
+        let _ = drain.await;
+        answer
+    }
+}
+
+type BodyFrame = Result<Frame<Bytes>, hyper::Error>;
+
+/// Sends the request body's frames to `tx` while it listens, then reads the rest.
+async fn relay(mut body: Incoming, tx: tokio::sync::mpsc::Sender<BodyFrame>) {
+    let mut listening = true;
+    while let Some(frame) = body.frame().await {
+        let failed = frame.is_err();
+        if listening {
+            listening = tx.send(frame).await.is_ok();
+        }
+        if failed {
+            return;
+        }
+    }
+}
+
+/// The receiving end of [`relay`], as the body `s3s` reads.
+struct Relayed {
+    rx: tokio::sync::mpsc::Receiver<BodyFrame>,
+    /// The request body's own hint, read before relaying.
+    size: hyper::body::SizeHint,
+}
+
+impl hyper::body::Body for Relayed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<BodyFrame>> {
+        self.rx.poll_recv(cx)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.size
     }
 }
 
@@ -322,9 +378,12 @@ impl S3Auth for KeyringAuth {
 
 /// Checks what a signature does not cover: the session token and lifetime of issued
 /// credentials, and (with `require_assumed_role`) that only issued credentials are used.
+/// Also refuses object operations on a bucket that does not exist: s3s-fs would create
+/// its directory on PutObject, where S3 answers NoSuchBucket.
 struct TokenAccess {
     keyring: Arc<Keyring>,
     require_issued: bool,
+    root: PathBuf,
 }
 
 #[async_trait::async_trait]
@@ -333,6 +392,14 @@ impl S3Access for TokenAccess {
         let Some(creds) = cx.credentials() else {
             return Err(s3_error!(AccessDenied, "Anonymous access is not allowed"));
         };
+        if let S3Path::Object { bucket, .. } = cx.s3_path() {
+            if !self.root.join(&**bucket).is_dir() {
+                return Err(s3_error!(
+                    NoSuchBucket,
+                    "The specified bucket does not exist"
+                ));
+            }
+        }
         let token = cx
             .headers()
             .get("x-amz-security-token")

@@ -34,6 +34,7 @@ pub(crate) fn spec<'a>(settings: &'a Settings, template: Option<&'a Template>) -
         prompt_column: template
             .is_none()
             .then_some(settings.prompt_column.as_str()),
+        s3: settings.s3_inputs.as_deref(),
     }
 }
 

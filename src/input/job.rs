@@ -507,6 +507,8 @@ mod tests {
             cost: Default::default(),
             eval: Default::default(),
             progress_bar: false,
+            upload: None,
+            s3_inputs: None,
         }
     }
 

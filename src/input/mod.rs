@@ -4,7 +4,7 @@
 //! memory), `template` renders prompts, `job` knows what each column means
 //! (`fingerprint` hashes the request it builds), `inventory` is the pass
 //! before anything is sent, `matrix` says which (model, sample) units a
-//! row stands for.
+//! row stands for. `s3` streams inputs given as `s3://` URIs.
 
 pub(crate) mod fingerprint;
 pub mod inventory;
@@ -12,6 +12,7 @@ pub mod job;
 pub(crate) mod matrix;
 pub mod reader;
 pub mod rows;
+pub(crate) mod s3;
 mod scanner;
 pub mod template;
 

@@ -77,7 +77,7 @@ fn read_all(name: &str, bytes: &[u8]) -> Result<(Vec<Item>, usize), String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     std::fs::write(&path, bytes).unwrap();
-    let mut reader = RowReader::open(&path, MAX).map_err(|e| format!("{e:#}"))?;
+    let mut reader = RowReader::open(&path, MAX, None).map_err(|e| format!("{e:#}"))?;
     let mut items = Vec::new();
     let mut held = reader.held_bytes();
     while let Some(item) = reader.next_item().map_err(|e| format!("{e:#}"))? {

@@ -14,7 +14,8 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 
-use crate::input::scanner::Scanner;
+use crate::input::s3::{is_s3, S3Inputs};
+use crate::input::scanner::{ByteSource, Scanner};
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -91,19 +92,39 @@ const MAX_COLUMNS: usize = 65_536;
 
 impl RowReader {
     /// Opens a file and, for CSV, reads and checks its header row.
-    pub fn open(path: &Path, max_row_bytes: usize) -> anyhow::Result<RowReader> {
+    /// `s3` reads the inputs that are `s3://` URIs (checked and pinned before the first pass).
+    pub fn open(
+        path: &Path,
+        max_row_bytes: usize,
+        s3: Option<&S3Inputs>,
+    ) -> anyhow::Result<RowReader> {
         let format = Format::of(path)?;
         let name = path.display().to_string();
         let err = |message: String| input_error(&name, message);
-        let file = File::open(path).map_err(|e| err(format!("cannot open: {}", io_message(&e))))?;
-        if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-            return Err(err("is a directory, not a file".into()));
-        }
-        // Zero bytes is a failed export or a wrong path far more often than a
-        // job with nothing to do; say so before anything runs.
-        if file.metadata().is_ok_and(|m| m.is_file() && m.len() == 0) {
-            return Err(err("the file is empty".into()));
-        }
+        let file: Box<dyn ByteSource> = if is_s3(path) {
+            let Some(s3) = s3 else {
+                return Err(err(
+                    "S3 inputs are read by `run` (with its credentials); this command reads local files only".into(),
+                ));
+            };
+            // Zero bytes: as for a local file below.
+            if s3.size(&name) == Some(0) {
+                return Err(err("the object is empty".into()));
+            }
+            Box::new(s3.open(&name)?)
+        } else {
+            let file =
+                File::open(path).map_err(|e| err(format!("cannot open: {}", io_message(&e))))?;
+            if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+                return Err(err("is a directory, not a file".into()));
+            }
+            // Zero bytes is a failed export or a wrong path far more often than a
+            // job with nothing to do; say so before anything runs.
+            if file.metadata().is_ok_and(|m| m.is_file() && m.len() == 0) {
+                return Err(err("the file is empty".into()));
+            }
+            Box::new(file)
+        };
         let inner = match format {
             Format::Csv => {
                 let mut scanner = Box::new(Scanner::new(file, max_row_bytes, MAX_COLUMNS + 1));
@@ -446,7 +467,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
-        RowReader::open(&path, 1000)
+        RowReader::open(&path, 1000, None)
             .unwrap()
             .map(|r| r.unwrap())
             .collect()
@@ -503,11 +524,11 @@ mod tests {
         ] {
             let p = dir.path().join("h.csv");
             std::fs::write(&p, bytes).unwrap();
-            let err = RowReader::open(&p, 1000).err().unwrap().to_string();
+            let err = RowReader::open(&p, 1000, None).err().unwrap().to_string();
             assert!(err.contains(want), "{err}");
             assert!(err.starts_with(&p.display().to_string()), "{err}");
         }
-        let err = RowReader::open(&dir.path().join("missing.csv"), 10)
+        let err = RowReader::open(&dir.path().join("missing.csv"), 10, None)
             .err()
             .unwrap()
             .to_string();
@@ -515,7 +536,7 @@ mod tests {
             err.ends_with("missing.csv: cannot open: no such file"),
             "{err}"
         );
-        let err = RowReader::open(&dir.path().join("x.txt"), 10)
+        let err = RowReader::open(&dir.path().join("x.txt"), 10, None)
             .err()
             .unwrap()
             .to_string();

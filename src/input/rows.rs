@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use crate::input::reader::{json_type, Bad, Item, Record, RowReader};
+use crate::input::s3::S3Inputs;
 use crate::input::template::Template;
 use crate::outcome::Source;
 
@@ -56,6 +57,8 @@ pub(crate) struct RowSpec<'a> {
     /// a file without it (and, for JSONL, without `messages` or a native
     /// `body`) is a setup error, not one failure per row.
     pub(crate) prompt_column: Option<&'a str>,
+    /// Reads the inputs given as `s3://` URIs; `None` where no S3 input was checked.
+    pub(crate) s3: Option<&'a S3Inputs>,
 }
 
 /// Ids that occur more than once, by hash (from the inventory): their second
@@ -114,7 +117,7 @@ impl<'a> Rows<'a> {
             return Ok(false);
         };
         self.next_input += 1;
-        let reader = RowReader::open(path, self.spec.max_row_bytes)?;
+        let reader = RowReader::open(path, self.spec.max_row_bytes, self.spec.s3)?;
         self.columns_checked = false;
         self.rows_in_file = 0;
         if let Some(headers) = reader.headers() {
@@ -365,6 +368,7 @@ mod tests {
             max_row_bytes: 1 << 20,
             template: None,
             prompt_column: None,
+            s3: None,
         }
     }
 

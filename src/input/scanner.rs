@@ -21,10 +21,15 @@
 //!
 //! Not here: what the fields mean, UTF-8, the header's names (`reader.rs`).
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// What the scanner reads: a local file, or an S3 object (`input/s3.rs`), which seeks by
+/// starting a ranged read.
+pub(crate) trait ByteSource: Read + Seek + Send {}
+
+impl<T: Read + Seek + Send> ByteSource for T {}
 
 /// What one [`Scanner::next`] found; the fields themselves are read with
 /// [`Scanner::field`].
@@ -42,7 +47,7 @@ pub(crate) struct Scanned {
 }
 
 pub(crate) struct Scanner {
-    src: BufReader<File>,
+    src: BufReader<Box<dyn ByteSource>>,
     core: csv_core::Reader,
     /// `core` has read nothing since it was made or reset, so it strips a
     /// leading BOM: mirrored here so the quoting check sees what it parses.
@@ -67,7 +72,7 @@ pub(crate) struct Scanner {
 impl Scanner {
     /// A scanner over `file` from its start, keeping up to `max_row_bytes`
     /// of a record and `keep_fields` of its field ends.
-    pub fn new(file: File, max_row_bytes: usize, keep_fields: usize) -> Scanner {
+    pub fn new(file: Box<dyn ByteSource>, max_row_bytes: usize, keep_fields: usize) -> Scanner {
         Scanner {
             src: BufReader::with_capacity(64 * 1024, file),
             core: csv_core::Reader::new(),
@@ -274,7 +279,7 @@ mod tests {
         let mut f = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut f, bytes).unwrap();
         f.seek(SeekFrom::Start(0)).unwrap();
-        let mut s = Scanner::new(f, max, 8);
+        let mut s = Scanner::new(Box::new(f), max, 8);
         let mut all = Vec::new();
         while let Some(r) = s.next().unwrap() {
             let fields = (0..r.count)
@@ -328,7 +333,7 @@ mod tests {
         let mut f = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut f, &data).unwrap();
         f.seek(SeekFrom::Start(0)).unwrap();
-        let mut s = Scanner::new(f, 1000, 8);
+        let mut s = Scanner::new(Box::new(f), 1000, 8);
         let r = s.next().unwrap().unwrap();
         assert_eq!((r.line, r.count, r.problem), (1, 3, None));
         assert_eq!(r.size, 2 + 200_005 + 1);

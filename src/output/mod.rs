@@ -1,7 +1,7 @@
 //! What a run leaves behind and shows: the single writer (`sink`), resume
 //! state (`checkpoint`, `manifest`, `changed` for rows edited since they
 //! were answered), the one-run-per-directory `lock`, the summary and the
-//! progress display.
+//! progress display, and `upload` (`--upload`: the files copied to S3 at the end).
 
 pub(crate) mod changed;
 pub mod checkpoint;
@@ -11,3 +11,4 @@ pub mod manifest;
 pub mod progress;
 pub(crate) mod sink;
 pub mod summary;
+pub mod upload;

@@ -96,7 +96,13 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     // Units of work: rows × models × samples (a pinned row: × samples).
     let rows = prepared.inventory.units;
 
-    let (budget, spend) = crate::cost::start(&settings)?;
+    // Off the async threads: with max_cost it reads the inputs (blocking, S3 included).
+    let (budget, spend) = {
+        let s = settings.clone();
+        tokio::task::spawn_blocking(move || crate::cost::start(&s))
+            .await
+            .context("the budget check panicked")??
+    };
     let client = auth::bedrock_client(&prepared.session.sdk, settings.request_timeout);
     let lanes = lane::plan(&settings);
     let limiters: Vec<Arc<Limiter>> = lanes.iter().map(|l| l.limiter.clone()).collect();
@@ -230,7 +236,9 @@ struct Prepared {
 /// Reads every input once (counts, duplicate ids, template columns), gets
 /// the output directory ready (same job? done ids, torn tails), and resolves
 /// credentials. Every error here is a setup error: nothing was sent.
-async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
+async fn prepare(mut settings: Settings) -> anyhow::Result<Prepared> {
+    // S3 inputs are read with the run's credentials: resolved first for them.
+    let early_session = crate::input::s3::prepare(&mut settings).await?;
     let settings = Arc::new(settings);
     let template = match &settings.template {
         Some(t) => Some(Arc::new(Template::compile(t).map_err(anyhow::Error::msg)?)),
@@ -255,8 +263,15 @@ async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     }
     // Rows edited since they were answered: refused, resent or kept.
     let done_before = checkpoint.done.len();
-    let (done, note) =
-        changed::settle(&settings, template.as_deref(), &inventory, checkpoint.done)?;
+    // Off the async threads: it reads the inputs again (blocking, S3 included).
+    let (done, note, inventory) = {
+        let (s, t, done) = (settings.clone(), template.clone(), checkpoint.done);
+        tokio::task::spawn_blocking(move || {
+            changed::settle(&s, t.as_deref(), &inventory, done).map(|(d, n)| (d, n, inventory))
+        })
+        .await
+        .context("the changed-rows check panicked")??
+    };
     if let Some(note) = note {
         tracing::warn!("{note}");
     }
@@ -266,12 +281,17 @@ async fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     } else {
         checkpoint.earlier
     };
-    let session = auth::connect(&AuthSettings {
-        region: settings.region.clone(),
-        profile: settings.profile.clone(),
-        role: settings.role.clone(),
-    })
-    .await?;
+    let session = match early_session {
+        Some(s) => s,
+        None => {
+            auth::connect(&AuthSettings {
+                region: settings.region.clone(),
+                profile: settings.profile.clone(),
+                role: settings.role.clone(),
+            })
+            .await?
+        }
+    };
     tracing::info!(
         "credentials: {}; region {}",
         session.source,

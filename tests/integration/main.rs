@@ -4,6 +4,8 @@ mod util;
 mod emulator;
 // The emulator's S3 (s3s) through the real aws-sdk-s3: multipart, listing, the direct store, auth.
 mod emulator_s3;
+// `run` with s3:// inputs and --upload: streamed reads, missing objects, changed objects, uploads.
+mod s3_run;
 // Credential chains (profile AssumeRole, IMDS) and auth errors against the emulator.
 mod iam_flow;
 // Running the real binary: workspaces, env isolation, output readers.
