@@ -67,6 +67,11 @@ pub struct EmulatorConfig {
     pub flex_latency_factor: f64,
     /// How long a prompt-cache entry lives after its last use (Bedrock: 5 minutes).
     pub cache_ttl: Duration,
+    /// The directory the emulator's S3 serves (`ROOT/BUCKET/KEY`), where
+    /// model invocation jobs read their records and write their outputs.
+    pub s3_root: Option<std::path::PathBuf>,
+    /// Batch Inference: queue and processing times, quotas (`invocation_job.rs`).
+    pub invocation_jobs: super::invocation_job::InvocationJobConfig,
 }
 
 impl Default for EmulatorConfig {
@@ -99,6 +104,8 @@ impl Default for EmulatorConfig {
             refused_tiers: Vec::new(),
             flex_latency_factor: 3.0,
             cache_ttl: Duration::from_secs(300),
+            s3_root: None,
+            invocation_jobs: Default::default(),
         }
     }
 }

@@ -13,6 +13,7 @@
 //! `[[emu:stream_KIND]]` for a ConverseStream answer broken mid-way).
 
 mod auth;
+mod batch_run;
 mod bedrock;
 mod cache;
 mod config;
@@ -22,6 +23,7 @@ mod eventstream;
 mod family;
 mod fault;
 mod imds;
+mod invocation_job;
 pub mod marker;
 mod model;
 mod quota;
@@ -42,6 +44,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{EmulatorConfig, STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY};
 pub use credentials::{IssuedCredentials, Origin};
+pub use invocation_job::InvocationJobConfig;
 pub use model::{answer, count_tokens, fnv1a, output_tokens};
 pub use stats::{RequestRecord, StatsSnapshot, Throttles};
 

@@ -27,6 +27,7 @@ use super::config::EmulatorConfig;
 use super::credentials::Keyring;
 use super::fault::Fault;
 use super::imds::Imds;
+use super::invocation_job::{self, InvocationJobs};
 use super::quota::Quota;
 use super::sigv4::SigV4;
 use super::stats::{RequestRecord, Stats};
@@ -64,6 +65,8 @@ pub struct Server {
     pub keyring: Keyring,
     pub imds: Imds,
     pub prompt_cache: PromptCache,
+    /// Batch Inference jobs created so far (`invocation_job.rs`).
+    pub invocation_jobs: InvocationJobs,
     /// Seeded so a run's fault pattern is reproducible for the same request order.
     rng: Mutex<fastrand::Rng>,
     /// Attempts seen per prompt text, only for prompts carrying a `[[emu:KIND*N]]` marker.
@@ -116,6 +119,7 @@ impl Server {
             keyring: Keyring::new(&cfg.static_keys),
             imds: Imds::default(),
             prompt_cache: PromptCache::new(cfg.cache_ttl),
+            invocation_jobs: InvocationJobs::default(),
             rng: Mutex::new(rng),
             attempts: Mutex::new(HashMap::new()),
             started: Instant::now(),
@@ -165,26 +169,29 @@ impl Server {
         };
         let path = parts.uri.path();
         let mut trace = Trace::default();
-        let (service, result) = if let Some(rest) = path.strip_prefix("/model/") {
-            let r = bedrock::handle(&self, &parts, &body, rest, &mut trace).await;
-            ("bedrock", r)
-        } else if path.starts_with("/latest/") {
-            ("imds", Ok(imds::handle(&self, &parts, &mut trace)))
-        } else if path == "/" && parts.method == Method::POST {
-            ("sts", Ok(sts::handle(&self, &parts, &body, &mut trace)))
-        } else if path == "/__stats" && parts.method == Method::GET {
-            trace.operation = "Stats";
-            return Ok(self.json(StatusCode::OK, serde_json::to_vec(&self.stats.snapshot())));
-        } else if path == "/__requests" && parts.method == Method::GET {
-            trace.operation = "Requests";
-            return Ok(self.json(StatusCode::OK, serde_json::to_vec(&self.stats.records())));
-        } else {
-            trace.operation = "Unknown";
-            (
-                "emulator",
-                Ok(self.bedrock_error(Fault::UnknownOperation, None, &mut trace)),
-            )
-        };
+        let (service, result) =
+            if let Some(reply) = invocation_job::handle(&self, &parts, &body, &mut trace).await {
+                ("bedrock", Ok(reply))
+            } else if let Some(rest) = path.strip_prefix("/model/") {
+                let r = bedrock::handle(&self, &parts, &body, rest, &mut trace).await;
+                ("bedrock", r)
+            } else if path.starts_with("/latest/") {
+                ("imds", Ok(imds::handle(&self, &parts, &mut trace)))
+            } else if path == "/" && parts.method == Method::POST {
+                ("sts", Ok(sts::handle(&self, &parts, &body, &mut trace)))
+            } else if path == "/__stats" && parts.method == Method::GET {
+                trace.operation = "Stats";
+                return Ok(self.json(StatusCode::OK, serde_json::to_vec(&self.stats.snapshot())));
+            } else if path == "/__requests" && parts.method == Method::GET {
+                trace.operation = "Requests";
+                return Ok(self.json(StatusCode::OK, serde_json::to_vec(&self.stats.records())));
+            } else {
+                trace.operation = "Unknown";
+                (
+                    "emulator",
+                    Ok(self.bedrock_error(Fault::UnknownOperation, None, &mut trace)),
+                )
+            };
         let status = result.as_ref().map_or(0, |r| r.status().as_u16());
         if let Some(key) = access_key(&parts) {
             self.stats.access_key(key);

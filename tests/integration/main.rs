@@ -40,3 +40,5 @@ mod properties;
 mod stream;
 // `export`: an output directory as one table in input order, from a real run.
 mod export;
+// The emulator's Batch Inference control plane through aws-sdk-bedrock: jobs, outputs, quotas, idempotency.
+mod invocation_jobs;
