@@ -66,6 +66,8 @@ pub struct FileConfig {
     pub cache_system: Option<bool>,
     pub max_cost: Option<f64>,
     pub prices: Option<std::collections::BTreeMap<String, crate::cost::price::Price>>,
+    /// `[batch]`: read by `submit` and `collect` only (`batch/settings.rs`).
+    pub batch: Option<crate::batch::settings::BatchFile>,
 }
 
 /// A validated job. Built only by [`Settings::resolve`].

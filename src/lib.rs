@@ -32,6 +32,9 @@
 //!             table after every run; `report OUTPUT_DIR` and `--compare` too
 //! ```
 //!
+//! `batch/` is the second engine (`submit`, `collect`): the same row stream
+//! and output files, with Bedrock Batch Inference jobs instead of calls.
+//!
 //! Around it: `shutdown.rs` is passed in (the first signal stops intake, the
 //! second aborts); `commands/` turns each subcommand into an exit code (`run`,
 //! `demo`, `whoami`, `policy`, `prices`, `emulator`, `report`); `cost/` holds
@@ -40,6 +43,7 @@
 //! local Bedrock Runtime + STS + IMDSv2 that the tests, the benchmarks and
 //! `demo` talk to through the real SDK. `error.rs` says how errors are told.
 
+pub mod batch;
 pub mod bedrock;
 pub mod cli;
 pub mod commands;

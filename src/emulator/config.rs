@@ -69,7 +69,7 @@ pub struct EmulatorConfig {
     pub cache_ttl: Duration,
     /// The directory the emulator's S3 serves (`ROOT/BUCKET/KEY`), where
     /// model invocation jobs read their records and write their outputs.
-    pub s3_root: Option<std::path::PathBuf>,
+    pub s3_dir: Option<std::path::PathBuf>,
     /// Batch Inference: queue and processing times, quotas (`invocation_job.rs`).
     pub invocation_jobs: super::invocation_job::InvocationJobConfig,
 }
@@ -104,7 +104,7 @@ impl Default for EmulatorConfig {
             refused_tiers: Vec::new(),
             flex_latency_factor: 3.0,
             cache_ttl: Duration::from_secs(300),
-            s3_root: None,
+            s3_dir: None,
             invocation_jobs: Default::default(),
         }
     }
