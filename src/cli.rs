@@ -226,6 +226,21 @@ pub struct EmulatorArgs {
     /// Lifetime of a prompt-cache entry after its last use, in seconds.
     #[arg(long, default_value_t = 300)]
     pub cache_ttl_secs: u64,
+    /// Batch Inference: time a job spends queued (Submitted → InProgress), in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub batch_queue_ms: u64,
+    /// Batch Inference: processing time of one record, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    pub batch_record_ms: u64,
+    /// Batch Inference: fewest records a job may have (AWS: 100).
+    #[arg(long, default_value_t = 100)]
+    pub batch_min_records: usize,
+    /// Batch Inference: jobs per model submitted or in progress at once (AWS: 20).
+    #[arg(long, default_value_t = 20)]
+    pub batch_max_jobs: usize,
+    /// Batch Inference: how long one hour of a job's timeout lasts, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub batch_hour_secs: u64,
 }
 
 /// Flags of `bedrock-batch run`. Each overrides the same key in the config file.

@@ -171,6 +171,7 @@ impl Drop for Emulator {
 pub fn env_lines(url: &str) -> String {
     format!(
         "export AWS_ENDPOINT_URL_BEDROCK_RUNTIME={url}\n\
+         export AWS_ENDPOINT_URL_BEDROCK={url}\n\
          export AWS_ENDPOINT_URL_STS={url}\n\
          export AWS_EC2_METADATA_SERVICE_ENDPOINT={url}\n\
          export AWS_REGION=ap-northeast-2\n\
