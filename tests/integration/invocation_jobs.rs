@@ -33,7 +33,7 @@ fn control_client(url: &str) -> aws_sdk_bedrock::Client {
 
 async fn emulator(root: &Path, jobs: InvocationJobConfig) -> Emulator {
     Emulator::start(EmulatorConfig {
-        s3_root: Some(root.to_path_buf()),
+        s3_dir: Some(root.to_path_buf()),
         invocation_jobs: jobs,
         ..EmulatorConfig::default()
     })
