@@ -241,6 +241,10 @@ pub struct EmulatorArgs {
     /// Batch Inference: how long one hour of a job's timeout lasts, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub batch_hour_secs: u64,
+    /// Directory S3 serves, one subdirectory per bucket (created if missing; kept after the
+    /// emulator stops). Default: a temporary directory removed on exit.
+    #[arg(long, value_name = "DIR")]
+    pub s3_dir: Option<std::path::PathBuf>,
 }
 
 /// Flags of `bedrock-batch run`. Each overrides the same key in the config file.

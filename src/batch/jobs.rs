@@ -266,6 +266,9 @@ impl Engine {
 
     /// Progress over records: processed / success / error of every job.
     fn show(&self, seen: &BTreeMap<u32, Seen>) {
+        if seen.is_empty() {
+            return;
+        }
         let total: u64 = self.state.pending().map(|p| p.records).sum::<u64>()
             + self
                 .state

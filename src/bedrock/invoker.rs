@@ -384,23 +384,38 @@ async fn converse(client: &Client, r: &Request) -> Result<Answer, Classified> {
 }
 
 /// A ValidationException on a call that asked for a tier other than the
-/// default is taken as the tier being refused (Bedrock: "a model or region
-/// that does not support the tier returns a ValidationException"): the
-/// message names the tier, and `tier_refused` lets the run stop early.
+/// default (Bedrock: "a model or region that does not support the tier
+/// returns a ValidationException"). AWS documents no fixed wording, so a
+/// message that names a tier at all ("tier", "serviceTier", or the tier's
+/// own name) is taken as the tier being refused: the message says so and
+/// `tier_refused` lets the run stop early. Any other ValidationException on
+/// such a call still says which tier it was sent on, since the tier is the
+/// likeliest reason a request that works on the default tier fails.
 fn tier_refused(mut c: Classified, r: &Request) -> Classified {
-    if let Some(tier) = r
+    let Some(tier) = r
         .service_tier
         .filter(|t| *t != crate::bedrock::request::ServiceTier::Default)
-    {
-        if c.code == "ValidationException" && c.message.to_ascii_lowercase().contains("tier") {
-            c.message = format!(
-                "service tier `{}` refused for {}: {}",
-                tier.as_str(),
-                r.model,
-                c.message
-            );
-            c.tier_refused = true;
-        }
+    else {
+        return c;
+    };
+    if c.code != "ValidationException" {
+        return c;
+    }
+    let lower = c.message.to_ascii_lowercase();
+    if lower.contains("tier") || lower.contains(tier.as_str()) {
+        c.message = format!(
+            "service tier `{}` refused for {}: {}",
+            tier.as_str(),
+            r.model,
+            c.message
+        );
+        c.tier_refused = true;
+    } else {
+        c.message = format!(
+            "{} (sent on the `{}` service tier)",
+            c.message,
+            tier.as_str()
+        );
     }
     c
 }
@@ -505,6 +520,51 @@ mod tests {
     fn verdict(e: &SdkError<ConverseError, HttpResponse>) -> (ErrorKind, Disposition) {
         let c = classify(e);
         (c.kind, c.disposition)
+    }
+
+    #[test]
+    fn a_validation_error_on_another_tier_names_the_tier() {
+        use crate::bedrock::request::ServiceTier;
+        let request = |tier| Request {
+            model: "m.x-v1:0".into(),
+            service_tier: tier,
+            ..Request::default()
+        };
+        let validation = |m: &str| classify(&service("ValidationException", 400, m));
+        let flex = request(Some(ServiceTier::Flex));
+        // Whatever wording names a tier is a refusal of it.
+        for m in [
+            "The service tier flex is not supported for model m.x-v1:0 in this Region.",
+            "serviceTier is not supported",
+            "This model does not support Flex.",
+        ] {
+            let c = tier_refused(validation(m), &flex);
+            assert!(c.tier_refused, "{m}");
+            assert!(
+                c.message
+                    .starts_with("service tier `flex` refused for m.x-v1:0: "),
+                "{}",
+                c.message
+            );
+        }
+        // Another validation error says which tier it was sent on, and does not stop the job.
+        let c = tier_refused(validation("Malformed input request"), &flex);
+        assert!(!c.tier_refused);
+        assert_eq!(
+            c.message,
+            "Malformed input request (sent on the `flex` service tier)"
+        );
+        // On the default tier nothing changes, and nor do errors of other kinds.
+        for r in [request(None), request(Some(ServiceTier::Default))] {
+            let c = tier_refused(validation("flex tier"), &r);
+            assert!(!c.tier_refused);
+            assert_eq!(c.message, "flex tier");
+        }
+        let c = tier_refused(
+            classify(&service("ThrottlingException", 429, "tier busy")),
+            &flex,
+        );
+        assert!(!c.tier_refused);
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub fn stage() -> anyhow::Result<Stage> {
     std::env::set_var("AWS_PROFILE", "bedrock-app-dev");
     std::env::set_var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &url);
     std::env::set_var("AWS_ENDPOINT_URL_STS", &url);
+    std::env::set_var("AWS_ENDPOINT_URL_S3", &url);
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     Ok(Stage {
         listener,

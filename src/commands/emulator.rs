@@ -18,6 +18,10 @@ pub(crate) async fn run(args: &EmulatorArgs, shutdown: impl Future<Output = ()>)
     println!("bedrock-batch emulator listening on {url}");
     println!("# point an AWS SDK at it:");
     print!("{}", env_lines(&url));
+    println!(
+        "# S3 (path-style) serves {}",
+        emulator.s3().root().display()
+    );
     println!("# counters: curl {url}/__stats   records: curl {url}/__requests");
     shutdown.await;
     let stats = serde_json::to_string(&emulator.stats()).unwrap_or_default();
@@ -53,6 +57,7 @@ fn config(a: &EmulatorArgs) -> EmulatorConfig {
             hour: Duration::from_secs(a.batch_hour_secs),
             ..InvocationJobConfig::default()
         },
+        s3_dir: a.s3_dir.clone(),
         ..EmulatorConfig::default()
     }
 }

@@ -66,13 +66,16 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
             };
             let shutdown = Shutdown::new();
             shutdown.listen_for_signals()?;
+            // As for `run`: a run the breaker stopped still gets its report.
+            let (dir, since) = (args.output_dir.clone(), std::time::SystemTime::now());
             let summary = demo::run(
                 &args,
                 stage,
                 shutdown.clone(),
                 std::io::stderr().is_terminal(),
             )
-            .await?;
+            .await
+            .inspect_err(|_| crate::report::after_error(&dir, since))?;
             out(&summary.render())?;
             out(&crate::report::after_run(&summary))?;
             Ok(exit_code(&summary, shutdown.reason()))

@@ -198,7 +198,7 @@ pub(crate) async fn finish(
         ));
     } else if unfinished > 0 {
         text.push_str(&format!(
-            "batch: {unfinished} row(s) were never run by their job; send them with `bedrock-batch submit` again, `bedrock-batch run` into {}, or --replay on-demand\n",
+            "batch: {unfinished} row(s) have no answer (below the minimum, or not run by their job); send them with `bedrock-batch submit` again, `bedrock-batch run` into {}, or --replay on-demand\n",
             dir.display()
         ));
     }

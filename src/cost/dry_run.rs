@@ -98,6 +98,14 @@ pub struct Learned {
     pub mean_output_tokens: Option<f64>,
     /// Median latency of those answers, ms.
     pub p50_latency_ms: Option<u64>,
+    /// The share of input tokens that answers using the prompt cache sent
+    /// through it: a caching row's expected cost prices that share of its
+    /// input as cache reads (standard tier; the worst case stays every
+    /// token at the cache-write price).
+    pub cache_share: Option<f64>,
+    /// Cache-write tokens those answers paid for, expected once more as the
+    /// next run's start writes the cache again.
+    pub cache_write_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -135,6 +143,29 @@ struct Samples {
     /// id → (input tokens incl. cache, output tokens, latency).
     by_id: HashMap<String, (u64, u64, u64)>,
     spent: f64,
+    /// By model, over answers whose usage reports the cache: input tokens
+    /// in all, and those read from and written to it.
+    cache: HashMap<String, CacheSeen>,
+}
+
+/// What answers told of the prompt cache. A write is an event of a run's
+/// start (the first calls, one per concurrent slot, or again after the
+/// cache's TTL), not a share of every row: a pilot of 30 rows at
+/// concurrency 4 writes about as often as a run of 3,000. So the estimate
+/// takes the share of input served through the cache, prices it as reads,
+/// and adds the writes seen once, as a run's start.
+#[derive(Debug, Default)]
+struct CacheSeen {
+    input: u64,
+    read: u64,
+    write: u64,
+}
+
+impl CacheSeen {
+    /// The share of input tokens that went through the cache, once seen.
+    fn cached_share(&self) -> Option<f64> {
+        (self.input > 0).then(|| (self.read + self.write) as f64 / self.input as f64)
+    }
 }
 
 /// Runs the pilot (if any), then the estimate. Returns the report and its text.
@@ -195,6 +226,12 @@ fn samples(dir: &Path, prices: &PriceTable) -> anyhow::Result<Samples> {
                 crate::cost::spend::row_cost(prices, &r.model, tier, u)
             })
             .unwrap_or(0.0);
+        if u.cache_read_input_tokens.is_some() || u.cache_write_input_tokens.is_some() {
+            let c = s.cache.entry(r.model.clone()).or_default();
+            c.input += input;
+            c.read += u.cache_read_input_tokens.unwrap_or(0);
+            c.write += u.cache_write_input_tokens.unwrap_or(0);
+        }
         s.by_id.insert(r.id, (input, u.output_tokens, r.latency_ms));
     }
     Ok(s)
@@ -402,6 +439,7 @@ fn estimate(
         l.get(l.len() / 2).copied()
     };
 
+    let mut caching_models = BTreeSet::new();
     let prices = &settings.cost.prices;
     let mut unpriced = BTreeSet::new();
     let mut input = Figure::default();
@@ -441,19 +479,66 @@ fn estimate(
             }
             _ => *acc = None,
         };
+        // A caching row's input: the share answers sent through the cache
+        // at the read price, the rest as input (see `CacheSeen`).
+        let seen = samples
+            .cache
+            .get(&r.model)
+            .and_then(CacheSeen::cached_share);
+        let rates = |t: ServiceTier| {
+            let (i, o) = found.rates(t)?;
+            match (r.caching, seen, found.cache_rates()) {
+                (true, Some(share), Some((cr, _))) if t == ServiceTier::Default => {
+                    Some(((1.0 - share).max(0.0) * i + share.min(1.0) * cr, o))
+                }
+                _ => Some((i, o)),
+            }
+        };
+        if r.caching && seen.is_some() {
+            caching_models.insert(r.model.clone());
+        }
         add(
             &mut configured,
-            found.rates(r.tier),
+            rates(r.tier),
             found.worst_input_rate(r.tier, r.caching),
         );
         for t in ServiceTier::ALL {
             if let Some(acc) = tiers.get_mut(t.as_str()) {
-                add(acc, found.rates(t), found.worst_input_rate(t, r.caching));
+                add(acc, rates(t), found.worst_input_rate(t, r.caching));
             }
         }
         let b = found.batch_rates();
         add(&mut batch, b, b.map(|(i, _)| i));
     }
+    // The next run's start writes the cache again, as the last one did: the
+    // writes seen, once, at the write price less the read price they were
+    // counted at above. Standard tier only, like every cache price.
+    let mut write_tokens = 0;
+    for model in &caching_models {
+        let (Some(c), Some(found)) = (samples.cache.get(model), prices.find(model)) else {
+            continue;
+        };
+        write_tokens += c.write;
+        if let Some((cr, cw)) = found.cache_rates() {
+            let extra = c.write as f64 * (cw - cr) / 1e6;
+            if settings.cost.service_tier.unwrap_or_default() == ServiceTier::Default {
+                if let Some(c) = configured.as_mut() {
+                    c.expected += extra;
+                }
+            }
+            if let Some(Some(c)) = tiers.get_mut(ServiceTier::Default.as_str()) {
+                c.expected += extra;
+            }
+        }
+    }
+    let cache_seen = samples
+        .cache
+        .values()
+        .fold(CacheSeen::default(), |a, c| CacheSeen {
+            input: a.input + c.input,
+            read: a.read + c.read,
+            write: a.write + c.write,
+        });
     input.method = if counted_rows == rows.len() as u64 && !rows.is_empty() {
         "counted: Bedrock CountTokens".to_string()
     } else if pairs.is_empty() {
@@ -513,6 +598,8 @@ fn estimate(
             input_ratio: ratio,
             mean_output_tokens: mean_out,
             p50_latency_ms: p50,
+            cache_share: cache_seen.cached_share(),
+            cache_write_tokens: cache_seen.cached_share().map(|_| write_tokens),
         },
         time,
     }
@@ -566,6 +653,16 @@ fn render(r: &Report, settings: &Settings) -> String {
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+    }
+    if let (Some(share), Some(writes)) = (
+        r.learned_from.cache_share,
+        r.learned_from.cache_write_tokens,
+    ) {
+        let _ = writeln!(
+            o,
+            "prompt cache: answers so far sent {:.1}% of their input through it; the expected cost prices that share as reads, plus {writes} written once as the run starts",
+            share * 100.0,
         );
     }
     if r.already_spent_usd > 0.0 {

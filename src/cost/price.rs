@@ -98,6 +98,15 @@ impl Found {
         ))
     }
 
+    /// Cache-read and cache-write prices per million tokens, premium
+    /// included: the standard tier's, the only ones published.
+    pub fn cache_rates(&self) -> Option<(f64, f64)> {
+        Some((
+            self.price.cache_read? * self.factor(),
+            self.price.cache_write? * self.factor(),
+        ))
+    }
+
     fn factor(&self) -> f64 {
         1.0 + self.premium.unwrap_or(0.0)
     }
@@ -310,6 +319,34 @@ mod tests {
             assert_eq!(f.price, base.price, "{id}");
             assert_eq!(f.premium, None);
         }
+    }
+
+    #[test]
+    fn claude_4_5_geographic_profiles_cost_ten_percent_more_than_global() {
+        let t = PriceTable::built_in();
+        let tokens = Tokens {
+            input: 1_000_000,
+            output: 1_000_000,
+            cache_read: 1_000_000,
+            cache_write: 1_000_000,
+        };
+        let cost = |id: &str| {
+            t.find(id)
+                .unwrap()
+                .cost(ServiceTier::Default, &tokens)
+                .unwrap()
+        };
+        // $3 + $15 + $0.30 + $3.75 per million of each.
+        let base = cost("anthropic.claude-sonnet-4-5-20250929-v1:0");
+        assert!((base - 22.05).abs() < 1e-9, "{base}");
+        assert!((cost("global.anthropic.claude-sonnet-4-5-20250929-v1:0") - base).abs() < 1e-9);
+        for geo in ["us.", "eu.", "apac.", "jp.", "au."] {
+            let id = format!("{geo}anthropic.claude-sonnet-4-5-20250929-v1:0");
+            assert!((cost(&id) - base * 1.1).abs() < 1e-9, "{id}");
+        }
+        // A model before 4.5 has no such premium.
+        let sonnet4 = cost("anthropic.claude-sonnet-4-20250514-v1:0");
+        assert!((cost("us.anthropic.claude-sonnet-4-20250514-v1:0") - sonnet4).abs() < 1e-9);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! model, and the outputs Bedrock writes.
 //!
 //! Inputs are read from, and outputs written to, the directory the
-//! emulator's S3 serves (`EmulatorConfig::s3_dir`): `s3://B/K` is
+//! emulator's S3 serves (`S3Store::root`): `s3://B/K` is
 //! `ROOT/B/K`. Outputs follow Bedrock's layout: `OUTPUT_URI/JOB_ID/FILE.out`
 //! for each input file (one line per processed record, `modelOutput` or
 //! `error`) and `OUTPUT_URI/JOB_ID/manifest.json.out` with the totals.
@@ -55,7 +55,7 @@ pub async fn run(server: Arc<Server>, job: Arc<Mutex<JobState>>) {
         return stopped(&server, &job, &[], &[]);
     }
     lock(&job).set_status(Status::Validating);
-    let files = match read_inputs(server.cfg.s3_dir.as_deref(), &input_uri) {
+    let files = match read_inputs(server.s3.store().root(), &input_uri) {
         Ok(files) => files,
         Err(msg) => return fail(&job, msg),
     };
@@ -191,11 +191,7 @@ fn finish(
         if files.is_empty() {
             return Ok(());
         }
-        let root = server
-            .cfg
-            .s3_dir
-            .as_deref()
-            .ok_or("the emulator serves no S3 directory")?;
+        let root = server.s3.store().root();
         let base = format!("{}/{id}", output_uri.trim_end_matches('/'));
         let (mut tokens_in, mut tokens_out) = (0u64, 0u64);
         for (file, out) in files.iter().zip(outputs) {
@@ -268,8 +264,7 @@ fn usage_of(r: &Value) -> (u64, u64) {
 /// The `.jsonl` files the job's input URI names (one object, or every
 /// `.jsonl` under a prefix), each with its records, or the validation
 /// failure Bedrock reports.
-fn read_inputs(root: Option<&Path>, uri: &str) -> Result<Vec<InputFile>, String> {
-    let root = root.ok_or("The emulator serves no S3 directory (s3_dir is unset).")?;
+fn read_inputs(root: &Path, uri: &str) -> Result<Vec<InputFile>, String> {
     let path = object_path(root, uri).ok_or_else(|| format!("{uri} is not a valid S3 URI."))?;
     let mut paths: Vec<PathBuf> = Vec::new();
     if path.is_file() {

@@ -4,6 +4,7 @@
 //! Plain data, independent of the command line (`commands/emulator.rs` maps the flags onto
 //! it); knobs that can also change while running are set through `Emulator`'s setters.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The static test key pair the emulator knows the secret of (so it verifies signatures made
@@ -67,9 +68,9 @@ pub struct EmulatorConfig {
     pub flex_latency_factor: f64,
     /// How long a prompt-cache entry lives after its last use (Bedrock: 5 minutes).
     pub cache_ttl: Duration,
-    /// The directory the emulator's S3 serves (`ROOT/BUCKET/KEY`), where
-    /// model invocation jobs read their records and write their outputs.
-    pub s3_dir: Option<std::path::PathBuf>,
+    /// The directory S3 serves (`ROOT/BUCKET/KEY`); `None` = a temporary directory the
+    /// emulator creates and removes when it stops.
+    pub s3_dir: Option<PathBuf>,
     /// Batch Inference: queue and processing times, quotas (`invocation_job.rs`).
     pub invocation_jobs: super::invocation_job::InvocationJobConfig,
 }

@@ -1,7 +1,11 @@
-//! The local Bedrock Runtime + STS + IMDSv2 emulator: one HTTP/1.1 listener on 127.0.0.1
+//! The local Bedrock Runtime + STS + IMDSv2 + S3 emulator: one HTTP/1.1 listener on 127.0.0.1
 //! that the real AWS SDK reaches through its own endpoint settings
 //! (`AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, `AWS_ENDPOINT_URL_STS`,
-//! `AWS_EC2_METADATA_SERVICE_ENDPOINT`), as `docs/bedrock-wire-protocol.md` describes.
+//! `AWS_EC2_METADATA_SERVICE_ENDPOINT`, `AWS_ENDPOINT_URL_S3` with path-style addressing), as
+//! `docs/bedrock-wire-protocol.md` describes. S3 is the `s3s` crate serving a directory
+//! (`s3.rs`); [`Emulator::s3`] reads and writes its objects directly. The Bedrock control
+//! plane for Batch Inference jobs (`AWS_ENDPOINT_URL_BEDROCK`) is `invocation_job.rs`; its
+//! jobs run in `batch_run.rs` over the same directory.
 //!
 //! It answers deterministically ([`answer`], [`count_tokens`]), enforces rpm/tpm quotas the
 //! way Bedrock does, injects latency, faults and dropped connections on request, issues and
@@ -27,6 +31,7 @@ mod invocation_job;
 pub mod marker;
 mod model;
 mod quota;
+mod s3;
 mod server;
 mod sigv4;
 mod stats;
@@ -46,6 +51,7 @@ pub use config::{EmulatorConfig, STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY}
 pub use credentials::{IssuedCredentials, Origin};
 pub use invocation_job::InvocationJobConfig;
 pub use model::{answer, count_tokens, fnv1a, output_tokens};
+pub use s3::S3Store;
 pub use stats::{RequestRecord, StatsSnapshot, Throttles};
 
 use server::Server;
@@ -76,7 +82,7 @@ impl Emulator {
 
     fn serve(listener: TcpListener, config: EmulatorConfig) -> io::Result<Emulator> {
         let addr = listener.local_addr()?;
-        let server = Arc::new(Server::new(config));
+        let server = Arc::new(Server::new(config)?);
         let task = tokio::spawn(server.clone().run(listener));
         Ok(Emulator {
             server,
@@ -92,6 +98,11 @@ impl Emulator {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The emulator's S3 objects, read and written directly (no HTTP, no credentials).
+    pub fn s3(&self) -> &S3Store {
+        self.server.s3.store()
     }
 
     pub fn stats(&self) -> StatsSnapshot {
@@ -173,6 +184,7 @@ pub fn env_lines(url: &str) -> String {
         "export AWS_ENDPOINT_URL_BEDROCK_RUNTIME={url}\n\
          export AWS_ENDPOINT_URL_BEDROCK={url}\n\
          export AWS_ENDPOINT_URL_STS={url}\n\
+         export AWS_ENDPOINT_URL_S3={url}\n\
          export AWS_EC2_METADATA_SERVICE_ENDPOINT={url}\n\
          export AWS_REGION=ap-northeast-2\n\
          export AWS_DEFAULT_REGION=ap-northeast-2\n\

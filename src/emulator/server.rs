@@ -1,10 +1,10 @@
 //! `Server`: the emulator's shared state, its accept loop and the router that hands each
-//! request to Bedrock, STS, IMDS or the `/__stats` / `/__requests` endpoints.
+//! request to Bedrock, STS, IMDS, S3 or the `/__stats` / `/__requests` endpoints.
 //!
 //! Connections are served with hyper's HTTP/1 connection directly (not `axum::serve`) because
 //! a handler must be able to close its connection without writing any response: returning
 //! `Err(Dropped)` from the service makes hyper close the socket before a status line is sent.
-//! What each operation answers lives in `bedrock.rs`, `sts.rs` and `imds.rs`.
+//! What each operation answers lives in `bedrock.rs`, `sts.rs` and `imds.rs`; S3 is `s3.rs`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -29,11 +29,14 @@ use super::fault::Fault;
 use super::imds::Imds;
 use super::invocation_job::{self, InvocationJobs};
 use super::quota::Quota;
+use super::s3::{self, S3};
 use super::sigv4::SigV4;
 use super::stats::{RequestRecord, Stats};
 use super::{bedrock, imds, sts};
 
 pub type Reply = Response<Full<Bytes>>;
+/// What a connection sends: an emulator answer, or S3's (streamed) one.
+type Answer = Response<Either<Full<Bytes>, s3s::Body>>;
 
 /// Returned by a handler to close the connection without any response.
 #[derive(Debug)]
@@ -62,7 +65,9 @@ pub struct Server {
     pub drop_rate: AtomicU64,
     pub quota: Quota,
     pub stats: Stats,
-    pub keyring: Keyring,
+    /// Shared with S3's signature and token checks.
+    pub keyring: Arc<Keyring>,
+    pub s3: S3,
     pub imds: Imds,
     pub prompt_cache: PromptCache,
     /// Batch Inference jobs created so far (`invocation_job.rs`).
@@ -105,18 +110,25 @@ impl Trace {
 }
 
 impl Server {
-    pub fn new(cfg: EmulatorConfig) -> Server {
+    pub fn new(cfg: EmulatorConfig) -> std::io::Result<Server> {
+        let keyring = Arc::new(Keyring::new(&cfg.static_keys));
+        let s3 = S3::new(
+            cfg.s3_dir.as_deref(),
+            keyring.clone(),
+            cfg.require_assumed_role,
+        )?;
         let rng = match cfg.seed {
             Some(s) => fastrand::Rng::with_seed(s),
             None => fastrand::Rng::new(),
         };
-        Server {
+        Ok(Server {
             latency_ms: AtomicU64::new(cfg.latency_ms),
             fault_rate: AtomicU64::new(cfg.fault_rate.to_bits()),
             drop_rate: AtomicU64::new(cfg.drop_rate.to_bits()),
             quota: Quota::new(cfg.rpm, cfg.tpm, cfg.burst_secs),
             stats: Stats::new(cfg.max_records),
-            keyring: Keyring::new(&cfg.static_keys),
+            keyring,
+            s3,
             imds: Imds::default(),
             prompt_cache: PromptCache::new(cfg.cache_ttl),
             invocation_jobs: InvocationJobs::default(),
@@ -127,7 +139,7 @@ impl Server {
             request_seq: AtomicU64::new(0),
             request_id_base: fastrand::u64(..),
             cfg,
-        }
+        })
     }
 
     /// Accepts connections until shutdown; each connection is its own task.
@@ -160,38 +172,28 @@ impl Server {
         }
     }
 
-    async fn route(self: Arc<Self>, req: Request<Incoming>) -> Result<Reply, Dropped> {
+    async fn route(self: Arc<Self>, req: Request<Incoming>) -> Result<Answer, Dropped> {
         let (parts, body) = req.into_parts();
         let at_ms = self.started.elapsed().as_millis() as u64;
-        let body = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return Err(Dropped),
-        };
-        let path = parts.uri.path();
         let mut trace = Trace::default();
-        let (service, result) =
-            if let Some(reply) = invocation_job::handle(&self, &parts, &body, &mut trace).await {
-                ("bedrock", Ok(reply))
-            } else if let Some(rest) = path.strip_prefix("/model/") {
-                let r = bedrock::handle(&self, &parts, &body, rest, &mut trace).await;
-                ("bedrock", r)
-            } else if path.starts_with("/latest/") {
-                ("imds", Ok(imds::handle(&self, &parts, &mut trace)))
-            } else if path == "/" && parts.method == Method::POST {
-                ("sts", Ok(sts::handle(&self, &parts, &body, &mut trace)))
-            } else if path == "/__stats" && parts.method == Method::GET {
-                trace.operation = "Stats";
-                return Ok(self.json(StatusCode::OK, serde_json::to_vec(&self.stats.snapshot())));
-            } else if path == "/__requests" && parts.method == Method::GET {
-                trace.operation = "Requests";
-                return Ok(self.json(StatusCode::OK, serde_json::to_vec(&self.stats.records())));
-            } else {
-                trace.operation = "Unknown";
-                (
-                    "emulator",
-                    Ok(self.bedrock_error(Fault::UnknownOperation, None, &mut trace)),
-                )
-            };
+        let (service, result) = if s3::is_s3(&parts) {
+            // S3 bodies stream through (multipart parts, large objects): not collected here.
+            trace.operation = s3::operation(&parts);
+            let mut req = Request::new(body);
+            *req.method_mut() = parts.method.clone();
+            *req.uri_mut() = parts.uri.clone();
+            *req.version_mut() = parts.version;
+            *req.headers_mut() = parts.headers.clone();
+            let r = self.s3.call(req).await.map_err(|_| Dropped);
+            ("s3", r.map(|r| r.map(Either::Right)))
+        } else {
+            let (service, r) = self.handle(&parts, body, &mut trace).await;
+            (service, r.map(|r| r.map(Either::Left)))
+        };
+        // The `/__` endpoints are the test's own reads: not counted, not recorded.
+        if matches!(trace.operation, "Stats" | "Requests") {
+            return result;
+        }
         let status = result.as_ref().map_or(0, |r| r.status().as_u16());
         if let Some(key) = access_key(&parts) {
             self.stats.access_key(key);
@@ -222,6 +224,42 @@ impl Server {
             }
         });
         result
+    }
+
+    /// Everything but S3: the body is collected first (Bedrock and STS bodies are small).
+    async fn handle(
+        self: &Arc<Self>,
+        parts: &Parts,
+        body: Incoming,
+        trace: &mut Trace,
+    ) -> (&'static str, Result<Reply, Dropped>) {
+        let body = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return ("emulator", Err(Dropped)),
+        };
+        let path = parts.uri.path();
+        if let Some(reply) = invocation_job::handle(self, parts, &body, trace).await {
+            ("bedrock", Ok(reply))
+        } else if let Some(rest) = path.strip_prefix("/model/") {
+            let r = bedrock::handle(self, parts, &body, rest, trace).await;
+            ("bedrock", r)
+        } else if path.starts_with("/latest/") {
+            ("imds", Ok(imds::handle(self, parts, trace)))
+        } else if path == "/" && parts.method == Method::POST {
+            ("sts", Ok(sts::handle(self, parts, &body, trace)))
+        } else if path == "/__stats" && parts.method == Method::GET {
+            trace.operation = "Stats";
+            let r = self.json(StatusCode::OK, serde_json::to_vec(&self.stats.snapshot()));
+            ("emulator", Ok(r))
+        } else if path == "/__requests" && parts.method == Method::GET {
+            trace.operation = "Requests";
+            let r = self.json(StatusCode::OK, serde_json::to_vec(&self.stats.records()));
+            ("emulator", Ok(r))
+        } else {
+            trace.operation = "Unknown";
+            let r = self.bedrock_error(Fault::UnknownOperation, None, trace);
+            ("emulator", Ok(r))
+        }
     }
 
     /// A UUID-shaped request id, unique per emulator.

@@ -17,11 +17,11 @@ use super::fault::Fault;
 pub struct RequestRecord {
     /// Milliseconds since the emulator started, when the request arrived.
     pub at_ms: u64,
-    /// `bedrock`, `sts`, `imds` or `emulator` (the `/__` endpoints and unknown routes).
+    /// `bedrock`, `sts`, `imds`, `s3` or `emulator` (unknown routes).
     pub service: &'static str,
     /// `Converse`, `ConverseStream`, `InvokeModel`, `InvokeModelWithResponseStream`,
     /// `AssumeRole`, `GetCallerIdentity`, `GetToken`, `GetRegion`, `ListRoles`,
-    /// `GetCredentials`, or `Unknown`.
+    /// `GetCredentials`, an S3 operation (`PutObject`, `GetObject`, ...), or `Unknown`.
     pub operation: &'static str,
     /// Decoded model id, for Bedrock calls.
     pub model: Option<String>,

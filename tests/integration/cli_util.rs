@@ -64,6 +64,7 @@ impl Workspace {
             .env("AWS_SECRET_ACCESS_KEY", STATIC_SECRET_ACCESS_KEY)
             .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &self.url)
             .env("AWS_ENDPOINT_URL_STS", &self.url)
+            .env("AWS_ENDPOINT_URL_S3", &self.url)
             .stdin(Stdio::null());
         c
     }

@@ -448,6 +448,46 @@ async fn pilot_estimate_is_within_ten_percent_and_the_worst_case_is_never_below(
     assert!(worst >= actual, "worst case {worst} below actual {actual}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pilot_learns_the_prompt_cache_and_the_estimate_prices_reads() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("in.csv", varied_rows(240, 3));
+    // A long shared instruction read from the cache by nearly every row: an
+    // estimate that priced it as plain input would be several times too high.
+    let system = "word ".repeat(1500);
+    ws.write(
+        "job.toml",
+        format!(
+            "model = \"{SONNET_37}\"\ninputs = [\"in.csv\"]\noutput_dir = \"out\"\nmax_tokens = 200\n\
+             concurrency = 4\ncache_system = true\nsystem = \"{}\"\n",
+            system.trim()
+        ),
+    );
+    let out = ws.run(&["--config", "job.toml", "--dry-run", "--pilot", "30"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let d: Value =
+        serde_json::from_str(&std::fs::read_to_string(ws.out().join("dry-run.json")).unwrap())
+            .unwrap();
+    assert!(f(&d["learned_from"]["cache_share"]) > 0.5, "{d}");
+    assert!(f(&d["learned_from"]["cache_write_tokens"]) > 0.0, "{d}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("prompt cache: answers so far sent"));
+    let pilot_spent = f(&d["already_spent_usd"]);
+    let expected = f(&d["cost_usd"]["expected"]) + pilot_spent;
+    let worst = f(&d["cost_usd"]["worst_case"]) + pilot_spent;
+
+    let out = ws.run(&["--config", "job.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let actual = f(&ws.summary()["cost"]["job_total_usd"]);
+    let err = (expected - actual) / actual;
+    println!(
+        "cached pilot estimate: expected ${expected:.6}, worst ${worst:.6}, actual ${actual:.6}, error {:+.2}%",
+        err * 100.0
+    );
+    assert!(err.abs() <= 0.10, "expected {expected} vs actual {actual}");
+    assert!(worst >= actual, "worst case {worst} below actual {actual}");
+}
+
 /// `n` rows of varied length and script, shuffled with `seed`: short and long
 /// English, punctuation and digits, Korean, accented text.
 fn varied_rows(n: usize, seed: u64) -> String {

@@ -2,6 +2,8 @@
 mod util;
 // The emulator through the real SDK and boto3: answers, streams, errors, quotas, faults.
 mod emulator;
+// The emulator's S3 (s3s) through the real aws-sdk-s3: multipart, listing, the direct store, auth.
+mod emulator_s3;
 // Credential chains (profile AssumeRole, IMDS) and auth errors against the emulator.
 mod iam_flow;
 // Running the real binary: workspaces, env isolation, output readers.
@@ -42,3 +44,5 @@ mod stream;
 mod export;
 // The emulator's Batch Inference control plane through aws-sdk-bedrock: jobs, outputs, quotas, idempotency.
 mod invocation_jobs;
+// submit and collect end to end: splitting, crashes, partial completion + replay, odd ids, --no-wait.
+mod submit;
