@@ -106,21 +106,10 @@ pub(crate) fn lines(
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_owned();
-            let f = Failure {
-                id: row.id,
-                model: row.model,
-                error: ErrorInfo {
-                    kind: kind_of(code),
-                    code: code.to_string(),
-                    message,
-                },
-                attempts: 1,
-                source: row.source,
-                meta: row.meta,
-                fingerprint: Some(row.fingerprint),
-                times,
-            };
-            write(sink.failures, &f)?;
+            write(
+                sink.failures,
+                &failure(row, kind_of(code), code.to_string(), message, times),
+            )?;
             report.collected.failed += 1;
             continue;
         }
@@ -128,20 +117,7 @@ pub(crate) fn lines(
         let answer = match answer_of(&output, &row.model, converse) {
             Ok(a) => a,
             Err(e) => {
-                let f = Failure {
-                    id: row.id,
-                    model: row.model,
-                    error: ErrorInfo {
-                        kind: ErrorKind::Model,
-                        code: "UnreadableResponse".into(),
-                        message: e,
-                    },
-                    attempts: 1,
-                    source: row.source,
-                    meta: row.meta,
-                    fingerprint: Some(row.fingerprint),
-                    times,
-                };
+                let f = failure(row, ErrorKind::Model, "UnreadableResponse".into(), e, times);
                 write(sink.failures, &f)?;
                 report.collected.failed += 1;
                 continue;
@@ -178,6 +154,24 @@ pub(crate) fn lines(
         report.collected.succeeded += 1;
     }
     Ok(())
+}
+
+/// A record's failures line: one attempt, Bedrock's answer as the error.
+fn failure(row: Mapped, kind: ErrorKind, code: String, message: String, times: Times) -> Failure {
+    Failure {
+        id: row.id,
+        model: row.model,
+        error: ErrorInfo {
+            kind,
+            code,
+            message,
+        },
+        attempts: 1,
+        source: row.source,
+        meta: row.meta,
+        fingerprint: Some(row.fingerprint),
+        times,
+    }
 }
 
 /// A line in `run`'s schema plus `"engine": "batch"`.

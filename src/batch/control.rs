@@ -25,12 +25,21 @@ pub(crate) fn client(sdk: &SdkConfig) -> aws_sdk_bedrock::Client {
     aws_sdk_bedrock::Client::from_conf(conf)
 }
 
-/// Creates the part's job, or finds the one its token already created; its ARN.
+/// What CreateModelInvocationJob answered.
+pub(crate) enum Created {
+    /// The new job's ARN, or the first one's when the token was seen before.
+    Arn(String),
+    /// The account's quota of submitted and in-progress jobs is full (other
+    /// jobs than ours may hold it): try again when one ends.
+    NoSlot(String),
+}
+
+/// Creates the part's job, or finds the one its token already created.
 pub(crate) async fn create(
     c: &aws_sdk_bedrock::Client,
     part: &Part,
     batch: &BatchSettings,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Created> {
     let input = ModelInvocationJobS3InputDataConfig::builder()
         .s3_uri(&part.input_uri)
         .s3_input_format(S3InputFormat::Jsonl)
@@ -57,15 +66,23 @@ pub(crate) async fn create(
     for (k, v) in &batch.tags {
         req = req.tags(Tag::builder().key(k).value(v).build()?);
     }
-    let out = req.send().await.map_err(|e| {
-        anyhow::anyhow!(
-            "part {} ({}): CreateModelInvocationJob failed: {}",
-            part.index,
-            part.model,
-            one_line(&DisplayErrorContext(e).to_string())
-        )
-    })?;
-    Ok(out.job_arn().to_owned())
+    match req.send().await {
+        Ok(out) => Ok(Created::Arn(out.job_arn().to_owned())),
+        Err(e) => {
+            let quota = e
+                .as_service_error()
+                .is_some_and(|s| s.is_service_quota_exceeded_exception());
+            let text = one_line(&DisplayErrorContext(e).to_string());
+            if quota {
+                return Ok(Created::NoSlot(text));
+            }
+            Err(anyhow::anyhow!(
+                "part {} ({}): CreateModelInvocationJob failed: {text}",
+                part.index,
+                part.model
+            ))
+        }
+    }
 }
 
 /// What GetModelInvocationJob says about a job.

@@ -43,6 +43,8 @@ pub(crate) struct Engine {
     pub(crate) bedrock: aws_sdk_bedrock::Client,
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) rows: u64,
+    /// Ids that occur more than once (allowed with --allow-duplicate-ids).
+    repeated: crate::input::rows::Repeated,
     done: checkpoint::IdSet,
     _lock: DirLock,
     pub(crate) state: State,
@@ -94,6 +96,7 @@ impl Engine {
             bedrock: control::client(sdk),
             s3: store::client(sdk),
             rows: inventory.rows,
+            repeated: inventory.repeated,
             done: cp.done,
             _lock: lock,
             state,
@@ -116,14 +119,13 @@ impl Engine {
             out.followed = pending;
         } else {
             let template = compile(&self.settings)?;
-            let inv = inventory::take(&self.settings, template.as_ref())?;
             let first = self.state.next_index();
             out.planned = plan::plan(
                 &self.settings,
                 &self.batch,
                 template.as_ref(),
                 &self.done,
-                &inv.repeated,
+                &self.repeated,
                 first,
             )?;
             let (bucket, prefix) = parse_s3_uri(&self.batch.s3_uri)?;
@@ -185,7 +187,18 @@ impl Engine {
                 self.state.save(self.dir())?;
                 fault_point("after-upload");
             }
-            let arn = control::create(&self.bedrock, &self.state.parts[i], &self.batch).await?;
+            let arn =
+                match control::create(&self.bedrock, &self.state.parts[i], &self.batch).await? {
+                    control::Created::Arn(arn) => arn,
+                    control::Created::NoSlot(why) => {
+                        // Tried again at the next poll (or by `collect`).
+                        tracing::warn!(
+                            "part {}: no free batch job slot yet: {why}",
+                            self.state.parts[i].index
+                        );
+                        break;
+                    }
+                };
             fault_point("after-create");
             let part = &mut self.state.parts[i];
             tracing::info!(

@@ -300,3 +300,26 @@ async fn no_wait_returns_after_creating_and_collect_picks_up() {
     assert_each_id_once(&ws.out(), &ids(40));
     assert_eq!(ws.summary()["succeeded"], 40);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_job_quota_is_waited_out_not_failed() {
+    let s3 = tempfile::tempdir().unwrap();
+    // Bedrock admits one job per model at a time; [batch] believes in 20.
+    let emu = emulator(
+        s3.path(),
+        InvocationJobConfig {
+            max_concurrent: 1,
+            ..fast(10)
+        },
+    )
+    .await;
+    let ws = Workspace::new(&emu.url());
+    ws.write("in.csv", csv_rows(60));
+    config(&ws, "in.csv", "records_per_job = 20\nmin_records = 10\n");
+    let o = batch(&ws, &["submit", "--no-progress"], &[]);
+    let text = show(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("no free batch job slot yet"), "{text}");
+    assert_each_id_once(&ws.out(), &ids(60));
+    assert_eq!(created_jobs(&emu.url()).await.len(), 3);
+}
