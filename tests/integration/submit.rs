@@ -307,8 +307,11 @@ async fn a_full_job_quota_is_waited_out_not_failed() {
     // Bedrock admits one job per model at a time; [batch] believes in 20.
     let emu = emulator(
         s3.path(),
+        // A queue long enough that the first job is still active when the
+        // second is created (right after the first, in the same pass).
         InvocationJobConfig {
             max_concurrent: 1,
+            queue: Duration::from_millis(1500),
             ..fast(10)
         },
     )
