@@ -44,6 +44,58 @@ pub enum Command {
     /// Write an output directory as one table in input order: each input row's
     /// columns with its status, answer, tokens and error.
     Export(ExportArgs),
+    /// Send a job through Bedrock Batch Inference (half the on-demand price,
+    /// outside the on-demand quota, answers within the job timeout): the
+    /// same config and flags as `run`, plus `[batch]`.
+    Submit(SubmitArgs),
+    /// Wait for a submitted job's Bedrock jobs and write their rows into the
+    /// output directory (the morning half of `submit --no-wait`).
+    Collect(CollectArgs),
+}
+
+/// Flags of `bedrock-batch submit`: `run`'s, plus the batch engine's own.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// S3 prefix for the records and outputs (overrides `[batch] s3_uri`).
+    #[arg(long, value_name = "S3_URI")]
+    pub s3_uri: Option<String>,
+    /// Service role Bedrock assumes to read and write S3 (overrides `[batch] role_arn`).
+    #[arg(long, value_name = "ARN")]
+    pub service_role_arn: Option<String>,
+    /// Return once the jobs are created; `bedrock-batch collect OUTPUT_DIR` picks up later.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Stop the job's Bedrock jobs (records they never ran stay unfinished).
+    #[arg(long, conflicts_with = "no_wait")]
+    pub stop: bool,
+    /// `on-demand`: send the rows of a model below Bedrock's minimum records per job through `run`.
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub fallback: Option<OnDemand>,
+    /// `on-demand`: once the jobs have ended, send the records they never ran through `run`.
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub replay: Option<OnDemand>,
+}
+
+/// Flags of `bedrock-batch collect`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CollectArgs {
+    /// The output directory `submit` wrote (holding batch/state.json).
+    #[arg(value_name = "OUTPUT_DIR")]
+    pub dir: PathBuf,
+    /// Collect what has ended and return, instead of waiting for every job.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// `on-demand`: once the jobs have ended, send the records they never ran through `run`.
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub replay: Option<OnDemand>,
+}
+
+/// The other engine, for rows batch inference did not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnDemand {
+    OnDemand,
 }
 
 /// Flags of `bedrock-batch prices`.
@@ -178,6 +230,21 @@ pub struct EmulatorArgs {
     /// Lifetime of a prompt-cache entry after its last use, in seconds.
     #[arg(long, default_value_t = 300)]
     pub cache_ttl_secs: u64,
+    /// Batch Inference: time a job spends queued (Submitted → InProgress), in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub batch_queue_ms: u64,
+    /// Batch Inference: processing time of one record, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    pub batch_record_ms: u64,
+    /// Batch Inference: fewest records a job may have (AWS: 100).
+    #[arg(long, default_value_t = 100)]
+    pub batch_min_records: usize,
+    /// Batch Inference: jobs per model submitted or in progress at once (AWS: 20).
+    #[arg(long, default_value_t = 20)]
+    pub batch_max_jobs: usize,
+    /// Batch Inference: how long one hour of a job's timeout lasts, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub batch_hour_secs: u64,
     /// Directory S3 serves, one subdirectory per bucket (created if missing; kept after the
     /// emulator stops). Default: a temporary directory removed on exit.
     #[arg(long, value_name = "DIR")]
@@ -361,6 +428,10 @@ pub struct PolicyArgs {
     /// IAM user ARN allowed to assume the role, with --trust; repeat for several.
     #[arg(long, value_name = "ARN", requires = "trust")]
     pub user_arn: Vec<String>,
+    /// Print what `submit` needs too: the caller's extra permissions, the
+    /// service role's trust policy and its permissions (from `[batch]`).
+    #[arg(long, conflicts_with = "trust")]
+    pub batch: bool,
 }
 
 /// `MODEL-ID=RPM` for `emulator --model-rpm`.

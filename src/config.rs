@@ -77,6 +77,8 @@ pub struct FileConfig {
     pub prices: Option<std::collections::BTreeMap<String, crate::cost::price::Price>>,
     /// `s3://BUCKET/PREFIX/` the output files are copied to at the end of a run.
     pub upload: Option<String>,
+    /// `[batch]`: read by `submit` and `collect` only (`batch/settings.rs`).
+    pub batch: Option<crate::batch::settings::BatchFile>,
 }
 
 /// `models` as written: a list of ids (`models = ["a", "b"]`), or one table

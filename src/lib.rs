@@ -36,6 +36,9 @@
 //! output/     upload.rs (`--upload`: the output files copied to S3 at the end)
 //! ```
 //!
+//! `batch/` is the second engine (`submit`, `collect`): the same row stream
+//! and output files, with Bedrock Batch Inference jobs instead of calls.
+//!
 //! Around it: `shutdown.rs` is passed in (the first signal stops intake, the
 //! second aborts); `commands/` turns each subcommand into an exit code (`run`,
 //! `demo`, `whoami`, `policy`, `prices`, `emulator`, `report`); `cost/` holds
@@ -44,6 +47,7 @@
 //! local Bedrock Runtime + STS + IMDSv2 + S3 that the tests, the benchmarks and
 //! `demo` talk to through the real SDK. `error.rs` says how errors are told.
 
+pub mod batch;
 pub mod bedrock;
 pub mod cli;
 pub mod commands;

@@ -8,7 +8,7 @@ use std::io;
 use std::time::Duration;
 
 use crate::cli::EmulatorArgs;
-use crate::emulator::{env_lines, Emulator, EmulatorConfig};
+use crate::emulator::{env_lines, Emulator, EmulatorConfig, InvocationJobConfig};
 
 /// `bedrock-batch emulator`: serves until `shutdown` resolves, printing where and how to
 /// reach it first and the final counters last.
@@ -52,6 +52,14 @@ fn config(a: &EmulatorArgs) -> EmulatorConfig {
         refused_tiers: a.refuse_tiers.clone(),
         flex_latency_factor: a.flex_latency_factor,
         cache_ttl: Duration::from_secs(a.cache_ttl_secs),
+        invocation_jobs: InvocationJobConfig {
+            queue: Duration::from_millis(a.batch_queue_ms),
+            record_time: Duration::from_millis(a.batch_record_ms),
+            min_records: a.batch_min_records,
+            max_concurrent: a.batch_max_jobs,
+            hour: Duration::from_secs(a.batch_hour_secs),
+            ..InvocationJobConfig::default()
+        },
         s3_dir: a.s3_dir.clone(),
         ..EmulatorConfig::default()
     }

@@ -1,5 +1,7 @@
 //! Each subcommand, from parsed flags to an exit code.
 
+mod batch_policy;
+pub(crate) mod collect;
 pub(crate) mod demo;
 mod emulator;
 pub(crate) mod export;
@@ -7,6 +9,7 @@ pub mod policy;
 pub(crate) mod prices;
 pub(crate) mod report;
 mod s3_policy;
+pub(crate) mod submit;
 pub(crate) mod whoami;
 
 use std::collections::BTreeSet;
@@ -143,6 +146,8 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
             );
             Ok(EXIT_OK)
         }
+        Command::Submit(args) => submit::run(args).await,
+        Command::Collect(args) => collect::run(args).await,
         Command::Emulator(args) => {
             emulator::run(&args, async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -211,6 +216,15 @@ async fn policy(args: &PolicyArgs) -> anyhow::Result<serde_json::Value> {
         .clone()
         .or(file.region)
         .context("policy: no region: pass --region or --config with a `region`")?;
+    if args.batch {
+        let batch = crate::batch::settings::BatchSettings::resolve(
+            file.batch.as_ref(),
+            file.api.unwrap_or(crate::bedrock::request::Api::Converse),
+            None,
+            None,
+        )?;
+        return batch_policy::batch_policies(&models, &region, args.account.as_deref(), &batch);
+    }
     let mut doc =
         policy::invoke_policy(&models, &region, args.account.as_deref()).context("policy")?;
     // A job reading or writing S3 needs that too (only with --config: flags name no inputs).
@@ -225,7 +239,7 @@ async fn policy(args: &PolicyArgs) -> anyhow::Result<serde_json::Value> {
 
 /// Writes to stdout; a closed pipe (`bedrock-batch policy | head`) is not an
 /// error: the reader has what it wanted.
-fn out(text: &str) -> std::io::Result<()> {
+pub(crate) fn out(text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     match stdout

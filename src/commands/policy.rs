@@ -466,7 +466,7 @@ fn is_provider(segment: &str) -> bool {
 }
 
 /// The ARN partition a Region belongs to.
-fn partition_of(region: &str) -> &'static str {
+pub(crate) fn partition_of(region: &str) -> &'static str {
     if region.starts_with("us-gov-") {
         "aws-us-gov"
     } else if region.starts_with("cn-") {

@@ -71,6 +71,8 @@ pub struct EmulatorConfig {
     /// The directory S3 serves (`ROOT/BUCKET/KEY`); `None` = a temporary directory the
     /// emulator creates and removes when it stops.
     pub s3_dir: Option<PathBuf>,
+    /// Batch Inference: queue and processing times, quotas (`invocation_job.rs`).
+    pub invocation_jobs: super::invocation_job::InvocationJobConfig,
 }
 
 impl Default for EmulatorConfig {
@@ -104,6 +106,7 @@ impl Default for EmulatorConfig {
             flex_latency_factor: 3.0,
             cache_ttl: Duration::from_secs(300),
             s3_dir: None,
+            invocation_jobs: Default::default(),
         }
     }
 }

@@ -3,7 +3,9 @@
 //! (`AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, `AWS_ENDPOINT_URL_STS`,
 //! `AWS_EC2_METADATA_SERVICE_ENDPOINT`, `AWS_ENDPOINT_URL_S3` with path-style addressing), as
 //! `docs/bedrock-wire-protocol.md` describes. S3 is the `s3s` crate serving a directory
-//! (`s3.rs`); [`Emulator::s3`] reads and writes its objects directly.
+//! (`s3.rs`); [`Emulator::s3`] reads and writes its objects directly. The Bedrock control
+//! plane for Batch Inference jobs (`AWS_ENDPOINT_URL_BEDROCK`) is `invocation_job.rs`; its
+//! jobs run in `batch_run.rs` over the same directory.
 //!
 //! It answers deterministically ([`answer`], [`count_tokens`]), enforces rpm/tpm quotas the
 //! way Bedrock does, injects latency, faults and dropped connections on request, issues and
@@ -15,6 +17,7 @@
 //! `[[emu:stream_KIND]]` for a ConverseStream answer broken mid-way).
 
 mod auth;
+mod batch_run;
 mod bedrock;
 mod cache;
 mod config;
@@ -25,6 +28,7 @@ mod family;
 mod fault;
 mod imds;
 mod instance;
+mod invocation_job;
 pub mod marker;
 mod model;
 mod quota;
@@ -46,6 +50,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{EmulatorConfig, STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY};
 pub use credentials::{IssuedCredentials, Origin};
+pub use invocation_job::InvocationJobConfig;
 pub use model::{answer, count_tokens, fnv1a, output_tokens};
 pub use s3::S3Store;
 pub use stats::{RequestRecord, StatsSnapshot, Throttles};
@@ -187,6 +192,7 @@ impl Drop for Emulator {
 pub fn env_lines(url: &str) -> String {
     format!(
         "export AWS_ENDPOINT_URL_BEDROCK_RUNTIME={url}\n\
+         export AWS_ENDPOINT_URL_BEDROCK={url}\n\
          export AWS_ENDPOINT_URL_STS={url}\n\
          export AWS_ENDPOINT_URL_S3={url}\n\
          export AWS_EC2_METADATA_SERVICE_ENDPOINT={url}\n\

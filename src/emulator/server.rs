@@ -27,6 +27,7 @@ use super::config::EmulatorConfig;
 use super::credentials::Keyring;
 use super::fault::Fault;
 use super::imds::Imds;
+use super::invocation_job::{self, InvocationJobs};
 use super::quota::{ModelQuotas, Quota};
 use super::s3::{self, S3};
 use super::sigv4::SigV4;
@@ -71,6 +72,8 @@ pub struct Server {
     pub s3: S3,
     pub imds: Imds,
     pub prompt_cache: PromptCache,
+    /// Batch Inference jobs created so far (`invocation_job.rs`).
+    pub invocation_jobs: InvocationJobs,
     /// Seeded so a run's fault pattern is reproducible for the same request order.
     rng: Mutex<fastrand::Rng>,
     /// Attempts seen per prompt text, only for prompts carrying a `[[emu:KIND*N]]` marker.
@@ -132,6 +135,7 @@ impl Server {
             s3,
             imds: Imds::default(),
             prompt_cache: PromptCache::new(cfg.cache_ttl),
+            invocation_jobs: InvocationJobs::default(),
             rng: Mutex::new(rng),
             attempts: Mutex::new(HashMap::new()),
             started: Instant::now(),
@@ -229,7 +233,7 @@ impl Server {
 
     /// Everything but S3: the body is collected first (Bedrock and STS bodies are small).
     async fn handle(
-        &self,
+        self: &Arc<Self>,
         parts: &Parts,
         body: Incoming,
         trace: &mut Trace,
@@ -239,7 +243,9 @@ impl Server {
             Err(_) => return ("emulator", Err(Dropped)),
         };
         let path = parts.uri.path();
-        if let Some(rest) = path.strip_prefix("/model/") {
+        if let Some(reply) = invocation_job::handle(self, parts, &body, trace).await {
+            ("bedrock", Ok(reply))
+        } else if let Some(rest) = path.strip_prefix("/model/") {
             let r = bedrock::handle(self, parts, &body, rest, trace).await;
             ("bedrock", r)
         } else if path.starts_with("/latest/") {

@@ -48,3 +48,7 @@ mod export;
 mod eval;
 // Several models and samples in one job: every unit once, resume, a grown or shrunk matrix, per-model quotas.
 mod matrix;
+// The emulator's Batch Inference control plane through aws-sdk-bedrock: jobs, outputs, quotas, idempotency.
+mod invocation_jobs;
+// submit and collect end to end: splitting, crashes, partial completion + replay, odd ids, --no-wait.
+mod submit;
