@@ -32,6 +32,9 @@ pub(crate) fn unit_key(id: &str, model: &str, sample: u32) -> String {
 pub(crate) struct Matrix {
     pub(crate) models: Vec<String>,
     pub(crate) samples: u32,
+    /// `model` is one of `id_columns`: it names the judged model, not the
+    /// model to call, so it pins nothing (as in `job.rs`).
+    pub(crate) model_is_id: bool,
 }
 
 impl Matrix {
@@ -39,6 +42,7 @@ impl Matrix {
         Matrix {
             models: settings.models.clone(),
             samples: settings.samples,
+            model_is_id: settings.id_columns.iter().any(|c| c == "model"),
         }
     }
 
@@ -46,7 +50,7 @@ impl Matrix {
     /// every model of the matrix (a bad row too: each model's units of it
     /// are recorded as failed).
     pub(crate) fn models_of<'a>(&'a self, item: &'a Item) -> Vec<&'a str> {
-        match pinned(item) {
+        match pinned(item).filter(|_| !self.model_is_id) {
             Some(m) => vec![m],
             None => self.models.iter().map(String::as_str).collect(),
         }
@@ -107,9 +111,16 @@ mod tests {
         let m = Matrix {
             models: vec!["a".into(), "b".into()],
             samples: 3,
+            model_is_id: false,
         };
         assert_eq!(m.models_of(&row(None)), ["a", "b"]);
         assert_eq!(m.units(&row(None)), 6);
+        // A `model` that is part of the id pins nothing.
+        let judge = Matrix {
+            model_is_id: true,
+            ..m.clone()
+        };
+        assert_eq!(judge.models_of(&row(Some("x"))), ["a", "b"]);
         assert_eq!(m.models_of(&row(Some(" b "))), ["b"]);
         assert_eq!(
             m.models_of(&row(Some(" "))),
