@@ -326,3 +326,37 @@ async fn a_full_job_quota_is_waited_out_not_failed() {
     assert_each_id_once(&ws.out(), &ids(60));
     assert_eq!(created_jobs(&emu.url()).await.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matrix_or_a_schema_is_refused_before_anything_is_uploaded() {
+    let s3 = tempfile::tempdir().unwrap();
+    let emu = emulator(s3.path(), fast(1)).await;
+    let ws = Workspace::new(&emu.url());
+    ws.write("in.csv", csv_rows(5));
+    ws.write("s.json", r#"{"type": "object"}"#);
+    for (top, says) in [
+        ("samples = 2\n", "several models or samples"),
+        (
+            "output_schema = \"s.json\"\n",
+            "`output_schema` and `[[score]]`",
+        ),
+    ] {
+        ws.write(
+            "config.toml",
+            format!(
+                "model = \"{MODEL}\"\ninputs = [\"in.csv\"]\noutput_dir = \"out\"\nmax_tokens = 64\n{top}\n[batch]\ns3_uri = \"s3://batch-bucket/nightly/\"\nrole_arn = \"{ROLE}\"\n"
+            ),
+        );
+        let o = batch(&ws, &["submit", "--no-progress"], &[]);
+        assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+        assert_eq!(
+            stderr.lines().filter(|l| l.starts_with("error")).count(),
+            1,
+            "{stderr}"
+        );
+    }
+    assert!(created_jobs(&emu.url()).await.is_empty());
+    assert!(emu.s3().list("batch-bucket", "").unwrap().is_empty());
+}
