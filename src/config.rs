@@ -280,6 +280,12 @@ impl<'a> Layers<'a> {
         flag.or(file).ok_or_else(|| self.missing(key))
     }
 
+    /// The config file, for messages about a whole table or entry of it.
+    fn place(&self) -> String {
+        self.path
+            .map_or("config".to_string(), |p| p.display().to_string())
+    }
+
     fn name(&self, key: &str, origin: Origin) -> String {
         match (origin, self.path) {
             (Origin::File, Some(p)) => format!("{}: `{key}`", p.display()),
@@ -572,9 +578,7 @@ impl Settings {
 /// `invalid_output_retries` and the `[[score]]` entries.
 fn eval_settings(f: &FileConfig, l: &Layers) -> anyhow::Result<crate::eval::EvalSettings> {
     use crate::eval::{schema::OutputSchema, score::Scorer};
-    let place = l
-        .path
-        .map_or("config".to_string(), |p| p.display().to_string());
+    let place = l.place();
     let schema = match &f.output_schema {
         Some(p) => Some(std::sync::Arc::new(OutputSchema::load(
             &l.relative_to_file(p),
@@ -611,9 +615,7 @@ fn id_columns(f: &FileConfig, l: &Layers) -> anyhow::Result<Vec<String>> {
     let Some(cols) = &f.id_columns else {
         return Ok(Vec::new());
     };
-    let place = l
-        .path
-        .map_or("config".to_string(), |p| p.display().to_string());
+    let place = l.place();
     if f.id_column.is_some() {
         anyhow::bail!("{place}: `id_columns` and `id_column` cannot both be set");
     }
