@@ -360,3 +360,22 @@ async fn a_matrix_or_a_schema_is_refused_before_anything_is_uploaded() {
     assert!(created_jobs(&emu.url()).await.is_empty());
     assert!(emu.s3().list("batch-bucket", "").unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_gives_the_batch_price_and_the_number_of_jobs_and_sends_nothing() {
+    let s3 = tempfile::tempdir().unwrap();
+    let emu = emulator(s3.path(), fast(1)).await;
+    let ws = Workspace::new(&emu.url());
+    ws.write("in.csv", csv_rows(250));
+    config(&ws, "in.csv", "records_per_job = 100\n");
+    let o = batch(&ws, &["submit", "--no-progress", "--dry-run"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("batch inference"), "{stdout}");
+    assert!(
+        stdout.contains("submit: 250 rows make 3 Bedrock batch job(s)"),
+        "{stdout}"
+    );
+    assert!(created_jobs(&emu.url()).await.is_empty());
+    assert_eq!(emu.stats().requests, 0);
+}
