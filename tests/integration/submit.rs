@@ -379,3 +379,46 @@ async fn dry_run_gives_the_batch_price_and_the_number_of_jobs_and_sends_nothing(
     assert!(created_jobs(&emu.url()).await.is_empty());
     assert_eq!(emu.stats().requests, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_stops_the_jobs_it_created() {
+    let s3 = tempfile::tempdir().unwrap();
+    let emu = emulator(
+        s3.path(),
+        InvocationJobConfig {
+            queue: Duration::from_secs(60),
+            ..fast(10)
+        },
+    )
+    .await;
+    let ws = Workspace::new(&emu.url());
+    ws.write("in.csv", csv_rows(20));
+    config(&ws, "in.csv", "min_records = 10\n");
+    let o = batch(&ws, &["submit", "--no-progress", "--no-wait"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let jobs = created_jobs(&emu.url()).await;
+    assert_eq!(jobs.len(), 1);
+    let o = batch(&ws, &["submit", "--no-progress", "--stop"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("submit --stop: 1 job(s) stopping"),
+        "{}",
+        show(&o)
+    );
+    let job = control(&emu.url())
+        .get_model_invocation_job()
+        .job_identifier(&jobs[0])
+        .send()
+        .await
+        .expect("get job");
+    let status = job
+        .status()
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_default();
+    assert!(
+        ["Stopping", "Stopped"].contains(&status.as_str()),
+        "{status}"
+    );
+    // Nothing was answered, so nothing was written.
+    assert!(ws.results().is_empty());
+}
