@@ -37,6 +37,7 @@ use crate::input::template::Template;
 use crate::outcome::{Failure, Success};
 use crate::output::checkpoint::IdSet;
 use crate::output::fs::write_atomic;
+use crate::output::manifest::Manifest;
 use crate::output::sink::{FAILURES, RESULTS};
 use crate::pipeline::runner::{self, Work};
 use crate::shutdown::{Shutdown, StopReason};
@@ -196,6 +197,12 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<(Repo
     let mut settings = settings;
     // S3 inputs are read with the run's credentials (the pilot above checked its own).
     crate::input::s3::prepare(&mut settings).await?;
+    // What `run` would refuse, an estimate refuses too: figures for a
+    // directory that holds another job would price the wrong rows. (A pilot
+    // has been through the same check in its run.)
+    if settings.resume != ResumeMode::Fresh {
+        Manifest::of(&settings).may_continue_in(&settings.output_dir)?;
+    }
     let settings = Arc::new(settings);
     let samples = samples(&settings.output_dir, &settings.cost.prices)?;
     let rows = rows_to_send(&settings, &samples, dry.count_tokens).await?;

@@ -222,30 +222,12 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
             "--fresh: earlier files moved to {}",
             crate::path::normalize(&aside).display()
         ));
-    } else {
-        match Manifest::read(dir)? {
-            Some(old) if !job.same_job(&old) => {
-                anyhow::bail!(
-                    "{}: holds a different job ({}); run with --fresh to start over (the old files are moved aside) or choose another --output-dir",
-                    dir.display(),
-                    job.changes_from(&old).join("; ")
-                );
-            }
-            Some(old) => {
-                if let (Some(kind), ResumeMode::Continue) = (&old.job_wide_failure, mode) {
-                    let n = drop_failures(&dir.join(FAILURES), std::slice::from_ref(kind))?;
-                    cp.notes.push(format!(
-                        "the last run stopped because every call failed with {kind}; its {n} {kind} failure(s) will be sent again"
-                    ));
-                }
-            }
-            None if existing.iter().any(|n| *n == RESULTS || *n == FAILURES) => {
-                anyhow::bail!(
-                    "{}: holds results.jsonl/failures.jsonl but no manifest.json, so it cannot tell which job they belong to; run with --fresh (they are moved aside) or choose another --output-dir",
-                    dir.display()
-                );
-            }
-            None => {}
+    } else if let Some(old) = job.may_continue_in(dir)? {
+        if let (Some(kind), ResumeMode::Continue) = (&old.job_wide_failure, mode) {
+            let n = drop_failures(&dir.join(FAILURES), std::slice::from_ref(kind))?;
+            cp.notes.push(format!(
+                "the last run stopped because every call failed with {kind}; its {n} {kind} failure(s) will be sent again"
+            ));
         }
     }
     write_atomic(&dir.join(manifest::FILE), &serde_json::to_vec_pretty(job)?)?;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bedrock::request::Api;
 use crate::config::Settings;
+use crate::output::sink::{FAILURES, RESULTS};
 
 pub const FILE: &str = "manifest.json";
 
@@ -128,6 +129,27 @@ impl Manifest {
             out.push(format!("samples: {} → {}", old.samples, self.samples));
         }
         out
+    }
+
+    /// Whether this job may continue in `dir`: refused, with the one-line
+    /// reason, when `dir` holds another job's files or answers no manifest
+    /// ties to a job. Returns what `dir` held. Reads only: `run` calls it
+    /// before it touches the directory, and `--dry-run` (which must refuse
+    /// what `run` would refuse) calls it without touching it at all.
+    pub fn may_continue_in(&self, dir: &Path) -> anyhow::Result<Option<Manifest>> {
+        let old = Manifest::read(dir)?;
+        match &old {
+            Some(old) if !self.same_job(old) => anyhow::bail!(
+                "{}: holds a different job ({}); run with --fresh to start over (the old files are moved aside) or choose another --output-dir",
+                dir.display(),
+                self.changes_from(old).join("; ")
+            ),
+            None if [RESULTS, FAILURES].iter().any(|n| dir.join(n).exists()) => anyhow::bail!(
+                "{}: holds results.jsonl/failures.jsonl but no manifest.json, so it cannot tell which job they belong to; run with --fresh (they are moved aside) or choose another --output-dir",
+                dir.display()
+            ),
+            _ => Ok(old),
+        }
     }
 
     /// Records in `dir`'s manifest that the breaker stopped the run for `kind`.

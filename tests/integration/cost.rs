@@ -64,7 +64,7 @@ async fn a_model_without_a_price_gets_null_and_is_listed() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let ws = Workspace::new(&emu.url());
     ws.write("in.csv", csv_rows(3));
-    let model = "mistral.mistral-7b-instruct-v0:2";
+    let model = "mistral.mistral-large-2407-v1:0";
     let out = ws.run(&["--model", model, "--input", "in.csv", "--max-tokens", "64"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(ws.results().iter().all(|r| r["cost_usd"].is_null()));
@@ -405,6 +405,71 @@ async fn dry_run_sends_nothing_and_count_tokens_counts_what_a_run_is_billed() {
     let out = ws.run(&base);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert_eq!(ws.summary()["tokens"]["input"].as_u64().unwrap(), counted);
+}
+
+/// A dry run refuses, with `run`'s one line and exit 2, what `run` would
+/// refuse: a directory holding another job's answers, or answers with no
+/// manifest. An estimate for it would price the wrong rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_refuses_a_directory_that_holds_another_job() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("in.csv", csv_rows(3));
+    let out = ws.run(&["--model", MODEL, "--input", "in.csv", "--max-tokens", "64"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let sent = emu.stats().requests;
+
+    let other = [
+        "--model",
+        MODEL,
+        "--input",
+        "in.csv",
+        "--max-tokens",
+        "99",
+        "--dry-run",
+    ];
+    let out = ws.run(&other);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("holds a different job"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("max_tokens: 64 → 99"), "{line}");
+    assert!(
+        !ws.out().join("dry-run.json").exists(),
+        "no estimate written"
+    );
+
+    // With --fresh the estimate is for the whole job, and nothing is moved:
+    // a dry run never touches the earlier answers.
+    let mut fresh = other.to_vec();
+    fresh.push("--fresh");
+    let out = ws.run(&fresh);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("dry run: 3 row(s) to send"), "{stdout}");
+    assert_eq!(ws.results().len(), 3, "earlier answers left in place");
+
+    // Answers without a manifest belong to no known job.
+    std::fs::remove_file(ws.out().join("manifest.json")).unwrap();
+    let same = [
+        "--model",
+        MODEL,
+        "--input",
+        "in.csv",
+        "--max-tokens",
+        "64",
+        "--dry-run",
+    ];
+    let out = ws.run(&same);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("but no manifest.json"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(emu.stats().requests, sent, "no dry run sent anything");
 }
 
 /// The measured target of issue 10, recorded in BENCHMARKS.md:
