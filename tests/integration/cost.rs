@@ -472,6 +472,47 @@ async fn dry_run_refuses_a_directory_that_holds_another_job() {
     assert_eq!(emu.stats().requests, sent, "no dry run sent anything");
 }
 
+/// Each model of a matrix has its own quota and lane, so a dry run's time is
+/// the slowest model's at its own quota, not the rows of all models at the
+/// job's quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matrix_dry_run_times_each_model_at_its_own_quota() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("in.csv", csv_rows(60));
+    ws.write(
+        "job.toml",
+        format!(
+            "inputs = [\"in.csv\"]\nmax_tokens = 32\nrpm = 600\nsamples = 2\n\n[models.\"{MODEL}\"]\nrpm = 30\n\n[models.\"amazon.nova-lite-v1:0\"]\nconcurrency = 2\n"
+        ),
+    );
+    let out = ws.run(&["--config", "job.toml", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(emu.stats().requests, 0);
+    let d: Value =
+        serde_json::from_str(&std::fs::read_to_string(ws.out().join("dry-run.json")).unwrap())
+            .unwrap();
+    let t = &d["time"];
+    let haiku = &t["by_model"][MODEL];
+    let nova = &t["by_model"]["amazon.nova-lite-v1:0"];
+    assert_eq!(haiku["rows"], 120, "{t}");
+    assert_eq!(nova["rows"], 120, "{t}");
+    assert_eq!(haiku["rpm"], 30, "its own table: {t}");
+    assert_eq!(nova["rpm"], 600, "the job's quota: {t}");
+    assert_eq!(nova["concurrency"], 2, "{t}");
+    assert!((f(&haiku["minutes_at_quota"]) - 4.0).abs() < 1e-9, "{t}");
+    assert!((f(&nova["minutes_at_quota"]) - 0.2).abs() < 1e-9, "{t}");
+    assert!(
+        (f(&t["minutes_at_quota"]) - 4.0).abs() < 1e-9,
+        "the slowest lane: {t}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("time at your quotas: 4.0 min (the slowest model's"),
+        "{stdout}"
+    );
+}
+
 /// The measured target of issue 10, recorded in BENCHMARKS.md:
 /// `cargo test --test integration pilot_estimate -- --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
