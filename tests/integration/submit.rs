@@ -347,15 +347,22 @@ async fn a_matrix_or_a_schema_is_refused_before_anything_is_uploaded() {
                 "model = \"{MODEL}\"\ninputs = [\"in.csv\"]\noutput_dir = \"out\"\nmax_tokens = 64\n{top}\n[batch]\ns3_uri = \"s3://batch-bucket/nightly/\"\nrole_arn = \"{ROLE}\"\n"
             ),
         );
-        let o = batch(&ws, &["submit", "--no-progress"], &[]);
-        assert_eq!(o.status.code(), Some(2), "{}", show(&o));
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(stderr.contains(says), "{stderr}");
-        assert_eq!(
-            stderr.lines().filter(|l| l.starts_with("error")).count(),
-            1,
-            "{stderr}"
-        );
+        // `--dry-run` too: no estimate for a job submit would refuse.
+        for args in [
+            &["submit", "--no-progress"][..],
+            &["submit", "--no-progress", "--dry-run"][..],
+        ] {
+            let o = batch(&ws, args, &[]);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {}", show(&o));
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert!(stderr.contains(says), "{args:?}: {stderr}");
+            assert_eq!(
+                stderr.lines().filter(|l| l.starts_with("error")).count(),
+                1,
+                "{stderr}"
+            );
+            assert!(!ws.path("out/dry-run.json").exists(), "{args:?}");
+        }
     }
     assert!(created_jobs(&emu.url()).await.is_empty());
     assert!(emu.s3().list("batch-bucket", "").unwrap().is_empty());
