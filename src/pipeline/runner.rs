@@ -120,7 +120,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     let caller = Arc::new(Caller {
         client,
         credentials: prepared.session.credentials,
-        breaker: Breaker::new(),
+        breaker: Breaker::new(&settings.models),
         include_prompt: settings.include_prompt,
         eval: settings.eval.clone(),
         api: settings.api,
@@ -666,7 +666,7 @@ pub(crate) async fn process(
         let latency_ms = t0.elapsed().as_millis() as u64;
         let error = match result {
             Ok(answer) => {
-                caller.breaker.succeeded();
+                caller.breaker.succeeded(&job.request.model);
                 limiter.settle(
                     ticket,
                     answer.input_tokens,
