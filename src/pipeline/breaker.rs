@@ -102,6 +102,12 @@ impl Breaker {
         self.models.iter().position(|m| m == model).unwrap_or(0)
     }
 
+    /// Whether an attempt on `model` (counted as its lane is) has had an answer.
+    pub(crate) fn answered(&self, model: &str) -> bool {
+        let lane = self.lane(model);
+        self.lock().starts[lane].any_success
+    }
+
     /// An attempt on `model` got an answer.
     pub(crate) fn succeeded(&self, model: &str) {
         let lane = self.lane(model);
@@ -316,6 +322,7 @@ mod tests {
             "{}",
             trip.message
         );
+        assert!(b.answered("good") && !b.answered("wrong"));
 
         // A row pinned to a model outside the matrix counts with the first
         // model: scattered among that lane's answers, it never trips.

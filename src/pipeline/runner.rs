@@ -772,7 +772,11 @@ pub(crate) async fn process(
             return;
         }
         let Some(wait) = wait else {
-            caller.meter.failed(error.kind, error.tier_refused, hold);
+            // A tier refused before its model ever answered: every row of
+            // it would fail the same way (the breaker knows who answered).
+            let tier_refused_at_start =
+                error.tier_refused && !caller.breaker.answered(&job.request.model);
+            caller.meter.failed(error.kind, tier_refused_at_start, hold);
             caller
                 .finish(
                     Outcome::Failed(failed(

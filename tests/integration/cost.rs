@@ -252,6 +252,48 @@ async fn a_refused_tier_fails_its_row_naming_the_tier_and_stops_the_job() {
     assert!(f(&s["unfinished"]) >= 40.0, "{s}");
 }
 
+/// The tier refusal is per model, as the breaker's count is: a model of the
+/// matrix without the tier stops the job on its first rows, although the
+/// other model answers on that tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tier_refused_for_one_model_of_a_matrix_stops_the_job() {
+    let emu = Emulator::start(EmulatorConfig {
+        refused_tiers: vec!["anthropic.=flex".into()],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("in.csv", csv_rows(50));
+    let out = ws.run(&[
+        "--model",
+        "amazon.nova-lite-v1:0",
+        "--model",
+        MODEL,
+        "--input",
+        "in.csv",
+        "--max-tokens",
+        "64",
+        "--service-tier",
+        "flex",
+        "--concurrency",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let failures = ws.failures();
+    assert!(
+        !failures.is_empty() && failures.len() <= 3,
+        "stopped after its first rows, not 50: {}",
+        failures.len()
+    );
+    assert!(failures.iter().all(|f| f["model"] == MODEL), "{failures:?}");
+    assert!(ws
+        .results()
+        .iter()
+        .all(|r| r["model"] == "amazon.nova-lite-v1:0"));
+    assert_eq!(ws.summary()["stopped_by"], "service_tier");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_system_writes_once_then_reads_and_is_priced() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
