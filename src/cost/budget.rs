@@ -3,7 +3,8 @@
 //!
 //! Before the run ([`preflight`]): every model and tier the job can use must
 //! have a price, `max_tokens` must be set, and what earlier runs into the
-//! directory spent is counted from `results.jsonl`. During the run
+//! directory paid is priced (`output/earlier.rs` reads it, once, with the
+//! checkpoint). During the run
 //! ([`Budget`]): a call is sent only if what is spent, plus the worst case
 //! of every call in flight, plus its own worst case stays within the cap.
 //! A call whose outcome may have been billed without an answer (a timeout,
@@ -11,22 +12,16 @@
 //! call tasks hold the reservations; this module never sends anything.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::sync::Mutex;
 
 use serde_json::Value;
 
 use crate::bedrock::request::ServiceTier;
 use crate::config::Settings;
-use crate::cost::price::PriceTable;
-use crate::cost::spend::{priced_tier, row_cost};
 use crate::input::inventory;
 use crate::input::reader::Item;
 use crate::input::rows::{RowSpec, Rows};
-use crate::outcome::Usage;
-use crate::output::checkpoint::SUPERSEDED;
-use crate::output::sink::{FAILURES, RESULTS};
+use crate::output::earlier::Paid;
 
 /// The cap and what counts against it.
 #[derive(Debug)]
@@ -88,75 +83,11 @@ impl Budget {
     }
 }
 
-/// The fields of a results line that say what it cost; the rest (the
-/// answer, the meta) is skipped unparsed.
-#[derive(serde::Deserialize)]
-struct Priced {
-    model: Option<String>,
-    usage: Option<Usage>,
-    cost_usd: Option<f64>,
-    service_tier: Option<String>,
-}
-
-/// What earlier runs into `dir` spent, from its results, failures and
-/// superseded lines: each line's
-/// `cost_usd`, or its price from usage for rows written before costs were
-/// recorded. The second value lists models whose rows have no price.
-pub fn spent_so_far(dir: &Path, prices: &PriceTable) -> anyhow::Result<(f64, BTreeSet<String>)> {
-    let mut total = 0.0;
-    let mut unpriced = BTreeSet::new();
-    // Failures lines carry usage too (answers refused as invalid output),
-    // and superseded lines were paid for when they were current.
-    for name in [RESULTS, FAILURES, SUPERSEDED] {
-        let path = dir.join(name);
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
-        };
-        spent_in(file, prices, &mut total, &mut unpriced)?;
-    }
-    Ok((total, unpriced))
-}
-
-/// Adds what one output file's lines cost.
-fn spent_in(
-    file: std::fs::File,
-    prices: &PriceTable,
-    total: &mut f64,
-    unpriced: &mut BTreeSet<String>,
-) -> anyhow::Result<()> {
-    for line in BufReader::new(file).lines() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        // Checkpoint has cut a torn tail already; a line that does not parse
-        // is not a row of ours.
-        let Ok(s) = serde_json::from_str::<Priced>(&line) else {
-            continue;
-        };
-        let (Some(model), Some(usage)) = (s.model, s.usage) else {
-            continue;
-        };
-        let cost = s.cost_usd.or_else(|| {
-            let tier = priced_tier(s.service_tier.as_deref(), None);
-            row_cost(prices, &model, tier, &usage)
-        });
-        match cost {
-            Some(c) => *total += c,
-            None => {
-                unpriced.insert(model);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Checks a job with `max_cost` can be held to it, and returns what earlier
-/// runs spent. Any model or tier without a price, or no `max_tokens`, is a
-/// setup error: nothing is sent.
-pub fn preflight(settings: &Settings) -> anyhow::Result<Option<Budget>> {
+/// Checks a job with `max_cost` can be held to it, and starts it at what
+/// earlier runs paid (`paid`: the results, failures and superseded lines,
+/// from the checkpoint's one read of them). Any model or tier without a
+/// price, or no `max_tokens`, is a setup error: nothing is sent.
+pub fn preflight(settings: &Settings, paid: &Paid) -> anyhow::Result<Option<Budget>> {
     let Some(cap) = settings.cost.max_cost else {
         return Ok(None);
     };
@@ -194,7 +125,7 @@ pub fn preflight(settings: &Settings) -> anyhow::Result<Option<Budget>> {
             }
         }
     }
-    let (spent, unpriced) = spent_so_far(&settings.output_dir, prices)?;
+    let (spent, unpriced) = paid.priced(prices);
     if let Some(m) = unpriced.iter().next() {
         return Err(refuse(format!(
             "earlier rows in {} of {m} have no price",
@@ -249,21 +180,5 @@ mod tests {
         assert_eq!(c.worst_case(), 0.6);
         b.settle(c, 0.6);
         assert!(b.reserve(0.1).is_none());
-    }
-
-    #[test]
-    fn earlier_rows_count_with_or_without_cost_usd() {
-        let dir = tempfile::tempdir().unwrap();
-        let old = r#"{"id":"1","model":"anthropic.claude-3-haiku-20240307-v1:0","output":"x","stop_reason":"end_turn","usage":{"input_tokens":1000000,"output_tokens":0},"latency_ms":1,"attempts":1,"source":{"file":"f","line":2},"meta":{}}"#;
-        let new = r#"{"id":"2","model":"m","output":"x","stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1},"cost_usd":0.5,"service_tier":null,"latency_ms":1,"attempts":1,"source":{"file":"f","line":3},"meta":{}}"#;
-        let unknown = r#"{"id":"3","model":"mistral.x","output":"x","stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1},"cost_usd":null,"service_tier":null,"latency_ms":1,"attempts":1,"source":{"file":"f","line":4},"meta":{}}"#;
-        std::fs::write(
-            dir.path().join(RESULTS),
-            format!("{old}\n{new}\n{unknown}\n"),
-        )
-        .unwrap();
-        let (spent, unpriced) = spent_so_far(dir.path(), &PriceTable::built_in()).unwrap();
-        assert!((spent - 0.75).abs() < 1e-12, "{spent}");
-        assert_eq!(unpriced.into_iter().collect::<Vec<_>>(), vec!["mistral.x"]);
     }
 }

@@ -16,8 +16,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -28,17 +26,15 @@ use crate::bedrock::auth::{self, AuthSettings};
 use crate::bedrock::request::ServiceTier;
 use crate::config::{ResumeMode, Settings};
 use crate::cost::estimate::{input_upper_bound, local_input_tokens, uses_cache, LOCAL_METHOD};
-use crate::cost::price::PriceTable;
 use crate::input::inventory;
 use crate::input::job::Job;
 use crate::input::matrix::unit_key;
 use crate::input::rows::id_hash;
 use crate::input::template::Template;
-use crate::outcome::{Failure, Success};
 use crate::output::checkpoint::IdSet;
+use crate::output::earlier::{self, Purpose};
 use crate::output::fs::write_atomic;
 use crate::output::manifest::Manifest;
-use crate::output::sink::{FAILURES, RESULTS};
 use crate::pipeline::runner::{self, Work};
 use crate::shutdown::{Shutdown, StopReason};
 
@@ -213,12 +209,16 @@ enum Input {
 /// What the output directory's answers teach.
 #[derive(Default)]
 struct Samples {
-    /// id → (input tokens incl. cache, output tokens, latency).
-    by_id: HashMap<String, (u64, u64, u64)>,
+    /// Unit (hash of its key) → (input tokens incl. cache, output tokens, latency).
+    by_id: HashMap<u128, (u64, u64, u64)>,
+    /// What the job paid so far (results, failures and superseded lines).
     spent: f64,
     /// By model, over answers whose usage reports the cache: input tokens
     /// in all, and those read from and written to it.
     cache: HashMap<String, CacheSeen>,
+    /// The units of failures.jsonl a run would skip (all of them, or those
+    /// not being retried).
+    failed: IdSet,
 }
 
 /// What answers told of the prompt cache. A write is an event of a run's
@@ -272,7 +272,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<(Repo
         Manifest::of(&settings).may_continue_in(&settings.output_dir)?;
     }
     let settings = Arc::new(settings);
-    let samples = samples(&settings.output_dir, &settings.cost.prices)?;
+    let samples = samples(&settings)?;
     let rows = rows_to_send(&settings, &samples, dry.count_tokens).await?;
     let report = estimate(&settings, &samples, rows);
     std::fs::create_dir_all(&settings.output_dir)
@@ -285,67 +285,32 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<(Repo
     Ok((report, text))
 }
 
-/// The answers in `results.jsonl`, by id.
-fn samples(dir: &Path, prices: &PriceTable) -> anyhow::Result<Samples> {
-    let mut s = Samples::default();
-    let path = dir.join(RESULTS);
-    let Ok(file) = std::fs::File::open(&path) else {
-        return Ok(s);
+/// What the output directory's files teach and hold, from the one read of
+/// them a resume makes too (`output/earlier.rs`), changing nothing.
+fn samples(settings: &Settings) -> anyhow::Result<Samples> {
+    let retried = match &settings.resume {
+        ResumeMode::RetryFailures(kinds) => Some(kinds.as_slice()),
+        _ => None,
     };
-    for line in BufReader::new(file).lines() {
-        let line = line.with_context(|| format!("{}: cannot read", path.display()))?;
-        let Ok(r) = serde_json::from_str::<Success>(&line) else {
-            continue;
+    let pass = earlier::read(
+        &settings.output_dir,
+        &settings.model,
+        Purpose::Estimate { retried },
+    )?;
+    let cache = pass.earlier.cache.iter().map(|(model, c)| {
+        let seen = CacheSeen {
+            input: c.input,
+            read: c.read,
+            write: c.write,
         };
-        let u = &r.usage;
-        let input = u.input_tokens
-            + u.cache_read_input_tokens.unwrap_or(0)
-            + u.cache_write_input_tokens.unwrap_or(0);
-        s.spent += r
-            .cost_usd
-            .or_else(|| {
-                let tier = crate::cost::spend::priced_tier(r.service_tier.as_deref(), None);
-                crate::cost::spend::row_cost(prices, &r.model, tier, u)
-            })
-            .unwrap_or(0.0);
-        if u.cache_read_input_tokens.is_some() || u.cache_write_input_tokens.is_some() {
-            let c = s.cache.entry(r.model.clone()).or_default();
-            c.input += input;
-            c.read += u.cache_read_input_tokens.unwrap_or(0);
-            c.write += u.cache_write_input_tokens.unwrap_or(0);
-        }
-        s.by_id.insert(
-            unit_key(&r.id, &r.model, r.sample),
-            (input, u.output_tokens, r.latency_ms),
-        );
-    }
-    Ok(s)
-}
-
-/// Ids of `failures.jsonl` that a run would skip (all of them, or those not
-/// being retried), without touching the file.
-fn failed_ids(settings: &Settings) -> anyhow::Result<IdSet> {
-    let path = settings.output_dir.join(FAILURES);
-    let Ok(file) = std::fs::File::open(&path) else {
-        return Ok(IdSet::default());
-    };
-    let mut hashes = Vec::new();
-    for line in BufReader::new(file).lines() {
-        let line = line.with_context(|| format!("{}: cannot read", path.display()))?;
-        let Ok(f) = serde_json::from_str::<Failure>(&line) else {
-            continue;
-        };
-        let retried = match &settings.resume {
-            ResumeMode::RetryFailures(kinds) => {
-                kinds.is_empty() || kinds.iter().any(|k| k == f.error.kind.as_str())
-            }
-            _ => false,
-        };
-        if !retried {
-            hashes.push(id_hash(&unit_key(&f.id, &f.model, f.sample)));
-        }
-    }
-    Ok(IdSet::from_hashes(hashes))
+        (model.clone(), seen)
+    });
+    Ok(Samples {
+        by_id: pass.answers,
+        spent: pass.earlier.paid.priced(&settings.cost.prices).0,
+        cache: cache.collect(),
+        failed: pass.done,
+    })
 }
 
 /// Reads the inputs as a run would and estimates each row still to send.
@@ -368,7 +333,7 @@ async fn rows_to_send(
     let done = if fresh {
         IdSet::default()
     } else {
-        failed_ids(settings)?
+        samples.failed.clone()
     };
     let (tx, mut rx) = mpsc::channel::<Vec<Work>>(8);
     let reader = {
@@ -390,7 +355,7 @@ async fn rows_to_send(
                 Work::Failed(_) => counts.input_failures += 1,
                 Work::Job(job) => match samples
                     .by_id
-                    .get(&unit_key(&job.id, &job.request.model, job.sample))
+                    .get(&id_hash(&unit_key(&job.id, &job.request.model, job.sample)))
                     .filter(|_| !fresh)
                 {
                     Some(&(real, _, _)) => {

@@ -18,18 +18,20 @@ use std::sync::Arc;
 use crate::config::Settings;
 use crate::cost::budget::Budget;
 use crate::cost::spend::Spend;
+use crate::output::earlier::Paid;
 
 /// What a run starts from: its budget (with `max_cost`; refused before
 /// anything is sent when it cannot hold) and what earlier runs into the
-/// output directory spent.
-pub(crate) fn start(settings: &Settings) -> anyhow::Result<(Option<Arc<Budget>>, Spend)> {
-    let budget = budget::preflight(settings)?.map(Arc::new);
+/// output directory paid (`paid`, from the checkpoint's read of it).
+pub(crate) fn start(
+    settings: &Settings,
+    paid: &Paid,
+) -> anyhow::Result<(Option<Arc<Budget>>, Spend)> {
+    let budget = budget::preflight(settings, paid)?.map(Arc::new);
     let earlier = match &budget {
         Some(b) => b.spent(),
         // Without a cap, unpriced earlier rows are simply not in the total.
-        None => budget::spent_so_far(&settings.output_dir, &settings.cost.prices)
-            .map(|(usd, _)| usd)
-            .unwrap_or(0.0),
+        None => paid.priced(&settings.cost.prices).0,
     };
     Ok((budget, Spend::starting_at(earlier, settings.cost.max_cost)))
 }

@@ -25,7 +25,7 @@ use crate::input::reader::Item;
 use crate::input::rows::{id_hash, Rows};
 use crate::input::template::Template;
 use crate::outcome::Source;
-use crate::output::checkpoint::{self, IdSet, Recorded};
+use crate::output::checkpoint::{self, Checkpoint, IdSet, Recorded};
 
 /// Changed rows named in the refusal.
 const SHOW: usize = 5;
@@ -41,22 +41,24 @@ pub(crate) struct Changes {
     pub(crate) hashes: Vec<u128>,
 }
 
-/// Applies `settings.on_changed` to the rows of `done` whose request
-/// changed. Returns the done set the run should skip, and a note for the
-/// person running it when there is one.
+/// Applies `settings.on_changed` to the units of `cp.done` whose request
+/// changed, leaving in `cp` the done set the run should skip and the counts
+/// of the lines it keeps. Returns a note for the person running it when
+/// there is one. It reads the inputs, never the output files but to rewrite
+/// them (`resend`): what they hold came from the checkpoint's one read.
 pub(crate) fn settle(
     settings: &Settings,
     template: Option<&Template>,
     inventory: &Inventory,
-    done: IdSet,
-) -> anyhow::Result<(IdSet, Option<String>)> {
+    cp: &mut Checkpoint,
+) -> anyhow::Result<Option<String>> {
     // Nothing to compare: no second pass over the inputs.
-    if !done.any_recorded() {
-        return Ok((done, None));
+    if !cp.done.any_recorded() {
+        return Ok(None);
     }
-    let changes = find(settings, template, inventory, &done)?;
+    let changes = find(settings, template, inventory, &cp.done)?;
     if changes.count == 0 {
-        return Ok((done, None));
+        return Ok(None);
     }
     let n = changes.count;
     match settings.on_changed {
@@ -66,24 +68,24 @@ pub(crate) fn settle(
             listed(&changes),
             checkpoint::SUPERSEDED,
         )),
-        OnChanged::Keep => Ok((
-            done,
-            Some(format!(
-                "{n} row(s) changed since they were answered ({}); kept their old answers (on_changed = keep)",
-                listed(&changes)
-            )),
-        )),
+        OnChanged::Keep => Ok(Some(format!(
+            "{n} row(s) changed since they were answered ({}); kept their old answers (on_changed = keep)",
+            listed(&changes)
+        ))),
         OnChanged::Resend => {
-            let moved = checkpoint::supersede(&settings.output_dir, &changes.hashes, &settings.model)
-                .with_context(|| format!("{}: --on-changed resend", settings.output_dir.display()))?;
-            Ok((
-                done.without(&changes.hashes),
-                Some(format!(
-                    "{n} row(s) changed since they were answered ({}); sending them again, {moved} old line(s) moved to {}",
-                    listed(&changes),
-                    checkpoint::SUPERSEDED
-                )),
-            ))
+            let moved = checkpoint::supersede(
+                &settings.output_dir,
+                &changes.hashes,
+                &settings.model,
+                &mut cp.earlier,
+            )
+            .with_context(|| format!("{}: --on-changed resend", settings.output_dir.display()))?;
+            cp.done = std::mem::take(&mut cp.done).without(&changes.hashes);
+            Ok(Some(format!(
+                "{n} row(s) changed since they were answered ({}); sending them again, {moved} old line(s) moved to {}",
+                listed(&changes),
+                checkpoint::SUPERSEDED
+            )))
         }
     }
 }

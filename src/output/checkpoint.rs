@@ -13,23 +13,18 @@
 //! need a 2^-128 coincidence. `superseded.jsonl` holds the earlier lines of
 //! rows sent again because their request changed (`changed.rs`).
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use std::collections::BTreeMap;
-
 use anyhow::Context;
-use serde::Deserialize;
 
 use crate::config::ResumeMode;
-pub(crate) use crate::input::matrix::unit_key;
-use crate::input::matrix::FIRST_SAMPLE;
 pub(crate) use crate::input::rows::id_hash;
+pub use crate::output::earlier::Earlier;
+use crate::output::earlier::{self, for_each_record, Purpose};
 use crate::output::fs::write_atomic;
 use crate::output::manifest::{self, Manifest};
 use crate::output::sink::{FAILURES, RESULTS};
-use crate::output::summary::{Timings, Tokens};
 
 pub const SUMMARY: &str = "summary.json";
 
@@ -43,7 +38,7 @@ pub struct IdSet {
     sorted: Vec<[u64; 3]>,
 }
 
-fn entry(hash: u128, recorded: Recorded) -> [u64; 3] {
+pub(crate) fn entry(hash: u128, recorded: Recorded) -> [u64; 3] {
     [(hash >> 64) as u64, hash as u64, recorded.code()]
 }
 
@@ -101,7 +96,7 @@ impl IdSet {
         IdSet::from_entries(v.into_iter().map(|h| entry(h, Recorded::Unknown)).collect())
     }
     /// The first line of an id wins; there is only one unless the files were edited.
-    fn from_entries(mut v: Vec<[u64; 3]>) -> IdSet {
+    pub(crate) fn from_entries(mut v: Vec<[u64; 3]>) -> IdSet {
         v.sort_by_key(key);
         v.dedup_by_key(|e| key(e));
         IdSet { sorted: v }
@@ -151,56 +146,6 @@ pub struct Checkpoint {
     pub notes: Vec<String>,
 }
 
-/// The rows earlier runs wrote, counted in the same pass that collects
-/// their ids, so the job's summary costs no second read of the files.
-#[derive(Debug, Default)]
-pub struct Earlier {
-    pub succeeded: u64,
-    pub failed: u64,
-    pub failed_by_kind: BTreeMap<String, u64>,
-    pub tokens: Tokens,
-    pub attempts: u64,
-    pub(crate) timings: Timings,
-    /// The `scores` of the results lines, per model.
-    pub(crate) scores: crate::eval::tally::Scores,
-}
-
-impl Earlier {
-    /// Counts what `dir`'s results and failures files hold now.
-    pub(crate) fn read(dir: &Path) -> anyhow::Result<Earlier> {
-        let mut earlier = Earlier::default();
-        for name in [RESULTS, FAILURES] {
-            for_each_record(&dir.join(name), |_, rec| earlier.count(&rec))?;
-        }
-        Ok(earlier)
-    }
-
-    fn count(&mut self, rec: &Line) {
-        self.attempts += u64::from(rec.attempts.unwrap_or(0));
-        // A failed row's usage is that of answers refused as invalid output.
-        if let Some(u) = &rec.usage {
-            self.tokens.input += u.input_tokens;
-            self.tokens.output += u.output_tokens;
-        }
-        match &rec.error {
-            Some(e) => {
-                self.failed += 1;
-                *self.failed_by_kind.entry(e.kind.clone()).or_default() += 1;
-            }
-            None => {
-                self.succeeded += 1;
-                if let (Some(model), Some(scores)) = (&rec.model, &rec.scores) {
-                    self.scores.add(model, scores);
-                }
-                if let Some(ms) = rec.latency_ms {
-                    self.timings
-                        .record(ms, rec.ttft_ms, rec.output_tokens_per_sec);
-                }
-            }
-        }
-    }
-}
-
 /// Prepares `dir` for a run of `job`. Errors are setup errors: nothing has been sent.
 pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<Checkpoint> {
     let mut cp = Checkpoint::default();
@@ -232,7 +177,6 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
     }
     write_atomic(&dir.join(manifest::FILE), &serde_json::to_vec_pretty(job)?)?;
 
-    let mut records = Vec::new();
     for name in [RESULTS, FAILURES] {
         let path = dir.join(name);
         if let Some(note) = repair_torn_tail(&path)? {
@@ -245,13 +189,10 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
             "--retry-failures: {n} failed row(s) will be sent again"
         ));
     }
-    for name in [RESULTS, FAILURES] {
-        for_each_record(&dir.join(name), |_, rec| {
-            records.push(entry(id_hash(&rec.key(&job.model)), rec.recorded()));
-            cp.earlier.count(&rec);
-        })?;
-    }
-    cp.done = IdSet::from_entries(records);
+    // The one read of the files a resume makes before its first call.
+    let pass = earlier::read(dir, &job.model, Purpose::Resume)?;
+    cp.done = pass.done;
+    cp.earlier = pass.earlier;
     Ok(cp)
 }
 
@@ -283,61 +224,6 @@ fn aside_stamp(t: std::time::SystemTime) -> String {
     let secs = crate::time::unix_secs(t);
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
     crate::time::rfc3339(t).replace(':', "")
-}
-
-/// The parts of a results or failures line that resume reads.
-#[derive(Deserialize)]
-struct Line {
-    id: String,
-    /// Every line ever written carries it; a hand-made one without it
-    /// counts as the job's first model.
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    sample: Option<u32>,
-    #[serde(default)]
-    error: Option<LineError>,
-    #[serde(default)]
-    usage: Option<LineUsage>,
-    #[serde(default)]
-    latency_ms: Option<u64>,
-    #[serde(default)]
-    ttft_ms: Option<u64>,
-    #[serde(default)]
-    output_tokens_per_sec: Option<f64>,
-    #[serde(default)]
-    attempts: Option<u32>,
-    #[serde(default)]
-    fingerprint: Option<String>,
-    #[serde(default)]
-    scores: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-impl Line {
-    /// The unit this line ended (see `input/matrix.rs`), `model` standing
-    /// for a line that names none.
-    fn key(&self, model: &str) -> String {
-        let m = self.model.as_deref().unwrap_or(model);
-        unit_key(&self.id, m, self.sample.unwrap_or(FIRST_SAMPLE))
-    }
-
-    fn recorded(&self) -> Recorded {
-        let input = self.error.as_ref().is_some_and(|e| e.kind == "input");
-        Recorded::of_line(self.fingerprint.as_deref(), input)
-    }
-}
-
-#[derive(Deserialize)]
-struct LineUsage {
-    #[serde(default)]
-    input_tokens: u64,
-    #[serde(default)]
-    output_tokens: u64,
-}
-
-#[derive(Deserialize)]
-struct LineError {
-    kind: String,
 }
 
 /// A process killed mid-write can leave a last line without its newline.
@@ -381,40 +267,21 @@ fn repair_torn_tail(path: &Path) -> anyhow::Result<Option<String>> {
     )))
 }
 
-/// Calls `each` with every record of an output file (its raw line and its
-/// parsed id/kind), in order. A missing file has no records; a line that is
-/// not one of our records is an error naming the file and line.
-fn for_each_record(path: &Path, mut each: impl FnMut(&str, Line)) -> anyhow::Result<()> {
-    let f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
-    };
-    for (i, line) in BufReader::new(f).lines().enumerate() {
-        let line = line.with_context(|| format!("{}: line {}", path.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let rec: Line = serde_json::from_str(&line).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: line {}: not a bedrock-batch record ({e}); was the file edited?",
-                path.display(),
-                i + 1
-            )
-        })?;
-        each(&line, rec);
-    }
-    Ok(())
-}
-
 /// Moves the lines of the units in `gone` (sorted hashes of unit keys; a
 /// line without `model` is `model`'s) out of
 /// results.jsonl and failures.jsonl into superseded.jsonl, so each id has
 /// at most one current line. The moved lines are appended and synced first,
 /// then each file is replaced atomically, streaming, so a crash in between
 /// leaves a line in both places (moved again next time), never in neither.
-/// Returns how many lines moved.
-pub(crate) fn supersede(dir: &Path, gone: &[u128], model: &str) -> anyhow::Result<usize> {
+/// Returns how many lines moved. `earlier` is recounted from the lines
+/// kept, in the same pass, so the job's summary needs no read after it.
+pub(crate) fn supersede(
+    dir: &Path,
+    gone: &[u128],
+    model: &str,
+    earlier: &mut Earlier,
+) -> anyhow::Result<usize> {
+    earlier.recount();
     let aside_path = dir.join(SUPERSEDED);
     let mut aside = crate::output::fs::open_append(&aside_path)?;
     let mut moved = 0;
@@ -441,6 +308,7 @@ pub(crate) fn supersede(dir: &Path, gone: &[u128], model: &str) -> anyhow::Resul
                 here += 1;
                 &mut aside
             } else {
+                earlier.count(&rec);
                 &mut kept
             };
             result = out
@@ -504,6 +372,7 @@ fn drop_failures(path: &Path, kinds: &[String]) -> anyhow::Result<usize> {
 mod tests {
     use super::*;
     use crate::bedrock::request::Api;
+    use crate::input::matrix::unit_key;
 
     /// Whether `id`'s unit of the job's model "m" (the hand-made lines
     /// below name none), sample 1, is done.

@@ -5,6 +5,7 @@
 
 pub(crate) mod changed;
 pub mod checkpoint;
+pub(crate) mod earlier;
 pub(crate) mod fs;
 pub(crate) mod lock;
 pub mod manifest;

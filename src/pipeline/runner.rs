@@ -98,8 +98,8 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
 
     // Off the async threads: with max_cost it reads the inputs (blocking, S3 included).
     let (budget, spend) = {
-        let s = settings.clone();
-        tokio::task::spawn_blocking(move || crate::cost::start(&s))
+        let (s, paid) = (settings.clone(), prepared.earlier.paid.clone());
+        tokio::task::spawn_blocking(move || crate::cost::start(&s, &paid))
             .await
             .context("the budget check panicked")??
     };
@@ -262,12 +262,11 @@ async fn prepare(mut settings: Settings) -> anyhow::Result<Prepared> {
         tracing::warn!("{note}");
     }
     // Rows edited since they were answered: refused, resent or kept.
-    let done_before = checkpoint.done.len();
     // Off the async threads: it reads the inputs again (blocking, S3 included).
-    let (done, note, inventory) = {
-        let (s, t, done) = (settings.clone(), template.clone(), checkpoint.done);
+    let (checkpoint, note, inventory) = {
+        let (s, t, mut cp) = (settings.clone(), template.clone(), checkpoint);
         tokio::task::spawn_blocking(move || {
-            changed::settle(&s, t.as_deref(), &inventory, done).map(|(d, n)| (d, n, inventory))
+            changed::settle(&s, t.as_deref(), &inventory, &mut cp).map(|n| (cp, n, inventory))
         })
         .await
         .context("the changed-rows check panicked")??
@@ -275,12 +274,7 @@ async fn prepare(mut settings: Settings) -> anyhow::Result<Prepared> {
     if let Some(note) = note {
         tracing::warn!("{note}");
     }
-    // Lines moved to superseded.jsonl no longer count for the job.
-    let earlier = if done.len() < done_before {
-        Earlier::read(&settings.output_dir)?
-    } else {
-        checkpoint.earlier
-    };
+    let (done, earlier) = (checkpoint.done, checkpoint.earlier);
     let session = match early_session {
         Some(s) => s,
         None => {
