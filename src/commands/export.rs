@@ -138,7 +138,7 @@ pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<Counts> {
     let matrix = Matrix {
         models: manifest.matrix(),
         samples: manifest.samples,
-        model_is_id: manifest.id_columns.iter().any(|c| c == "model"),
+        id_columns: manifest.id_columns.clone(),
     };
     let sampled = matrix.models.len() > 1 || matrix.samples > 1;
     let mut header = Header::new(&manifest.id_column, columns, index.has_cost);

@@ -309,10 +309,9 @@ fn row_models(config: &std::path::Path) -> anyhow::Result<BTreeSet<String>> {
     };
     for row in Rows::new(spec, None) {
         if let Item::Record(r) = row?.item {
-            if let Some(m) = r.fields.get("model").and_then(|v| v.as_str()) {
-                if !m.trim().is_empty() {
-                    models.insert(m.trim().to_string());
-                }
+            if let Some(Ok(m)) = crate::input::matrix::pinned_model(&r.fields, &settings.id_columns)
+            {
+                models.insert(m.to_string());
             }
         }
     }

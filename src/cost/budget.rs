@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::bedrock::request::ServiceTier;
 use crate::config::Settings;
 use crate::input::inventory;
+use crate::input::matrix::pinned_model;
 use crate::input::reader::Item;
 use crate::input::rows::{RowSpec, Rows};
 use crate::output::earlier::Paid;
@@ -148,10 +149,8 @@ fn row_values(settings: &Settings) -> anyhow::Result<(BTreeSet<String>, BTreeSet
     };
     for row in Rows::new(spec, None) {
         let Item::Record(r) = row?.item else { continue };
-        if let Some(Value::String(m)) = r.fields.get("model") {
-            if !m.trim().is_empty() {
-                models.insert(m.trim().to_string());
-            }
+        if let Some(Ok(m)) = pinned_model(&r.fields, &settings.id_columns) {
+            models.insert(m.to_string());
         }
         if let Some(t) = r
             .fields
@@ -168,6 +167,45 @@ fn row_values(settings: &Settings) -> anyhow::Result<(BTreeSet<String>, BTreeSet
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A row's `model` column is priced only when it names the model to
+    /// call: in a judge job over another job's results it is part of the id.
+    #[test]
+    fn a_judged_model_in_the_id_needs_no_price() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("in.csv"),
+            "id,model,prompt\n1,mistral.unknown-v9,judge this\n",
+        )
+        .unwrap();
+        let job = |extra: &str| {
+            let cfg = dir.path().join("job.toml");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "model = \"anthropic.claude-3-haiku-20240307-v1:0\"\ninputs = [\"in.csv\"]\n\
+                     output_dir = \"out\"\nmax_tokens = 10\nmax_cost = 1.0\n{extra}"
+                ),
+            )
+            .unwrap();
+            let argv = ["bedrock-batch", "run", "--config", cfg.to_str().unwrap()];
+            let crate::cli::Command::Run(run) = crate::cli::Args::parse_from(argv).command else {
+                panic!("not a run command")
+            };
+            Settings::resolve(&run, false).unwrap()
+        };
+        let judge = job("id_columns = [\"id\", \"model\"]\n");
+        assert!(preflight(&judge, &Paid::default()).unwrap().is_some());
+        let pinned = job("");
+        let err = preflight(&pinned, &Paid::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("mistral.unknown-v9 has no known price"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn reserves_within_the_cap_only() {

@@ -14,6 +14,7 @@ use crate::bedrock::request::{Message, Request, Role, SchemaFormat, ServiceTier}
 use crate::config::Settings;
 use crate::eval::schema::{route, Route};
 use crate::input::fingerprint;
+use crate::input::matrix::pinned_model;
 use crate::input::reader::{json_type, Bad, Record};
 use crate::input::template::Template;
 use crate::outcome::{ErrorInfo, ErrorKind, Failure, Source, Times};
@@ -138,15 +139,7 @@ impl<'a> Columns<'a> {
             Some(t) => Some(t.render(fields).map_err(|e| format!("template: {e}"))?),
             None => None,
         };
-        if s.id_columns.is_empty() {
-            apply_row_parameters(fields, &mut request)?;
-        } else {
-            // A column that is part of the id says which row this is (a
-            // judged answer's `model`), not how to send it.
-            let mut params = fields.clone();
-            params.retain(|k, _| !s.id_columns.contains(k));
-            apply_row_parameters(&params, &mut request)?;
-        }
+        apply_row_parameters(fields, &s.id_columns, &mut request)?;
         self.ask_for_schema(&mut request);
         let verbatim = self.verbatim_body(fields)?;
         request.messages = self.messages(fields, rendered, verbatim.is_some())?;
@@ -260,9 +253,18 @@ impl<'a> Columns<'a> {
 }
 
 /// A row's own `system`, `model`, `max_tokens`, `temperature`, `top_p` and
-/// `service_tier` over the job's; a blank cell keeps the job's value.
-fn apply_row_parameters(fields: &Map<String, Value>, request: &mut Request) -> Result<(), String> {
+/// `service_tier` over the job's; a blank cell keeps the job's value. A
+/// column that is one of `id_columns` says which row this is (a judged
+/// answer's `model`), not how to send it.
+fn apply_row_parameters(
+    fields: &Map<String, Value>,
+    id_columns: &[String],
+    request: &mut Request,
+) -> Result<(), String> {
     let given = |key: &str| -> Option<&Value> {
+        if id_columns.iter().any(|c| c == key) {
+            return None;
+        }
         match fields.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::String(v)) if v.trim().is_empty() => None,
@@ -279,8 +281,8 @@ fn apply_row_parameters(fields: &Map<String, Value>, request: &mut Request) -> R
     if let Some(v) = given("system") {
         request.system = Some(text("system", v)?);
     }
-    if let Some(v) = given("model") {
-        request.model = text("model", v)?.trim().to_string();
+    if let Some(m) = pinned_model(fields, id_columns) {
+        request.model = m?.to_string();
     }
     if let Some(v) = given("max_tokens") {
         match as_u32(v) {

@@ -12,10 +12,10 @@
 //! no `sample` and read as sample 1, and every line always carried `model`:
 //! an output directory of a one-model job resumes unchanged.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::config::Settings;
-use crate::input::reader::Item;
+use crate::input::reader::{json_type, Item};
 
 /// What a line without `sample` (written before samples existed) counts as.
 pub(crate) const FIRST_SAMPLE: u32 = 1;
@@ -32,9 +32,8 @@ pub(crate) fn unit_key(id: &str, model: &str, sample: u32) -> String {
 pub(crate) struct Matrix {
     pub(crate) models: Vec<String>,
     pub(crate) samples: u32,
-    /// `model` is one of `id_columns`: it names the judged model, not the
-    /// model to call, so it pins nothing (as in `job.rs`).
-    pub(crate) model_is_id: bool,
+    /// The columns the id is made of: see [`pinned_model`].
+    pub(crate) id_columns: Vec<String>,
 }
 
 impl Matrix {
@@ -42,7 +41,7 @@ impl Matrix {
         Matrix {
             models: settings.models.clone(),
             samples: settings.samples,
-            model_is_id: settings.id_columns.iter().any(|c| c == "model"),
+            id_columns: settings.id_columns.clone(),
         }
     }
 
@@ -50,9 +49,15 @@ impl Matrix {
     /// every model of the matrix (a bad row too: each model's units of it
     /// are recorded as failed).
     pub(crate) fn models_of<'a>(&'a self, item: &'a Item) -> Vec<&'a str> {
-        match pinned(item).filter(|_| !self.model_is_id) {
-            Some(m) => vec![m],
-            None => self.models.iter().map(String::as_str).collect(),
+        let pinned = match item {
+            Item::Record(r) => pinned_model(&r.fields, &self.id_columns),
+            Item::Bad(_) => None,
+        };
+        match pinned {
+            Some(Ok(m)) => vec![m],
+            // A cell that is not text is the row's input error, reported
+            // for every model (`job.rs`).
+            Some(Err(_)) | None => self.models.iter().map(String::as_str).collect(),
         }
     }
 
@@ -73,16 +78,30 @@ impl Matrix {
     }
 }
 
-/// The model a row's `model` column names, if it names one (a blank cell
-/// keeps the matrix, as in `job.rs`; a cell that is not text is the row's
-/// input error, reported for every model).
-fn pinned(item: &Item) -> Option<&str> {
-    let Item::Record(r) = item else {
+/// The model a row's own `model` column pins it to: the one rule, for
+/// everything that sends a row or counts what it is sent to (the matrix,
+/// `job.rs`, the budget's prices, `policy`'s model list).
+///
+/// `None`: the row goes to the job's models, because it has no `model`
+/// column, the cell is blank or null, or `model` is one of `id_columns`
+/// (then it says which row this is, e.g. the judged model of a judge job
+/// over another job's results, not which model to call). `Some(Err)`: the
+/// cell is not text, the row's input error.
+pub(crate) fn pinned_model<'a>(
+    fields: &'a Map<String, Value>,
+    id_columns: &[String],
+) -> Option<Result<&'a str, String>> {
+    if id_columns.iter().any(|c| c == "model") {
         return None;
-    };
-    match r.fields.get("model") {
-        Some(Value::String(m)) if !m.trim().is_empty() => Some(m.trim()),
-        _ => None,
+    }
+    match fields.get("model")? {
+        Value::Null => None,
+        Value::String(m) if m.trim().is_empty() => None,
+        Value::String(m) => Some(Ok(m.trim())),
+        other => Some(Err(format!(
+            "column `model` is a {}, expected text",
+            json_type(other)
+        ))),
     }
 }
 
@@ -111,13 +130,13 @@ mod tests {
         let m = Matrix {
             models: vec!["a".into(), "b".into()],
             samples: 3,
-            model_is_id: false,
+            id_columns: vec![],
         };
         assert_eq!(m.models_of(&row(None)), ["a", "b"]);
         assert_eq!(m.units(&row(None)), 6);
         // A `model` that is part of the id pins nothing.
         let judge = Matrix {
-            model_is_id: true,
+            id_columns: vec!["id".into(), "model".into()],
             ..m.clone()
         };
         assert_eq!(judge.models_of(&row(Some("x"))), ["a", "b"]);
@@ -135,6 +154,32 @@ mod tests {
             "outside the matrix: the first model's lane"
         );
         assert_eq!(m.samples().collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_rows_model_column_pins_the_model_unless_it_is_part_of_the_id() {
+        let fields = |v: Value| {
+            let mut f = Map::new();
+            f.insert("model".into(), v);
+            f
+        };
+        let none: &[String] = &[];
+        let b = fields(" b ".into());
+        assert_eq!(pinned_model(&b, none), Some(Ok("b")));
+        assert_eq!(pinned_model(&Map::new(), none), None, "no column");
+        assert_eq!(pinned_model(&fields(" ".into()), none), None, "blank");
+        assert_eq!(pinned_model(&fields(Value::Null), none), None, "null");
+        assert_eq!(
+            pinned_model(&fields(7.into()), none),
+            Some(Err("column `model` is a number, expected text".into()))
+        );
+        // A judge job over another job's results: `model` names the judged
+        // answer's model, part of the row's id.
+        let judge = ["id".to_string(), "model".to_string()];
+        assert_eq!(pinned_model(&b, &judge), None);
+        assert_eq!(pinned_model(&fields(7.into()), &judge), None);
+        let other_id = ["id".to_string(), "sample".to_string()];
+        assert_eq!(pinned_model(&b, &other_id), Some(Ok("b")));
     }
 
     #[test]
