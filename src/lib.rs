@@ -13,9 +13,10 @@
 //! input/      inventory.rs (every input once: counts, duplicate ids)     ── setup errors stop here,
 //! output/     lock.rs (one run per output dir: flock, held to the end)      before any spend
 //!             checkpoint.rs + manifest.rs (same job? done ids, torn tails)
+//!             earlier.rs (one read of the files: done units, counts, what was paid)
 //!             changed.rs (done rows whose request fingerprint changed: refuse/resend/keep)
 //! bedrock/    auth.rs (SDK chain → credentials, region, client without SDK retries)
-//! cost/       budget.rs (max_cost: every model priced? what earlier runs spent)
+//! cost/       budget.rs (max_cost: every model priced? what earlier runs paid, priced)
 //!     │
 //! input/      reader.rs (+ scanner.rs: CSV in bounded memory; s3.rs: s3:// objects streamed)
 //!             → rows.rs (one row stream: every row with its final id)

@@ -57,7 +57,8 @@ pub struct Report {
     pub batch: Option<Cost>,
     /// Models of rows to send that have no price: their rows are not in the figures.
     pub unpriced_models: BTreeSet<String>,
-    /// What the answers already in the output directory cost.
+    /// What the job paid so far, as `max_cost` counts it: the lines of
+    /// results, failures (answers refused as invalid) and superseded.
     pub already_spent_usd: f64,
     pub learned_from: Learned,
     pub time: Time,

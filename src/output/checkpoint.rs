@@ -5,7 +5,9 @@
 //! manifest), move old files aside for `--fresh` (never delete), cut away a
 //! torn last line left by a killed process, drop the rows to retry from
 //! `failures.jsonl` for `--retry-failures` (rewritten atomically: temp file +
-//! rename), and collect the ids already done so the runner skips them.
+//! rename), and collect the ids already done so the runner skips them, in
+//! the one read of the files that also counts what they hold and what was
+//! paid (`earlier.rs`).
 //!
 //! Done ids are kept as 128-bit hashes in a sorted vector, each with the
 //! fingerprint of the request that answered it (`input/fingerprint.rs`): 24

@@ -370,7 +370,7 @@ fn for_each_line(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(path.to_path_buf());
-    let mut r = BufReader::with_capacity(256 * 1024, f);
+    let mut r = BufReader::new(f);
     // One buffer for every line: a million lines, one allocation.
     let mut line = String::new();
     for n in 1.. {
