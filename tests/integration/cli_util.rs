@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use bedrock_batch::emulator::{STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY};
+use bedrock_batch::emulator::{
+    Emulator, RequestRecord, STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY,
+};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -149,3 +151,14 @@ pub fn csv_rows(n: usize) -> String {
 }
 
 pub const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+
+/// The Bedrock calls the emulator served, in arrival order: not the STS,
+/// IMDS or S3 requests the same run made. One copy, because a test that
+/// counts "calls sent" must not count a credential look-up by accident;
+/// filter or count the records at the call site.
+pub fn bedrock_calls(emu: &Emulator) -> Vec<RequestRecord> {
+    emu.requests()
+        .into_iter()
+        .filter(|r| r.service == "bedrock")
+        .collect()
+}

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 use serde_json::{json, Value};
 
-use crate::cli_util::{show, Workspace, MODEL};
+use crate::cli_util::{bedrock_calls, show, Workspace, MODEL};
 
 /// A model whose Converse calls take `outputConfig.textFormat` (AWS docs).
 const NATIVE: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
@@ -134,14 +134,6 @@ async fn instruction_route_for_a_model_without_native_support() {
         calls.iter().all(|c| c.schema_source == Some("instruction")),
         "{calls:?}"
     );
-}
-
-/// The Bedrock calls the emulator served (not the STS look-ups).
-fn bedrock_calls(emu: &Emulator) -> Vec<bedrock_batch::emulator::RequestRecord> {
-    emu.requests()
-        .into_iter()
-        .filter(|c| c.service == "bedrock")
-        .collect()
 }
 
 /// Tokens the emulator charged for each prompt, over all its calls.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use serde_json::Value;
 
-use crate::cli_util::{csv_rows, read_jsonl, show, Workspace, MODEL};
+use crate::cli_util::{bedrock_calls, csv_rows, read_jsonl, show, Workspace, MODEL};
 use crate::shutdown::{lines, signal, spawn, stderr_of, until};
 
 const OTHER: &str = "amazon.nova-lite-v1:0";
@@ -60,13 +60,6 @@ fn paid(emu: &Emulator) -> BTreeMap<(String, String), u64> {
         }
     }
     m
-}
-
-fn bedrock_calls(emu: &Emulator, model: &str) -> usize {
-    emu.requests()
-        .iter()
-        .filter(|r| r.service == "bedrock" && r.model.as_deref() == Some(model))
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,7 +181,11 @@ async fn a_model_added_sends_only_its_units_and_one_removed_is_refused() {
     let out = ws.run(&two);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, 20);
-    assert_eq!(bedrock_calls(&emu, OTHER), 10);
+    let other_calls = bedrock_calls(&emu)
+        .iter()
+        .filter(|r| r.model.as_deref() == Some(OTHER))
+        .count();
+    assert_eq!(other_calls, 10);
     let summary = ws.summary();
     assert_eq!(
         (
