@@ -5,28 +5,15 @@ use std::time::Duration;
 
 use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 
-use crate::cli_util::{bedrock_calls, csv_rows, show, Workspace, MODEL};
+use crate::cli_util::{
+    assert_each_id_once, bedrock_calls, csv_ids, csv_rows, show, Workspace, MODEL,
+};
 use crate::util::{static_credentials, sts_client};
 
 const ROWS: usize = 200;
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Every id of the input in exactly one output file.
-fn assert_each_id_once(ws: &Workspace, rows: usize) {
-    let mut ids: Vec<String> = ws
-        .results()
-        .iter()
-        .chain(ws.failures().iter())
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    let n = ids.len();
-    ids.dedup();
-    assert_eq!(ids.len(), n, "an id written twice");
-    assert_eq!(n, rows);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +83,7 @@ async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_r
     );
     assert_eq!(ws.results().len(), ROWS);
     assert!(ws.failures().is_empty());
-    assert_each_id_once(&ws, ROWS);
+    assert_each_id_once(&ws.out(), &csv_ids(ROWS));
     assert_eq!(bedrock_calls(&emu).len(), ROWS);
 }
 

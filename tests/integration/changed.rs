@@ -11,8 +11,7 @@ use std::collections::BTreeSet;
 
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 
-use crate::cli_util::{read_jsonl, show, Workspace, MODEL};
-use crate::resume::assert_each_id_once;
+use crate::cli_util::{assert_each_id_once, read_jsonl, show, Workspace, MODEL};
 
 const ARGS: [&str; 6] = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"];
 

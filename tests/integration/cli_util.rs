@@ -5,6 +5,7 @@
 //! only what a user's shell would (PATH, HOME, the standard AWS variables
 //! pointing at the emulator), so nothing leaks in from the machine.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -128,6 +129,39 @@ pub fn read_jsonl(path: &Path) -> Vec<Value> {
     }
 }
 
+/// Ids of a JSONL output file, checked to be complete lines, each id once.
+pub fn ids(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "{}: torn last line",
+        path.display()
+    );
+    let ids: Vec<String> = read_jsonl(path)
+        .iter()
+        .map(|r| r["id"].as_str().expect("string id").to_string())
+        .collect();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "{}: an id twice", path.display());
+    ids
+}
+
+/// Every id of `want` in exactly one of results.jsonl / failures.jsonl, and
+/// nothing else there: the "nothing lost, nothing twice" check every test
+/// that resumes, kills or retries ends with. One copy so that each of them
+/// also checks for torn lines and an id twice in one file.
+pub fn assert_each_id_once(out: &Path, want: &BTreeSet<String>) {
+    let ok = ids(&out.join("results.jsonl"));
+    let bad = ids(&out.join("failures.jsonl"));
+    let mut all: Vec<&String> = ok.iter().chain(&bad).collect();
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "an id in both files");
+    let all: BTreeSet<String> = all.into_iter().cloned().collect();
+    assert_eq!(&all, want, "ids across the two files");
+}
+
 /// Exit code, stdout and stderr on one string, for assertion messages.
 pub fn show(o: &Output) -> String {
     format!(
@@ -148,6 +182,11 @@ pub fn csv_rows(n: usize) -> String {
         ));
     }
     s
+}
+
+/// The ids of `csv_rows(n)`: `r00000`, `r00001`, …
+pub fn csv_ids(n: usize) -> BTreeSet<String> {
+    (0..n).map(|i| format!("r{i:05}")).collect()
 }
 
 pub const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";

@@ -8,8 +8,8 @@
 
 use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 
-use crate::cli_util::{csv_rows, show, Workspace, MODEL};
-use crate::resume::{assert_each_id_once, paid_calls};
+use crate::cli_util::{assert_each_id_once, csv_ids, csv_rows, show, Workspace, MODEL};
+use crate::resume::paid_calls;
 use crate::shutdown::{signal, spawn, until};
 
 const ROWS: usize = 24;
@@ -56,7 +56,7 @@ async fn a_second_run_into_a_held_directory_exits_2_having_sent_nothing() {
     }
     let status = first.wait().await.unwrap();
     assert_eq!(status.code(), Some(0));
-    assert_each_id_once(&ws.out(), &(0..ROWS).map(|i| format!("r{i:05}")).collect());
+    assert_each_id_once(&ws.out(), &csv_ids(ROWS));
     // The refused runs sent nothing: one call per row, all from the first.
     assert_eq!(emu.stats().requests, ROWS as u64);
     assert!(paid_calls(&emu).values().all(|&n| n == 1));
@@ -94,5 +94,5 @@ async fn after_kill_9_a_new_run_starts_at_once() {
         "{}",
         show(&out)
     );
-    assert_each_id_once(&ws.out(), &(0..ROWS).map(|i| format!("r{i:05}")).collect());
+    assert_each_id_once(&ws.out(), &csv_ids(ROWS));
 }

@@ -8,15 +8,14 @@
 //! Case count (kept modest so CI stays fast) is in README.md. The readers'
 //! properties are unit tests (`src/input/properties.rs`).
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::Duration;
 
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use proptest::prelude::*;
 
-use crate::cli_util::{csv_rows, read_jsonl, show, Workspace, MODEL};
-use crate::resume::{assert_each_id_once, paid_calls};
+use crate::cli_util::{assert_each_id_once, csv_ids, csv_rows, read_jsonl, show, Workspace, MODEL};
+use crate::resume::paid_calls;
 use crate::shutdown::{signal, spawn};
 
 const ROWS: usize = 30;
@@ -108,8 +107,7 @@ async fn case(concurrency: usize, kills: Vec<Kill>, fault_rate: f64, drop_rate: 
         "{}",
         show(&out)
     );
-    let want: BTreeSet<String> = (0..ROWS).map(|i| format!("r{i:05}")).collect();
-    assert_each_id_once(&ws.out(), &want);
+    assert_each_id_once(&ws.out(), &csv_ids(ROWS));
     for r in read_jsonl(&ws.out().join("results.jsonl")) {
         let i: usize = r["id"].as_str().unwrap()[1..].parse().unwrap();
         let prompt = format!("Question number {i}: what is {i} + {i}?");

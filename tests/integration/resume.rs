@@ -9,7 +9,6 @@
 //! Not here: signals and kill -9 (shutdown.rs), bad input rows (bad_input.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use bedrock_batch::cli::{Args, Command};
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
@@ -17,43 +16,12 @@ use bedrock_batch::output::manifest::Manifest;
 use bedrock_batch::{output::checkpoint, Settings};
 use serde_json::Value;
 
-use crate::cli_util::{csv_rows, read_jsonl, show, Workspace, MODEL};
+use crate::cli_util::{assert_each_id_once, csv_ids, csv_rows, ids, show, Workspace, MODEL};
 
 async fn emulator() -> Emulator {
     Emulator::start(EmulatorConfig::default())
         .await
         .expect("emulator starts")
-}
-
-/// Ids of a JSONL output file, checked to be complete lines, each id once.
-pub fn ids(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        text.is_empty() || text.ends_with('\n'),
-        "{}: torn last line",
-        path.display()
-    );
-    let ids: Vec<String> = read_jsonl(path)
-        .iter()
-        .map(|r| r["id"].as_str().expect("string id").to_string())
-        .collect();
-    let unique: BTreeSet<&String> = ids.iter().collect();
-    assert_eq!(unique.len(), ids.len(), "{}: an id twice", path.display());
-    ids
-}
-
-/// Every id of `want` in exactly one of results.jsonl / failures.jsonl, and
-/// nothing else there.
-pub fn assert_each_id_once(out: &Path, want: &BTreeSet<String>) {
-    let ok = ids(&out.join("results.jsonl"));
-    let bad = ids(&out.join("failures.jsonl"));
-    let mut all: Vec<&String> = ok.iter().chain(&bad).collect();
-    let n = all.len();
-    all.sort();
-    all.dedup();
-    assert_eq!(all.len(), n, "an id in both files");
-    let all: BTreeSet<String> = all.into_iter().cloned().collect();
-    assert_eq!(&all, want, "ids across the two files");
 }
 
 /// Successful (200) Bedrock calls per prompt.
@@ -66,10 +34,6 @@ pub fn paid_calls(emu: &Emulator) -> BTreeMap<String, u64> {
         }
     }
     m
-}
-
-fn csv_ids(n: usize) -> BTreeSet<String> {
-    (0..n).map(|i| format!("r{i:05}")).collect()
 }
 
 fn prompt(i: usize) -> String {

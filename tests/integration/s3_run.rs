@@ -12,8 +12,9 @@ use aws_config::{BehaviorVersion, Region};
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use bedrock_batch::output::upload::{self, Destination};
 
-use crate::cli_util::{bedrock_calls, csv_rows, read_jsonl, show, Workspace, MODEL};
-use crate::resume::assert_each_id_once;
+use crate::cli_util::{
+    assert_each_id_once, bedrock_calls, csv_rows, read_jsonl, show, Workspace, MODEL,
+};
 
 const BUCKET: &str = "nightly-evals";
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use tokio::process::Child;
 
-use crate::cli_util::{csv_rows, read_jsonl, Workspace, MODEL};
-use crate::resume::{assert_each_id_once, paid_calls};
+use crate::cli_util::{assert_each_id_once, csv_ids, csv_rows, read_jsonl, Workspace, MODEL};
+use crate::resume::paid_calls;
 
 /// Starts `run` with `args` in the background; its stdout and stderr go to
 /// `<tag>.stdout` / `<tag>.stderr` in the workspace.
@@ -62,10 +62,6 @@ pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 fn prompt(i: usize) -> String {
     format!("Question number {i}: what is {i} + {i}?")
-}
-
-fn csv_ids(n: usize) -> BTreeSet<String> {
-    (0..n).map(|i| format!("r{i:05}")).collect()
 }
 
 /// The first signal: no new rows; the calls in flight finish and are

@@ -13,8 +13,7 @@ use aws_config::{BehaviorVersion, Region};
 use bedrock_batch::emulator::{Emulator, EmulatorConfig, InvocationJobConfig};
 use serde_json::Value;
 
-use crate::cli_util::{csv_rows, read_jsonl, show, Workspace, MODEL};
-use crate::resume::assert_each_id_once;
+use crate::cli_util::{assert_each_id_once, csv_ids, csv_rows, read_jsonl, show, Workspace, MODEL};
 use crate::util::static_credentials;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/BedrockBatchServiceRole";
@@ -90,10 +89,6 @@ fn state(ws: &Workspace) -> Value {
         .unwrap()
 }
 
-fn ids(n: usize) -> BTreeSet<String> {
-    (0..n).map(|i| format!("r{i:05}")).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_10000_row_job_is_split_into_several_jobs_and_collected_exactly_once() {
     let s3 = tempfile::tempdir().unwrap();
@@ -107,7 +102,7 @@ async fn a_10000_row_job_is_split_into_several_jobs_and_collected_exactly_once()
     );
     let o = batch(&ws, &["submit", "--no-progress"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_each_id_once(&ws.out(), &ids(10_000));
+    assert_each_id_once(&ws.out(), &csv_ids(10_000));
     let results = ws.results();
     assert!(results.iter().all(|r| r["engine"] == "batch"));
     let st = state(&ws);
@@ -130,7 +125,7 @@ async fn a_10000_row_job_is_split_into_several_jobs_and_collected_exactly_once()
     // A second submit has nothing left to send, and creates nothing.
     let o = batch(&ws, &["submit", "--no-progress"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_each_id_once(&ws.out(), &ids(10_000));
+    assert_each_id_once(&ws.out(), &csv_ids(10_000));
     assert_eq!(created_jobs(&emu.url()).await.len(), 3);
 }
 
@@ -161,7 +156,7 @@ async fn a_crash_between_upload_create_and_record_never_creates_a_second_job() {
     }
     let o = batch(&ws, &["submit", "--no-progress"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_each_id_once(&ws.out(), &ids(60));
+    assert_each_id_once(&ws.out(), &csv_ids(60));
     let jobs = created_jobs(&emu.url()).await;
     assert_eq!(jobs.len(), 3, "one job per part: {jobs:?}");
     let recorded: BTreeSet<String> = state(&ws)["parts"]
@@ -202,7 +197,7 @@ async fn a_partly_completed_job_is_replayed_on_demand_and_every_id_lands_once() 
     let text = show(&o);
     assert!(text.contains("PartiallyCompleted"), "{text}");
     assert!(text.contains("go on demand now"), "{text}");
-    assert_each_id_once(&ws.out(), &ids(300));
+    assert_each_id_once(&ws.out(), &csv_ids(300));
     let results = ws.results();
     let by_batch = results.iter().filter(|r| r["engine"] == "batch").count();
     let on_demand = results.iter().filter(|r| r.get("engine").is_none()).count();
@@ -270,7 +265,7 @@ async fn too_few_records_say_so_and_fallback_sends_them_on_demand() {
         &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_each_id_once(&ws.out(), &ids(5));
+    assert_each_id_once(&ws.out(), &csv_ids(5));
     assert!(ws.results().iter().all(|r| r.get("engine").is_none()));
 }
 
@@ -297,7 +292,7 @@ async fn no_wait_returns_after_creating_and_collect_picks_up() {
     let out = ws.out();
     let o = batch(&ws, &["collect", out.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_each_id_once(&ws.out(), &ids(40));
+    assert_each_id_once(&ws.out(), &csv_ids(40));
     assert_eq!(ws.summary()["succeeded"], 40);
 }
 
@@ -323,7 +318,7 @@ async fn a_full_job_quota_is_waited_out_not_failed() {
     let text = show(&o);
     assert_eq!(o.status.code(), Some(0), "{text}");
     assert!(text.contains("no free batch job slot yet"), "{text}");
-    assert_each_id_once(&ws.out(), &ids(60));
+    assert_each_id_once(&ws.out(), &csv_ids(60));
     assert_eq!(created_jobs(&emu.url()).await.len(), 3);
 }
 
