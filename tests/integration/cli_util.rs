@@ -5,12 +5,12 @@
 //! only what a user's shell would (PATH, HOME, the standard AWS variables
 //! pointing at the emulator), so nothing leaks in from the machine.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use bedrock_batch::emulator::{
-    Emulator, RequestRecord, STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY,
+    answer, Emulator, RequestRecord, STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY,
 };
 use serde_json::Value;
 use tempfile::TempDir;
@@ -176,12 +176,25 @@ pub fn show(o: &Output) -> String {
 pub fn csv_rows(n: usize) -> String {
     let mut s = String::from("id,prompt,expected\n");
     for i in 0..n {
-        s.push_str(&format!(
-            "r{i:05},Question number {i}: what is {i} + {i}?,{}\n",
-            2 * i
-        ));
+        s.push_str(&format!("r{i:05},{},{}\n", csv_prompt(i), 2 * i));
     }
     s
+}
+
+/// Row `i`'s prompt in `csv_rows`: what a test compares answers and paid
+/// calls against. csv_rows writes it through here, so the two cannot drift.
+pub fn csv_prompt(i: usize) -> String {
+    format!("Question number {i}: what is {i} + {i}?")
+}
+
+/// Each of `results` (lines of a run over `csv_rows`) carries the
+/// emulator's answer to its own row's prompt, not a neighbour's: the check
+/// that a resume or a kill did not mix rows up.
+pub fn assert_csv_answers(results: &[Value]) {
+    for r in results {
+        let i: usize = r["id"].as_str().unwrap()[1..].parse().unwrap();
+        assert_eq!(r["output"], answer(&csv_prompt(i)), "{r}");
+    }
 }
 
 /// The ids of `csv_rows(n)`: `r00000`, `r00001`, …
@@ -200,4 +213,17 @@ pub fn bedrock_calls(emu: &Emulator) -> Vec<RequestRecord> {
         .into_iter()
         .filter(|r| r.service == "bedrock")
         .collect()
+}
+
+/// Successful (200) Bedrock calls per prompt: what was paid for, so a test
+/// can check that a resume or a retry paid for nothing twice (beyond the
+/// calls in flight at a kill).
+pub fn paid_calls(emu: &Emulator) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for r in bedrock_calls(emu) {
+        if r.status == 200 {
+            *m.entry(r.prompt.expect("prompt recorded")).or_default() += 1;
+        }
+    }
+    m
 }

@@ -8,8 +8,7 @@
 
 use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 
-use crate::cli_util::{assert_each_id_once, csv_ids, csv_rows, show, Workspace, MODEL};
-use crate::resume::paid_calls;
+use crate::cli_util::{assert_each_id_once, csv_ids, csv_rows, paid_calls, show, Workspace, MODEL};
 use crate::shutdown::{signal, spawn, until};
 
 const ROWS: usize = 24;

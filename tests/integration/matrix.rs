@@ -14,14 +14,12 @@ use std::time::Duration;
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use serde_json::Value;
 
-use crate::cli_util::{bedrock_calls, csv_rows, read_jsonl, show, Workspace, MODEL};
+use crate::cli_util::{
+    assert_csv_answers, bedrock_calls, csv_prompt, csv_rows, read_jsonl, show, Workspace, MODEL,
+};
 use crate::shutdown::{lines, signal, spawn, stderr_of, until};
 
 const OTHER: &str = "amazon.nova-lite-v1:0";
-
-fn prompt(i: usize) -> String {
-    format!("Question number {i}: what is {i} + {i}?")
-}
 
 /// (id, model, sample) of every line of `name`, checked to be unique.
 fn units(ws: &Workspace, name: &str) -> BTreeSet<(String, String, u64)> {
@@ -98,7 +96,7 @@ async fn two_models_two_samples_write_every_unit_exactly_once() {
         let id = r["id"].as_str().unwrap();
         let p = match id {
             "pin" => "Pinned row".to_string(),
-            _ => prompt(id[1..].parse().unwrap()),
+            _ => csv_prompt(id[1..].parse().unwrap()),
         };
         assert_eq!(r["output"], answer(&p), "{id}: its own prompt's answer");
     }
@@ -294,10 +292,7 @@ async fn kill_9_mid_matrix_then_resume_writes_every_unit_once() {
         units(&ws, "results.jsonl"),
         matrix(ROWS, &[MODEL, OTHER], 2)
     );
-    for r in ws.results() {
-        let i: usize = r["id"].as_str().unwrap()[1..].parse().unwrap();
-        assert_eq!(r["output"], answer(&prompt(i)));
-    }
+    assert_csv_answers(&ws.results());
     let paid = paid(&emu);
     assert_eq!(paid.len(), ROWS * 2, "every (model, prompt) answered");
     let twice: u64 = paid.values().map(|n| n - 2).sum();
@@ -381,7 +376,7 @@ async fn retry_failures_sends_only_the_failed_units() {
     let mut csv = String::from("id,prompt\n");
     for i in 0..12 {
         let mark = if i % 3 == 0 { " [[emu:server*1]]" } else { "" };
-        csv.push_str(&format!("r{i:05},{}{mark}\n", prompt(i)));
+        csv.push_str(&format!("r{i:05},{}{mark}\n", csv_prompt(i)));
     }
     ws.write("p.csv", csv);
     let args = [

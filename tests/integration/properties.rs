@@ -11,11 +11,13 @@
 use std::io::Write;
 use std::time::Duration;
 
-use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
+use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 use proptest::prelude::*;
 
-use crate::cli_util::{assert_each_id_once, csv_ids, csv_rows, read_jsonl, show, Workspace, MODEL};
-use crate::resume::paid_calls;
+use crate::cli_util::{
+    assert_csv_answers, assert_each_id_once, csv_ids, csv_rows, paid_calls, read_jsonl, show,
+    Workspace, MODEL,
+};
 use crate::shutdown::{signal, spawn};
 
 const ROWS: usize = 30;
@@ -108,11 +110,7 @@ async fn case(concurrency: usize, kills: Vec<Kill>, fault_rate: f64, drop_rate: 
         show(&out)
     );
     assert_each_id_once(&ws.out(), &csv_ids(ROWS));
-    for r in read_jsonl(&ws.out().join("results.jsonl")) {
-        let i: usize = r["id"].as_str().unwrap()[1..].parse().unwrap();
-        let prompt = format!("Question number {i}: what is {i} + {i}?");
-        assert_eq!(r["output"], answer(&prompt), "{r}");
-    }
+    assert_csv_answers(&read_jsonl(&ws.out().join("results.jsonl")));
     let paid: u64 = paid_calls(&emu).values().sum();
     let bound = (ROWS + kills.len() * concurrency) as u64;
     assert!(

@@ -16,28 +16,15 @@ use bedrock_batch::output::manifest::Manifest;
 use bedrock_batch::{output::checkpoint, Settings};
 use serde_json::Value;
 
-use crate::cli_util::{assert_each_id_once, csv_ids, csv_rows, ids, show, Workspace, MODEL};
+use crate::cli_util::{
+    assert_csv_answers, assert_each_id_once, csv_ids, csv_prompt, csv_rows, ids, paid_calls, show,
+    Workspace, MODEL,
+};
 
 async fn emulator() -> Emulator {
     Emulator::start(EmulatorConfig::default())
         .await
         .expect("emulator starts")
-}
-
-/// Successful (200) Bedrock calls per prompt.
-pub fn paid_calls(emu: &Emulator) -> BTreeMap<String, u64> {
-    let mut m = BTreeMap::new();
-    for r in emu.requests() {
-        if r.service == "bedrock" && r.status == 200 {
-            *m.entry(r.prompt.clone().expect("prompt recorded"))
-                .or_default() += 1;
-        }
-    }
-    m
-}
-
-fn prompt(i: usize) -> String {
-    format!("Question number {i}: what is {i} + {i}?")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,12 +59,9 @@ async fn a_second_run_sends_only_the_rows_not_yet_written() {
     for i in 0..30 {
         let id = format!("r{i:05}");
         let want = if kept_ids.contains(&id) { 1 } else { 2 };
-        assert_eq!(paid[&prompt(i)], want, "{id}");
+        assert_eq!(paid[&csv_prompt(i)], want, "{id}");
     }
-    for r in ws.results() {
-        let i: usize = r["id"].as_str().unwrap()[1..].parse().unwrap();
-        assert_eq!(r["output"], answer(&prompt(i)));
-    }
+    assert_csv_answers(&ws.results());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +105,7 @@ async fn a_finished_200_000_row_job_resumes_without_a_request() {
         } else {
             results.push_str(&format!(
                 "{{\"id\":\"{id}\",\"output\":{}}}\n",
-                Value::from(answer(&prompt(i)))
+                Value::from(answer(&csv_prompt(i)))
             ));
         }
     }
@@ -259,7 +243,10 @@ async fn another_job_in_the_same_directory_is_refused_until_fresh() {
     assert_eq!(r.len(), 5);
     for row in &r {
         let i: usize = row["id"].as_str().unwrap()[1..].parse().unwrap();
-        assert_eq!(row["output"], answer(&format!("Q: {}", prompt(i))).as_str());
+        assert_eq!(
+            row["output"],
+            answer(&format!("Q: {}", csv_prompt(i))).as_str()
+        );
     }
 
     // A changed template is refused too, now against the new job.

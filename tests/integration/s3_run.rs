@@ -13,7 +13,8 @@ use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use bedrock_batch::output::upload::{self, Destination};
 
 use crate::cli_util::{
-    assert_each_id_once, bedrock_calls, csv_rows, read_jsonl, show, Workspace, MODEL,
+    assert_each_id_once, bedrock_calls, csv_ids, csv_prompt, csv_rows, read_jsonl, show, Workspace,
+    MODEL,
 };
 
 const BUCKET: &str = "nightly-evals";
@@ -63,17 +64,12 @@ async fn csv_and_jsonl_objects_run_end_to_end_and_every_output_is_uploaded() {
         let id = r["id"].as_str().unwrap();
         let prompt = match id.strip_prefix('j') {
             Some(i) => format!("JSONL question {i}"),
-            None => {
-                let i: usize = id[1..].parse().unwrap();
-                format!("Question number {i}: what is {i} + {i}?")
-            }
+            None => csv_prompt(id[1..].parse().unwrap()),
         };
         assert_eq!(r["output"].as_str(), Some(answer(&prompt).as_str()), "{r}");
     }
-    let want: BTreeSet<String> = (0..30)
-        .map(|i| format!("r{i:05}"))
-        .chain((0..12).map(|i| format!("j{i}")))
-        .collect();
+    let mut want = csv_ids(30);
+    want.extend((0..12).map(|i| format!("j{i}")));
     assert_each_id_once(&ws.out(), &want);
 
     // The manifest names the inputs by their URIs.

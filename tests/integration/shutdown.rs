@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use tokio::process::Child;
 
-use crate::cli_util::{assert_each_id_once, csv_ids, csv_rows, read_jsonl, Workspace, MODEL};
-use crate::resume::paid_calls;
+use crate::cli_util::{
+    assert_csv_answers, assert_each_id_once, csv_ids, csv_prompt, csv_rows, paid_calls, read_jsonl,
+    Workspace, MODEL,
+};
 
 /// Starts `run` with `args` in the background; its stdout and stderr go to
 /// `<tag>.stdout` / `<tag>.stderr` in the workspace.
@@ -58,10 +60,6 @@ pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-fn prompt(i: usize) -> String {
-    format!("Question number {i}: what is {i} + {i}?")
 }
 
 /// The first signal: no new rows; the calls in flight finish and are
@@ -133,12 +131,9 @@ async fn first_signal_lets_calls_in_flight_finish(sig: libc::c_int, code: i32, n
     assert_eq!(summary["stopped_by"], serde_json::Value::Null);
     let paid = paid_calls(&emu);
     for i in 0..ROWS {
-        assert_eq!(paid.get(&prompt(i)), Some(&1), "row {i} paid once");
+        assert_eq!(paid.get(&csv_prompt(i)), Some(&1), "row {i} paid once");
     }
-    for r in ws.results() {
-        let i: usize = r["id"].as_str().unwrap()[1..].parse().unwrap();
-        assert_eq!(r["output"], answer(&prompt(i)));
-    }
+    assert_csv_answers(&ws.results());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,7 +205,7 @@ async fn in_flight_rows_are_dropped_and_sent_on_resume(
     let twice: u64 = paid.values().map(|n| n - 1).sum();
     assert!(twice <= 4, "{paid:?}");
     for i in 0..ROWS {
-        assert!(paid.contains_key(&prompt(i)), "row {i} answered");
+        assert!(paid.contains_key(&csv_prompt(i)), "row {i} answered");
     }
     (took, stderr)
 }
