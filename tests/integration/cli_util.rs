@@ -4,16 +4,27 @@
 //! output directory; the child process gets a cleared environment holding
 //! only what a user's shell would (PATH, HOME, the standard AWS variables
 //! pointing at the emulator), so nothing leaks in from the machine.
+//!
+//! Also the checks and background runs that several test files share: the
+//! ids and answers a run over [`csv_rows`] must end with, what the emulator
+//! served and was paid for, and runs started in the background to be
+//! signalled or killed part-way. One copy each, so a check made stricter
+//! in one place is stricter everywhere.
+//!
+//! Not here: SDK clients and in-process environment isolation (util.rs),
+//! and checks that only one file makes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use bedrock_batch::emulator::{
     answer, Emulator, RequestRecord, STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY,
 };
 use serde_json::Value;
 use tempfile::TempDir;
+use tokio::process::Child;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_bedrock-batch");
 
@@ -226,4 +237,99 @@ pub fn paid_calls(emu: &Emulator) -> BTreeMap<String, u64> {
         }
     }
     m
+}
+
+// Runs in the background, for the tests that stop a run part-way (signals,
+// kill -9, a second run against a held directory) and then resume it. The
+// shape is always the same: start, wait until the run is doing the work the
+// test wants to cut into, signal, wait for the exit, run again to the end.
+
+/// How long a run may take to exit after a signal before the test fails:
+/// twice the default 30 s grace period, so a slow machine is not a failure.
+pub const STOP_WITHIN: Duration = Duration::from_secs(60);
+
+/// Starts `run` with `args` in the background; its stdout and stderr go to
+/// `<tag>.stdout` / `<tag>.stderr` in the workspace.
+pub fn spawn(ws: &Workspace, tag: &str, args: &[&str]) -> Child {
+    let mut c = ws.command();
+    c.args(["run", "--config", "/dev/null", "--output-dir"])
+        .arg(ws.out())
+        .args(args)
+        .stdout(Stdio::from(
+            std::fs::File::create(ws.path(&format!("{tag}.stdout"))).unwrap(),
+        ))
+        .stderr(Stdio::from(
+            std::fs::File::create(ws.path(&format!("{tag}.stderr"))).unwrap(),
+        ));
+    tokio::process::Command::from(c)
+        .spawn()
+        .expect("start the binary")
+}
+
+pub fn signal(child: &Child, sig: libc::c_int) {
+    let pid = child.id().expect("still running") as libc::pid_t;
+    // SAFETY: kill(2) with a pid we started and have not reaped.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid} {sig}");
+}
+
+pub fn stderr_of(ws: &Workspace, tag: &str) -> String {
+    std::fs::read_to_string(ws.path(&format!("{tag}.stderr"))).unwrap_or_default()
+}
+
+pub fn lines(ws: &Workspace, name: &str) -> usize {
+    std::fs::read_to_string(ws.out().join(name))
+        .map(|t| t.matches('\n').count())
+        .unwrap_or(0)
+}
+
+/// Polls `done` every 10 ms for up to 60 s.
+pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `spawn`, returned once `ready` holds (polled as `until` does). Panics if
+/// the run exits before that: a signal sent then would cut into nothing,
+/// and the test would pass or fail for the wrong reason.
+pub async fn spawn_until(
+    ws: &Workspace,
+    tag: &str,
+    args: &[&str],
+    what: &str,
+    mut ready: impl FnMut() -> bool,
+) -> Child {
+    let mut child = spawn(ws, tag, args);
+    until(what, || {
+        if ready() {
+            return true;
+        }
+        if let Some(status) = child.try_wait().expect("wait on the run") {
+            panic!(
+                "{tag} exited ({status}) before {what}: {}",
+                stderr_of(ws, tag)
+            );
+        }
+        false
+    })
+    .await;
+    child
+}
+
+/// Sends `sig` to `child` and waits up to `within` for it to exit.
+pub async fn stop(mut child: Child, sig: libc::c_int, within: Duration) -> ExitStatus {
+    signal(&child, sig);
+    tokio::time::timeout(within, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("still running {within:?} after signal {sig}"))
+        .expect("wait on the run")
+}
+
+/// `spawn` and wait for the run to end by itself: its exit code, and its
+/// stderr for the assertion message.
+pub async fn run_to_end(ws: &Workspace, tag: &str, args: &[&str]) -> (Option<i32>, String) {
+    let status = spawn(ws, tag, args).wait().await.expect("wait on the run");
+    (status.code(), stderr_of(ws, tag))
 }

@@ -8,8 +8,10 @@
 
 use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 
-use crate::cli_util::{assert_each_id_once, csv_ids, csv_rows, paid_calls, show, Workspace, MODEL};
-use crate::shutdown::{signal, spawn, until};
+use crate::cli_util::{
+    assert_each_id_once, csv_ids, csv_rows, paid_calls, show, spawn_until, stop, Workspace, MODEL,
+    STOP_WITHIN,
+};
 
 const ROWS: usize = 24;
 
@@ -36,9 +38,11 @@ async fn a_second_run_into_a_held_directory_exits_2_having_sent_nothing() {
     .unwrap();
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(ROWS));
-    let mut first = spawn(&ws, "first", &args());
+    let mut first = spawn_until(&ws, "first", &args(), "the first run sending", || {
+        emu.stats().requests > 0
+    })
+    .await;
     let pid = first.id().unwrap();
-    until("the first run sending", || emu.stats().requests > 0).await;
 
     for extra in [&[][..], &["--fresh"], &["--retry-failures"]] {
         let mut a = args();
@@ -80,10 +84,12 @@ async fn after_kill_9_a_new_run_starts_at_once() {
     .unwrap();
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(ROWS));
-    let mut first = spawn(&ws, "first", &args());
-    until("two calls in flight", || emu.stats().in_flight == 2).await;
-    signal(&first, libc::SIGKILL);
-    assert_eq!(first.wait().await.unwrap().code(), None, "killed");
+    let first = spawn_until(&ws, "first", &args(), "two calls in flight", || {
+        emu.stats().in_flight == 2
+    })
+    .await;
+    let status = stop(first, libc::SIGKILL, STOP_WITHIN).await;
+    assert_eq!(status.code(), None, "killed");
 
     emu.set_latency_ms(0);
     let out = ws.run(&args());

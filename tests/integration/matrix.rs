@@ -15,9 +15,9 @@ use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use serde_json::Value;
 
 use crate::cli_util::{
-    assert_csv_answers, bedrock_calls, csv_prompt, csv_rows, read_jsonl, show, Workspace, MODEL,
+    assert_csv_answers, bedrock_calls, csv_prompt, csv_rows, lines, read_jsonl, run_to_end, show,
+    spawn_until, stderr_of, stop, Workspace, MODEL, STOP_WITHIN,
 };
-use crate::shutdown::{lines, signal, spawn, stderr_of, until};
 
 const OTHER: &str = "amazon.nova-lite-v1:0";
 
@@ -261,13 +261,11 @@ async fn kill_9_mid_matrix_then_resume_writes_every_unit_once() {
         "--concurrency",
         "4",
     ];
-    let mut child = spawn(&ws, "first", &args);
-    until("a few hundred units written", || {
+    let child = spawn_until(&ws, "first", &args, "a few hundred units written", || {
         lines(&ws, "results.jsonl") >= 200
     })
     .await;
-    signal(&child, libc::SIGKILL);
-    let status = child.wait().await.unwrap();
+    let status = stop(child, libc::SIGKILL, STOP_WITHIN).await;
     assert_eq!(status.code(), None, "killed, not exited");
     let written = lines(&ws, "results.jsonl");
     assert!(
@@ -285,9 +283,8 @@ async fn kill_9_mid_matrix_then_resume_writes_every_unit_once() {
         "both models answered before the kill: {early:?}"
     );
 
-    let mut child = spawn(&ws, "resume", &args);
-    let status = child.wait().await.unwrap();
-    assert_eq!(status.code(), Some(0), "{}", stderr_of(&ws, "resume"));
+    let (resumed, resume_err) = run_to_end(&ws, "resume", &args).await;
+    assert_eq!(resumed, Some(0), "{resume_err}");
     assert_eq!(
         units(&ws, "results.jsonl"),
         matrix(ROWS, &[MODEL, OTHER], 2)
@@ -332,20 +329,19 @@ async fn a_throttled_model_does_not_hold_up_the_other() {
         "--grace-period-secs",
         "1",
     ];
-    let mut child = spawn(&ws, "run", &args);
     let count = |model: &str| {
         read_jsonl(&ws.out().join("results.jsonl"))
             .iter()
             .filter(|r| r["model"] == model)
             .count()
     };
-    until("the unthrottled model's units", || count(MODEL) == ROWS).await;
+    let child = spawn_until(&ws, "run", &args, "the unthrottled model's units", || {
+        count(MODEL) == ROWS
+    })
+    .await;
     let slow_done = count(OTHER);
-    signal(&child, libc::SIGINT);
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("stops after SIGINT")
-        .unwrap();
+    // With a 1 s grace period, 30 s is generous.
+    let status = stop(child, libc::SIGINT, Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(130), "{}", stderr_of(&ws, "run"));
     assert!(
         slow_done < ROWS / 2,

@@ -16,9 +16,8 @@ use proptest::prelude::*;
 
 use crate::cli_util::{
     assert_csv_answers, assert_each_id_once, csv_ids, csv_rows, paid_calls, read_jsonl, show,
-    Workspace, MODEL,
+    spawn, stop, Workspace, MODEL, STOP_WITHIN,
 };
-use crate::shutdown::{signal, spawn};
 
 const ROWS: usize = 30;
 
@@ -85,9 +84,8 @@ async fn case(concurrency: usize, kills: Vec<Kill>, fault_rate: f64, drop_rate: 
         tokio::time::sleep(Duration::from_millis(k.after_ms)).await;
         // It may have finished already: then there is nothing to kill.
         if child.try_wait().unwrap().is_none() {
-            signal(&child, libc::SIGKILL);
+            stop(child, libc::SIGKILL, STOP_WITHIN).await;
         }
-        child.wait().await.unwrap();
         // A write can only be torn once the run has opened its files,
         // which is after it wrote the manifest.
         let opened = ws.out().join("manifest.json").exists();

@@ -8,59 +8,16 @@
 //! Not here: resume without a crash (resume.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use tokio::process::Child;
 
 use crate::cli_util::{
-    assert_csv_answers, assert_each_id_once, csv_ids, csv_prompt, csv_rows, paid_calls, read_jsonl,
-    Workspace, MODEL,
+    assert_csv_answers, assert_each_id_once, csv_ids, csv_prompt, csv_rows, lines, paid_calls,
+    read_jsonl, run_to_end, signal, spawn, spawn_until, stderr_of, stop, Workspace, MODEL,
+    STOP_WITHIN,
 };
-
-/// Starts `run` with `args` in the background; its stdout and stderr go to
-/// `<tag>.stdout` / `<tag>.stderr` in the workspace.
-pub fn spawn(ws: &Workspace, tag: &str, args: &[&str]) -> Child {
-    let mut c = ws.command();
-    c.args(["run", "--config", "/dev/null", "--output-dir"])
-        .arg(ws.out())
-        .args(args)
-        .stdout(Stdio::from(
-            std::fs::File::create(ws.path(&format!("{tag}.stdout"))).unwrap(),
-        ))
-        .stderr(Stdio::from(
-            std::fs::File::create(ws.path(&format!("{tag}.stderr"))).unwrap(),
-        ));
-    tokio::process::Command::from(c)
-        .spawn()
-        .expect("start the binary")
-}
-
-pub fn signal(child: &Child, sig: libc::c_int) {
-    let pid = child.id().expect("still running") as libc::pid_t;
-    // SAFETY: kill(2) with a pid we started and have not reaped.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid} {sig}");
-}
-
-pub fn stderr_of(ws: &Workspace, tag: &str) -> String {
-    std::fs::read_to_string(ws.path(&format!("{tag}.stderr"))).unwrap_or_default()
-}
-
-pub fn lines(ws: &Workspace, name: &str) -> usize {
-    std::fs::read_to_string(ws.out().join(name))
-        .map(|t| t.matches('\n').count())
-        .unwrap_or(0)
-}
-
-/// Polls `done` every 10 ms for up to 60 s.
-pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// The first signal: no new rows; the calls in flight finish and are
 /// written; exit `code`; resume finishes the job with no row paid twice.
@@ -84,12 +41,13 @@ async fn first_signal_lets_calls_in_flight_finish(sig: libc::c_int, code: i32, n
         "--concurrency",
         "4",
     ];
-    let mut child = spawn(&ws, "first", &args);
     // Four rows written: the next four are on their way (400 ms each).
-    until("4 results", || lines(&ws, "results.jsonl") >= 4).await;
+    let child = spawn_until(&ws, "first", &args, "4 results", || {
+        lines(&ws, "results.jsonl") >= 4
+    })
+    .await;
     let written_at_signal = lines(&ws, "results.jsonl");
-    signal(&child, sig);
-    let status = child.wait().await.unwrap();
+    let status = stop(child, sig, STOP_WITHIN).await;
     let stderr = stderr_of(&ws, "first");
     assert_eq!(status.code(), Some(code), "{stderr}");
     assert!(
@@ -118,9 +76,8 @@ async fn first_signal_lets_calls_in_flight_finish(sig: libc::c_int, code: i32, n
     assert!(report.contains(&format!("\"stopped_by\":\"{name}\"")));
     assert!(stdout.contains("report:   "), "{stdout}");
 
-    let mut child = spawn(&ws, "resume", &args);
-    let status = child.wait().await.unwrap();
-    assert_eq!(status.code(), Some(0), "{}", stderr_of(&ws, "resume"));
+    let (resumed, resume_err) = run_to_end(&ws, "resume", &args).await;
+    assert_eq!(resumed, Some(0), "{resume_err}");
     assert_each_id_once(&ws.out(), &csv_ids(ROWS));
     let summary = ws.summary();
     assert_eq!(summary["this_run"]["skipped"], written);
@@ -174,8 +131,10 @@ async fn in_flight_rows_are_dropped_and_sent_on_resume(
         "4",
     ];
     args.extend(extra);
-    let mut child = spawn(&ws, "first", &args);
-    until("4 calls in flight", || emu.stats().in_flight == 4).await;
+    let mut child = spawn_until(&ws, "first", &args, "4 calls in flight", || {
+        emu.stats().in_flight == 4
+    })
+    .await;
     let t0 = Instant::now();
     stop(&child).await;
     let status = child.wait().await.unwrap();
@@ -194,9 +153,8 @@ async fn in_flight_rows_are_dropped_and_sent_on_resume(
     assert_eq!(summary["unfinished"], ROWS);
 
     emu.set_latency_ms(0);
-    let mut child = spawn(&ws, "resume", &args);
-    let status = child.wait().await.unwrap();
-    assert_eq!(status.code(), Some(0), "{}", stderr_of(&ws, "resume"));
+    let (resumed, resume_err) = run_to_end(&ws, "resume", &args).await;
+    assert_eq!(resumed, Some(0), "{resume_err}");
     assert_each_id_once(&ws.out(), &csv_ids(ROWS));
     assert_eq!(ws.summary()["succeeded"], ROWS);
     // The aborted calls may or may not have been billed; at most the four
@@ -294,24 +252,17 @@ async fn kill_9_at_random_moments_loses_nothing_and_pays_twice_at_most_the_rows_
     let mut torn = 0;
     let mut written_before_kill = Vec::new();
     for k in 0..KILLS {
-        let mut child = spawn(&ws, &format!("run{k}"), &args);
+        let child = spawn(&ws, &format!("run{k}"), &args);
         let after = Duration::from_millis(rng.u64(400..1500));
         tokio::time::sleep(after).await;
-        signal(&child, libc::SIGKILL);
-        let status = child.wait().await.unwrap();
+        let status = stop(child, libc::SIGKILL, STOP_WITHIN).await;
         assert_eq!(status.code(), None, "killed, not exited (seed {seed})");
         let results = std::fs::read(ws.out().join("results.jsonl")).unwrap_or_default();
         torn += (!results.is_empty() && !results.ends_with(b"\n")) as u32;
         written_before_kill.push(lines(&ws, "results.jsonl") + lines(&ws, "failures.jsonl"));
     }
-    let mut child = spawn(&ws, "last", &args);
-    let status = child.wait().await.unwrap();
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "seed {seed}: {}",
-        stderr_of(&ws, "last")
-    );
+    let (last, last_err) = run_to_end(&ws, "last", &args).await;
+    assert_eq!(last, Some(1), "seed {seed}: {last_err}");
     let context = format!(
         "seed {seed}, rows written after each kill {written_before_kill:?}, torn tails {torn}"
     );
