@@ -6,7 +6,7 @@ use std::time::Duration;
 use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 
 use crate::cli_util::{
-    assert_each_id_once, bedrock_calls, csv_ids, csv_rows, show, Workspace, MODEL,
+    assert_each_id_once, bedrock_calls, csv_ids, csv_rows, run_args, show, Workspace, MODEL,
 };
 use crate::util::{static_credentials, sts_client};
 
@@ -26,7 +26,7 @@ async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_r
     .unwrap();
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(ROWS));
-    let args = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"];
+    let args = run_args(&[MODEL], "50");
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = stderr(&out);
@@ -98,7 +98,7 @@ async fn a_dead_endpoint_stops_the_job_with_every_row_left_unsent() {
     let ws = Workspace::new(&format!("http://127.0.0.1:{port}"));
     ws.write("p.csv", csv_rows(ROWS));
     let started = std::time::Instant::now();
-    let out = ws.run(&["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"]);
+    let out = ws.run(&run_args(&[MODEL], "50"));
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = stderr(&out);
     assert!(
@@ -146,15 +146,9 @@ async fn expired_session_keys_in_the_environment_stop_the_job_with_how_to_renew_
         .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
         .env("AWS_SESSION_TOKEN", creds.session_token())
         .arg("run")
-        .args([
-            "--config",
-            "/dev/null",
-            "--model",
-            MODEL,
-            "--input",
-            "p.csv",
-        ])
-        .args(["--max-tokens", "50", "--concurrency", "2", "--output-dir"])
+        .args(["--config", "/dev/null"])
+        .args(run_args(&[MODEL], "50"))
+        .args(["--concurrency", "2", "--output-dir"])
         .arg(ws.out())
         .output()
         .unwrap();
@@ -201,7 +195,7 @@ async fn failures_scattered_among_successes_do_not_stop_the_job() {
         csv.push_str(&format!("r{i:03},{marker}question {i}\n"));
     }
     ws.write("p.csv", csv);
-    let out = ws.run(&["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"]);
+    let out = ws.run(&run_args(&[MODEL], "50"));
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert_eq!(ws.results().len(), 30);
     assert_eq!(ws.failures().len(), 30);
@@ -243,7 +237,7 @@ async fn each_job_wide_refusal_stops_the_job() {
             csv.push_str(&format!("r{i:03},{marker}question {i}\n"));
         }
         ws.write("p.csv", csv);
-        let out = ws.run(&["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"]);
+        let out = ws.run(&run_args(&[MODEL], "50"));
         assert_eq!(out.status.code(), Some(2), "{kind}: {}", show(&out));
         let err = stderr(&out);
         assert!(

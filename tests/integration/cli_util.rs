@@ -192,6 +192,19 @@ pub fn csv_rows(n: usize) -> String {
     s
 }
 
+/// The flags most `run` tests start from: `--model` for each of `models`
+/// (in order), `--input p.csv` (the workspace's `csv_rows` file) and
+/// `--max-tokens`. A test pushes its own flags after these, so what makes
+/// it different from its neighbours is all that is spelled out.
+pub fn run_args<'a>(models: &[&'a str], max_tokens: &'a str) -> Vec<&'a str> {
+    let mut args = Vec::new();
+    for m in models {
+        args.extend(["--model", m]);
+    }
+    args.extend(["--input", "p.csv", "--max-tokens", max_tokens]);
+    args
+}
+
 /// Row `i`'s prompt in `csv_rows`: what a test compares answers and paid
 /// calls against. csv_rows writes it through here, so the two cannot drift.
 pub fn csv_prompt(i: usize) -> String {

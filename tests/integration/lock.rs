@@ -9,23 +9,16 @@
 use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 
 use crate::cli_util::{
-    assert_each_id_once, csv_ids, csv_rows, paid_calls, show, spawn_until, stop, Workspace, MODEL,
-    STOP_WITHIN,
+    assert_each_id_once, csv_ids, csv_rows, paid_calls, run_args, show, spawn_until, stop,
+    Workspace, MODEL, STOP_WITHIN,
 };
 
 const ROWS: usize = 24;
 
 fn args() -> Vec<&'static str> {
-    vec![
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "50",
-        "--concurrency",
-        "2",
-    ]
+    let mut a = run_args(&[MODEL], "50");
+    a.extend(["--concurrency", "2"]);
+    a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

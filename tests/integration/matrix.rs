@@ -15,8 +15,8 @@ use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use serde_json::Value;
 
 use crate::cli_util::{
-    assert_csv_answers, bedrock_calls, csv_prompt, csv_rows, lines, read_jsonl, run_to_end, show,
-    spawn_until, stderr_of, stop, Workspace, MODEL, STOP_WITHIN,
+    assert_csv_answers, bedrock_calls, csv_prompt, csv_rows, lines, read_jsonl, run_args,
+    run_to_end, show, spawn_until, stderr_of, stop, Workspace, MODEL, STOP_WITHIN,
 };
 
 const OTHER: &str = "amazon.nova-lite-v1:0";
@@ -70,20 +70,8 @@ async fn two_models_two_samples_write_every_unit_exactly_once() {
         "pinned.jsonl",
         format!("{{\"id\": \"pin\", \"prompt\": \"Pinned row\", \"model\": \"{OTHER}\"}}\n"),
     );
-    let args = [
-        "--model",
-        MODEL,
-        "--model",
-        OTHER,
-        "--samples",
-        "2",
-        "--input",
-        "p.csv",
-        "--input",
-        "pinned.jsonl",
-        "--max-tokens",
-        "40",
-    ];
+    let mut args = run_args(&[MODEL, OTHER], "40");
+    args.extend(["--samples", "2", "--input", "pinned.jsonl"]);
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
@@ -142,7 +130,7 @@ async fn a_model_added_sends_only_its_units_and_one_removed_is_refused() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(10));
-    let one = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "40"];
+    let one = run_args(&[MODEL], "40");
     let out = ws.run(&one);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, 10);
@@ -166,16 +154,7 @@ async fn a_model_added_sends_only_its_units_and_one_removed_is_refused() {
     );
 
     // A second model: only its 10 units are sent.
-    let two = [
-        "--model",
-        MODEL,
-        "--model",
-        OTHER,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "40",
-    ];
+    let two = run_args(&[MODEL, OTHER], "40");
     let out = ws.run(&two);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, 20);
@@ -194,7 +173,7 @@ async fn a_model_added_sends_only_its_units_and_one_removed_is_refused() {
     );
 
     // A second sample of both: only the 20 sample-2 units.
-    let mut two_samples = two.to_vec();
+    let mut two_samples = two.clone();
     two_samples.extend(["--samples", "2"]);
     let out = ws.run(&two_samples);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -211,8 +190,8 @@ async fn a_model_added_sends_only_its_units_and_one_removed_is_refused() {
         err.contains("holds a different job (samples: 2 → 1)"),
         "{err}"
     );
-    let mut only_other = vec!["--model", OTHER, "--samples", "2"];
-    only_other.extend(["--input", "p.csv", "--max-tokens", "40"]);
+    let mut only_other = run_args(&[OTHER], "40");
+    only_other.extend(["--samples", "2"]);
     let out = ws.run(&only_other);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -247,20 +226,8 @@ async fn kill_9_mid_matrix_then_resume_writes_every_unit_once() {
     .unwrap();
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(ROWS));
-    let args = [
-        "--model",
-        MODEL,
-        "--model",
-        OTHER,
-        "--samples",
-        "2",
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "30",
-        "--concurrency",
-        "4",
-    ];
+    let mut args = run_args(&[MODEL, OTHER], "30");
+    args.extend(["--samples", "2", "--concurrency", "4"]);
     let child = spawn_until(&ws, "first", &args, "a few hundred units written", || {
         lines(&ws, "results.jsonl") >= 200
     })
@@ -315,20 +282,8 @@ async fn a_throttled_model_does_not_hold_up_the_other() {
     emu.set_model_quota(OTHER, Some(60), None);
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(ROWS));
-    let args = [
-        "--model",
-        OTHER,
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "30",
-        "--concurrency",
-        "4",
-        "--grace-period-secs",
-        "1",
-    ];
+    let mut args = run_args(&[OTHER, MODEL], "30");
+    args.extend(["--concurrency", "4", "--grace-period-secs", "1"]);
     let count = |model: &str| {
         read_jsonl(&ws.out().join("results.jsonl"))
             .iter()
@@ -375,25 +330,15 @@ async fn retry_failures_sends_only_the_failed_units() {
         csv.push_str(&format!("r{i:05},{}{mark}\n", csv_prompt(i)));
     }
     ws.write("p.csv", csv);
-    let args = [
-        "--model",
-        MODEL,
-        "--model",
-        OTHER,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "30",
-        "--max-attempts",
-        "1",
-    ];
+    let mut args = run_args(&[MODEL, OTHER], "30");
+    args.extend(["--max-attempts", "1"]);
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let failed = units(&ws, "failures.jsonl");
     assert_eq!(failed.len(), 4, "one unit of each marked row: {failed:?}");
     assert_eq!(emu.stats().requests, 24);
 
-    let mut retry = args.to_vec();
+    let mut retry = args.clone();
     retry.extend(["--retry-failures", "server"]);
     let out = ws.run(&retry);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -413,18 +358,8 @@ async fn an_edited_row_is_refused_once_and_resent_for_every_model() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(5));
-    let args = [
-        "--model",
-        MODEL,
-        "--model",
-        OTHER,
-        "--samples",
-        "2",
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "30",
-    ];
+    let mut args = run_args(&[MODEL, OTHER], "30");
+    args.extend(["--samples", "2"]);
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, 20);
@@ -441,7 +376,7 @@ async fn an_edited_row_is_refused_once_and_resent_for_every_model() {
         "{err}"
     );
 
-    let mut resend = args.to_vec();
+    let mut resend = args.clone();
     resend.extend(["--on-changed", "resend"]);
     let out = ws.run(&resend);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));

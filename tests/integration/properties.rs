@@ -15,8 +15,8 @@ use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 use proptest::prelude::*;
 
 use crate::cli_util::{
-    assert_csv_answers, assert_each_id_once, csv_ids, csv_rows, paid_calls, read_jsonl, show,
-    spawn, stop, Workspace, MODEL, STOP_WITHIN,
+    assert_csv_answers, assert_each_id_once, csv_ids, csv_rows, paid_calls, read_jsonl, run_args,
+    show, spawn, stop, Workspace, MODEL, STOP_WITHIN,
 };
 
 const ROWS: usize = 30;
@@ -67,18 +67,8 @@ async fn case(concurrency: usize, kills: Vec<Kill>, fault_rate: f64, drop_rate: 
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(ROWS));
     let c = concurrency.to_string();
-    let args = [
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "50",
-        "--concurrency",
-        &c,
-        "--request-timeout-secs",
-        "2",
-    ];
+    let mut args = run_args(&[MODEL], "50");
+    args.extend(["--concurrency", &c, "--request-timeout-secs", "2"]);
     for (i, k) in kills.iter().enumerate() {
         let mut child = spawn(&ws, &format!("killed{i}"), &args);
         tokio::time::sleep(Duration::from_millis(k.after_ms)).await;

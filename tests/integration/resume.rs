@@ -17,8 +17,8 @@ use bedrock_batch::{output::checkpoint, Settings};
 use serde_json::Value;
 
 use crate::cli_util::{
-    assert_csv_answers, assert_each_id_once, csv_ids, csv_prompt, csv_rows, ids, paid_calls, show,
-    Workspace, MODEL,
+    assert_csv_answers, assert_each_id_once, csv_ids, csv_prompt, csv_rows, ids, paid_calls,
+    run_args, show, Workspace, MODEL,
 };
 
 async fn emulator() -> Emulator {
@@ -32,7 +32,7 @@ async fn a_second_run_sends_only_the_rows_not_yet_written() {
     let emu = emulator().await;
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(30));
-    let args = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"];
+    let args = run_args(&[MODEL], "50");
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, 30);
@@ -135,7 +135,7 @@ async fn another_job_in_the_same_directory_is_refused_until_fresh() {
     ws.write("q.csv", csv_rows(6));
     ws.write("t1.toml", "template = \"Q: {{ prompt }}\"\n");
     ws.write("t2.toml", "template = \"Question: {{ prompt }}\"\n");
-    let job = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"];
+    let job = run_args(&[MODEL], "50");
     let out = ws.run(&job);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let sent = emu.stats().requests;
@@ -144,35 +144,16 @@ async fn another_job_in_the_same_directory_is_refused_until_fresh() {
     let other_model = "amazon.nova-lite-v1:0";
     let cases: [(Vec<&str>, &str); 4] = [
         (
-            vec![
-                "--model",
-                other_model,
-                "--input",
-                "p.csv",
-                "--max-tokens",
-                "50",
-            ],
+            run_args(&[other_model], "50"),
             "model: \"anthropic.claude-3-haiku-20240307-v1:0\" → \"amazon.nova-lite-v1:0\"",
         ),
-        (
-            vec!["--model", MODEL, "--input", "p.csv", "--max-tokens", "60"],
-            "max_tokens: 50 → 60",
-        ),
+        (run_args(&[MODEL], "60"), "max_tokens: 50 → 60"),
         (
             vec!["--model", MODEL, "--input", "q.csv", "--max-tokens", "50"],
             "inputs: [",
         ),
         (
-            vec![
-                "--model",
-                MODEL,
-                "--input",
-                "p.csv",
-                "--max-tokens",
-                "50",
-                "--config",
-                "t1.toml",
-            ],
+            [run_args(&[MODEL], "50"), vec!["--config", "t1.toml"]].concat(),
             "template: null → \"Q: {{ prompt }}\"",
         ),
     ];
@@ -205,17 +186,8 @@ async fn another_job_in_the_same_directory_is_refused_until_fresh() {
     assert_eq!(ws.summary()["this_run"]["skipped"], 5);
 
     // --fresh: the old files move to previous-<secs>/, the new job starts over.
-    let t1 = [
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "50",
-        "--config",
-        "t1.toml",
-        "--fresh",
-    ];
+    let mut t1 = run_args(&[MODEL], "50");
+    t1.extend(["--config", "t1.toml", "--fresh"]);
     let out = ws.run(&t1);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, sent + 5);
@@ -250,16 +222,9 @@ async fn another_job_in_the_same_directory_is_refused_until_fresh() {
     }
 
     // A changed template is refused too, now against the new job.
-    let out = ws.run(&[
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "50",
-        "--config",
-        "t2.toml",
-    ]);
+    let mut t2 = run_args(&[MODEL], "50");
+    t2.extend(["--config", "t2.toml"]);
+    let out = ws.run(&t2);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -286,16 +251,8 @@ async fn retry_failures_moves_rows_that_now_succeed_out_of_failures() {
          s1,Broken [[emu:server*1]] once\n\
          v1,Invalid [[emu:validation]] always\n",
     );
-    let job = [
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "50",
-        "--max-attempts",
-        "1",
-    ];
+    let mut job = run_args(&[MODEL], "50");
+    job.extend(["--max-attempts", "1"]);
     let all: BTreeSet<String> = ["ok1", "t1", "t2", "s1", "v1"].map(String::from).into();
     let kinds = |ws: &Workspace| -> BTreeMap<String, String> {
         ws.failures()
@@ -385,7 +342,7 @@ async fn a_torn_last_line_is_cut_reported_and_its_row_sent_again() {
     let emu = emulator().await;
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(10));
-    let args = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"];
+    let args = run_args(&[MODEL], "50");
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
@@ -422,7 +379,7 @@ async fn every_output_file_is_owner_only() {
     let emu = emulator().await;
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", "id,prompt\na,Fine\nb,Bad [[emu:validation]]\n");
-    let job = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"];
+    let job = run_args(&[MODEL], "50");
     let mode = |name: &str| {
         let p = ws.out().join(name);
         std::fs::metadata(&p)
@@ -484,18 +441,9 @@ async fn a_fault_soak_loses_nothing_duplicates_nothing_and_attempts_add_up() {
     ws.write("p.csv", csv);
     // Up to 3 forced faults a row, and each attempt has a 5 % chance to
     // drop: 12 attempts leave a row unanswered with odds below 1e-9.
-    let out = ws.run(&[
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "30",
-        "--concurrency",
-        "32",
-        "--max-attempts",
-        "12",
-    ]);
+    let mut args = run_args(&[MODEL], "30");
+    args.extend(["--concurrency", "32", "--max-attempts", "12"]);
+    let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let all: BTreeSet<String> = (0..ROWS).map(|i| format!("s{i:05}")).collect();
     assert_each_id_once(&ws.out(), &all);
@@ -572,7 +520,7 @@ async fn the_summary_and_exit_code_describe_the_whole_job_after_a_resume() {
         "p.csv",
         "id,prompt\na,one\nb,two\nc,three [[emu:validation]]\nd,four\ne,five\nf,six\n",
     );
-    let args = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"];
+    let args = run_args(&[MODEL], "50");
     let first = ws.run(&args);
     assert_eq!(first.status.code(), Some(1), "{}", show(&first));
     let before = ws.summary();

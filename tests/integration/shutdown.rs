@@ -15,8 +15,8 @@ use tokio::process::Child;
 
 use crate::cli_util::{
     assert_csv_answers, assert_each_id_once, csv_ids, csv_prompt, csv_rows, lines, paid_calls,
-    read_jsonl, run_to_end, signal, spawn, spawn_until, stderr_of, stop, Workspace, MODEL,
-    STOP_WITHIN,
+    read_jsonl, run_args, run_to_end, signal, spawn, spawn_until, stderr_of, stop, Workspace,
+    MODEL, STOP_WITHIN,
 };
 
 /// The first signal: no new rows; the calls in flight finish and are
@@ -31,16 +31,8 @@ async fn first_signal_lets_calls_in_flight_finish(sig: libc::c_int, code: i32, n
     .unwrap();
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(ROWS));
-    let args = [
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "50",
-        "--concurrency",
-        "4",
-    ];
+    let mut args = run_args(&[MODEL], "50");
+    args.extend(["--concurrency", "4"]);
     // Four rows written: the next four are on their way (400 ms each).
     let child = spawn_until(&ws, "first", &args, "4 results", || {
         lines(&ws, "results.jsonl") >= 4
@@ -120,16 +112,8 @@ async fn in_flight_rows_are_dropped_and_sent_on_resume(
     .unwrap();
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(ROWS));
-    let mut args = vec![
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "50",
-        "--concurrency",
-        "4",
-    ];
+    let mut args = run_args(&[MODEL], "50");
+    args.extend(["--concurrency", "4"]);
     args.extend(extra);
     let mut child = spawn_until(&ws, "first", &args, "4 calls in flight", || {
         emu.stats().in_flight == 4
@@ -239,16 +223,8 @@ async fn kill_9_at_random_moments_loses_nothing_and_pays_twice_at_most_the_rows_
         csv.push_str(&format!("k{i:05},{}\n", prompt(i)));
     }
     ws.write("p.csv", csv);
-    let args = [
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "30",
-        "--concurrency",
-        "8",
-    ];
+    let mut args = run_args(&[MODEL], "30");
+    args.extend(["--concurrency", "8"]);
     let mut torn = 0;
     let mut written_before_kill = Vec::new();
     for k in 0..KILLS {
