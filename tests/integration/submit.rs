@@ -8,13 +8,11 @@ use std::collections::BTreeSet;
 use std::process::Output;
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region};
 use bedrock_batch::emulator::{Emulator, EmulatorConfig, InvocationJobConfig};
 use serde_json::Value;
 
 use crate::cli_util::{assert_each_id_once, csv_ids, csv_rows, read_jsonl, show, Workspace, MODEL};
-use crate::util::static_credentials;
+use crate::util::control_client;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/BedrockBatchServiceRole";
 
@@ -59,21 +57,9 @@ fn batch(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().expect("run the binary")
 }
 
-fn control(url: &str) -> aws_sdk_bedrock::Client {
-    aws_sdk_bedrock::Client::from_conf(
-        aws_sdk_bedrock::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("ap-northeast-2"))
-            .endpoint_url(url)
-            .credentials_provider(static_credentials())
-            .retry_config(RetryConfig::disabled())
-            .build(),
-    )
-}
-
 /// Every job the emulator created, as ARNs.
 async fn created_jobs(url: &str) -> Vec<String> {
-    control(url)
+    control_client(url)
         .list_model_invocation_jobs()
         .send()
         .await
@@ -400,7 +386,7 @@ async fn stop_stops_the_jobs_it_created() {
         "{}",
         show(&o)
     );
-    let job = control(&emu.url())
+    let job = control_client(&emu.url())
         .get_model_invocation_job()
         .job_identifier(&jobs[0])
         .send()
