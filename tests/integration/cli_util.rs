@@ -20,7 +20,7 @@ use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bedrock_batch::emulator::{
-    answer, Emulator, RequestRecord, STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY,
+    answer, Emulator, EmulatorConfig, RequestRecord, STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY,
 };
 use serde_json::Value;
 use tempfile::TempDir;
@@ -190,6 +190,21 @@ pub fn csv_rows(n: usize) -> String {
         s.push_str(&format!("r{i:05},{},{}\n", csv_prompt(i), 2 * i));
     }
     s
+}
+
+/// The emulator (each call answered after `latency_ms`) and a workspace
+/// pointed at it whose `p.csv` is `csv_rows(rows)`: the start of every test
+/// that runs [`run_args`] and then stops, resumes or refuses the run.
+pub async fn start_job(rows: usize, latency_ms: u64) -> (Emulator, Workspace) {
+    let emu = Emulator::start(EmulatorConfig {
+        latency_ms,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator starts");
+    let ws = Workspace::new(&emu.url());
+    ws.write("p.csv", csv_rows(rows));
+    (emu, ws)
 }
 
 /// The flags most `run` tests start from: `--model` for each of `models`

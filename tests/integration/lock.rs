@@ -6,11 +6,9 @@
 //!
 //! Not here: what resume does once it holds the lock (resume.rs).
 
-use bedrock_batch::emulator::{Emulator, EmulatorConfig};
-
 use crate::cli_util::{
-    assert_each_id_once, csv_ids, csv_rows, paid_calls, run_args, show, spawn_until, stop,
-    Workspace, MODEL, STOP_WITHIN,
+    assert_each_id_once, csv_ids, paid_calls, run_args, show, spawn_until, start_job, stop, MODEL,
+    STOP_WITHIN,
 };
 
 const ROWS: usize = 24;
@@ -23,14 +21,7 @@ fn args() -> Vec<&'static str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_into_a_held_directory_exits_2_having_sent_nothing() {
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 250,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(ROWS));
+    let (emu, ws) = start_job(ROWS, 250).await;
     let mut first = spawn_until(&ws, "first", &args(), "the first run sending", || {
         emu.stats().requests > 0
     })
@@ -69,14 +60,7 @@ async fn a_second_run_into_a_held_directory_exits_2_having_sent_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_kill_9_a_new_run_starts_at_once() {
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 5000,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(ROWS));
+    let (emu, ws) = start_job(ROWS, 5000).await;
     let first = spawn_until(&ws, "first", &args(), "two calls in flight", || {
         emu.stats().in_flight == 2
     })

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::cli_util::{
     assert_csv_answers, bedrock_calls, csv_prompt, csv_rows, lines, read_jsonl, run_args,
-    run_to_end, show, spawn_until, stderr_of, stop, Workspace, MODEL, STOP_WITHIN,
+    run_to_end, show, spawn_until, start_job, stderr_of, stop, Workspace, MODEL, STOP_WITHIN,
 };
 
 const OTHER: &str = "amazon.nova-lite-v1:0";
@@ -62,9 +62,7 @@ fn paid(emu: &Emulator) -> BTreeMap<(String, String), u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_models_two_samples_write_every_unit_exactly_once() {
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(20));
+    let (emu, ws) = start_job(20, 0).await;
     // A row whose `model` column pins it to one model: its samples only.
     ws.write(
         "pinned.jsonl",
@@ -127,9 +125,7 @@ async fn two_models_two_samples_write_every_unit_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_added_sends_only_its_units_and_one_removed_is_refused() {
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(10));
+    let (emu, ws) = start_job(10, 0).await;
     let one = run_args(&[MODEL], "40");
     let out = ws.run(&one);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -218,14 +214,7 @@ async fn a_model_added_sends_only_its_units_and_one_removed_is_refused() {
 async fn kill_9_mid_matrix_then_resume_writes_every_unit_once() {
     const ROWS: usize = 300;
     const CONCURRENCY: u64 = 4;
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 20,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(ROWS));
+    let (emu, ws) = start_job(ROWS, 20).await;
     let mut args = run_args(&[MODEL, OTHER], "30");
     args.extend(["--samples", "2", "--concurrency", "4"]);
     let child = spawn_until(&ws, "first", &args, "a few hundred units written", || {
@@ -272,16 +261,9 @@ async fn kill_9_mid_matrix_then_resume_writes_every_unit_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_model_does_not_hold_up_the_other() {
     const ROWS: usize = 40;
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 10,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
+    let (emu, ws) = start_job(ROWS, 10).await;
     // 60 requests a minute with 5 seconds of burst: 5 at once, then 1 a second.
     emu.set_model_quota(OTHER, Some(60), None);
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(ROWS));
     let mut args = run_args(&[OTHER, MODEL], "30");
     args.extend(["--concurrency", "4", "--grace-period-secs", "1"]);
     let count = |model: &str| {
@@ -355,9 +337,7 @@ async fn retry_failures_sends_only_the_failed_units() {
 /// sends each of its units again, moving their old lines aside.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_row_is_refused_once_and_resent_for_every_model() {
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(5));
+    let (emu, ws) = start_job(5, 0).await;
     let mut args = run_args(&[MODEL, OTHER], "30");
     args.extend(["--samples", "2"]);
     let out = ws.run(&args);

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::cli_util::{
     assert_csv_answers, assert_each_id_once, csv_ids, csv_prompt, csv_rows, ids, paid_calls,
-    run_args, show, Workspace, MODEL,
+    run_args, show, start_job, Workspace, MODEL,
 };
 
 async fn emulator() -> Emulator {
@@ -29,9 +29,7 @@ async fn emulator() -> Emulator {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_sends_only_the_rows_not_yet_written() {
-    let emu = emulator().await;
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(30));
+    let (emu, ws) = start_job(30, 0).await;
     let args = run_args(&[MODEL], "50");
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -129,9 +127,7 @@ async fn a_finished_200_000_row_job_resumes_without_a_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_job_in_the_same_directory_is_refused_until_fresh() {
-    let emu = emulator().await;
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(5));
+    let (emu, ws) = start_job(5, 0).await;
     ws.write("q.csv", csv_rows(6));
     ws.write("t1.toml", "template = \"Q: {{ prompt }}\"\n");
     ws.write("t2.toml", "template = \"Question: {{ prompt }}\"\n");
@@ -339,9 +335,7 @@ async fn retry_failures_moves_rows_that_now_succeed_out_of_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_last_line_is_cut_reported_and_its_row_sent_again() {
-    let emu = emulator().await;
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(10));
+    let (emu, ws) = start_job(10, 0).await;
     let args = run_args(&[MODEL], "50");
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));

@@ -14,23 +14,16 @@ use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use tokio::process::Child;
 
 use crate::cli_util::{
-    assert_csv_answers, assert_each_id_once, csv_ids, csv_prompt, csv_rows, lines, paid_calls,
-    read_jsonl, run_args, run_to_end, signal, spawn, spawn_until, stderr_of, stop, Workspace,
-    MODEL, STOP_WITHIN,
+    assert_csv_answers, assert_each_id_once, csv_ids, csv_prompt, lines, paid_calls, read_jsonl,
+    run_args, run_to_end, signal, spawn, spawn_until, start_job, stderr_of, stop, Workspace, MODEL,
+    STOP_WITHIN,
 };
 
 /// The first signal: no new rows; the calls in flight finish and are
 /// written; exit `code`; resume finishes the job with no row paid twice.
 async fn first_signal_lets_calls_in_flight_finish(sig: libc::c_int, code: i32, name: &str) {
     const ROWS: usize = 40;
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 400,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(ROWS));
+    let (emu, ws) = start_job(ROWS, 400).await;
     let mut args = run_args(&[MODEL], "50");
     args.extend(["--concurrency", "4"]);
     // Four rows written: the next four are on their way (400 ms each).
@@ -104,14 +97,7 @@ async fn in_flight_rows_are_dropped_and_sent_on_resume(
     code: i32,
 ) -> (Duration, String) {
     const ROWS: usize = 12;
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 6000,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(ROWS));
+    let (emu, ws) = start_job(ROWS, 6000).await;
     let mut args = run_args(&[MODEL], "50");
     args.extend(["--concurrency", "4"]);
     args.extend(extra);
