@@ -172,10 +172,9 @@ async fn expired_session_keys_in_the_environment_stop_the_job_with_how_to_renew_
         "the unsent rows stay unsent for a resume: {:?}",
         ws.failures()
     );
-    let refused = emu
-        .requests()
+    let refused = bedrock_calls(&emu)
         .iter()
-        .filter(|r| r.service == "bedrock" && r.status != 200)
+        .filter(|r| r.status != 200)
         .count();
     assert!(refused <= 4, "stopped at the first refusals: {refused}");
 }

@@ -51,10 +51,9 @@ fn matrix(rows: usize, models: &[&str], samples: u64) -> BTreeSet<(String, Strin
 /// Successful calls per (model, prompt).
 fn paid(emu: &Emulator) -> BTreeMap<(String, String), u64> {
     let mut m = BTreeMap::new();
-    for r in emu.requests() {
-        if r.service == "bedrock" && r.status == 200 {
-            *m.entry((r.model.clone().unwrap(), r.prompt.clone().unwrap()))
-                .or_default() += 1;
+    for r in bedrock_calls(emu) {
+        if r.status == 200 {
+            *m.entry((r.model.unwrap(), r.prompt.unwrap())).or_default() += 1;
         }
     }
     m

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use serde_json::json;
 
-use crate::cli_util::{csv_rows, show, Workspace, MODEL};
+use crate::cli_util::{bedrock_calls, csv_rows, show, Workspace, MODEL};
 
 async fn emulator(config: EmulatorConfig) -> Emulator {
     Emulator::start(config).await.expect("emulator starts")
@@ -388,10 +388,8 @@ async fn invoke_api_sends_each_family_s_native_body() {
     assert!(results
         .iter()
         .all(|r| r["usage"]["output_tokens"].as_u64().unwrap() > 0));
-    let records = emu.requests();
-    assert!(records
+    assert!(bedrock_calls(&emu)
         .iter()
-        .filter(|r| r.service == "bedrock")
         .all(|r| r.operation == "InvokeModel"));
 
     let failures = ws.failures();
@@ -568,10 +566,9 @@ async fn a_write_failure_stops_sending_at_once() {
         .filter(|l| !l.is_empty())
         .count() as i64
         - i64::from(!text.ends_with(b"\n"));
-    let paid = emu
-        .requests()
+    let paid = bedrock_calls(&emu)
         .iter()
-        .filter(|r| r.service == "bedrock" && r.status == 200)
+        .filter(|r| r.status == 200)
         .count() as i64;
     assert!(
         recorded > 100,

@@ -17,8 +17,8 @@ use bedrock_batch::{output::checkpoint, Settings};
 use serde_json::Value;
 
 use crate::cli_util::{
-    assert_csv_answers, assert_each_id_once, csv_ids, csv_prompt, csv_rows, ids, paid_calls,
-    run_args, show, start_job, Workspace, MODEL,
+    assert_csv_answers, assert_each_id_once, bedrock_calls, csv_ids, csv_prompt, csv_rows, ids,
+    paid_calls, run_args, show, start_job, Workspace, MODEL,
 };
 
 async fn emulator() -> Emulator {
@@ -470,10 +470,8 @@ async fn a_fault_soak_loses_nothing_duplicates_nothing_and_attempts_add_up() {
 
     // Attempts add up: per row, in total, and in the summary.
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
-    for r in emu.requests() {
-        if r.service == "bedrock" {
-            *seen.entry(r.prompt.expect("prompt recorded")).or_default() += 1;
-        }
+    for r in bedrock_calls(&emu) {
+        *seen.entry(r.prompt.expect("prompt recorded")).or_default() += 1;
     }
     let mut attempts = 0;
     for r in &results {
