@@ -6,7 +6,8 @@ use std::time::Duration;
 use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 
 use crate::cli_util::{
-    assert_each_id_once, bedrock_calls, csv_ids, csv_rows, run_args, show, Workspace, MODEL,
+    assert_each_id_once, bedrock_calls, csv_ids, csv_rows, run_args, show, start_workspace,
+    Workspace, MODEL,
 };
 use crate::util::{static_credentials, sts_client};
 
@@ -181,8 +182,7 @@ async fn expired_session_keys_in_the_environment_stop_the_job_with_how_to_renew_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_scattered_among_successes_do_not_stop_the_job() {
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let ws = Workspace::new(&emu.url());
+    let (_emu, ws) = start_workspace(0).await;
     let mut csv = String::from("id,prompt\n");
     for i in 0..60 {
         // Every other row is refused, from the first row on.

@@ -193,9 +193,8 @@ pub fn csv_rows(n: usize) -> String {
 }
 
 /// The emulator (each call answered after `latency_ms`) and a workspace
-/// pointed at it whose `p.csv` is `csv_rows(rows)`: the start of every test
-/// that runs [`run_args`] and then stops, resumes or refuses the run.
-pub async fn start_job(rows: usize, latency_ms: u64) -> (Emulator, Workspace) {
+/// pointed at it, for a test that writes its own `p.csv`.
+pub async fn start_workspace(latency_ms: u64) -> (Emulator, Workspace) {
     let emu = Emulator::start(EmulatorConfig {
         latency_ms,
         ..EmulatorConfig::default()
@@ -203,6 +202,13 @@ pub async fn start_job(rows: usize, latency_ms: u64) -> (Emulator, Workspace) {
     .await
     .expect("emulator starts");
     let ws = Workspace::new(&emu.url());
+    (emu, ws)
+}
+
+/// `start_workspace` with `p.csv` = `csv_rows(rows)`: the start of every
+/// test that runs [`run_args`] and then stops, resumes or refuses the run.
+pub async fn start_job(rows: usize, latency_ms: u64) -> (Emulator, Workspace) {
+    let (emu, ws) = start_workspace(latency_ms).await;
     ws.write("p.csv", csv_rows(rows));
     (emu, ws)
 }

@@ -11,12 +11,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
+use bedrock_batch::emulator::{answer, Emulator};
 use serde_json::Value;
 
 use crate::cli_util::{
     assert_csv_answers, bedrock_calls, csv_prompt, csv_rows, lines, read_jsonl, run_args,
-    run_to_end, show, spawn_until, start_job, stderr_of, stop, Workspace, MODEL, STOP_WITHIN,
+    run_to_end, show, spawn_until, start_job, start_workspace, stderr_of, stop, Workspace, MODEL,
+    STOP_WITHIN,
 };
 
 const OTHER: &str = "amazon.nova-lite-v1:0";
@@ -301,8 +302,7 @@ async fn a_throttled_model_does_not_hold_up_the_other() {
 /// failed is sent again, not the row's other units.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_failures_sends_only_the_failed_units() {
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let ws = Workspace::new(&emu.url());
+    let (emu, ws) = start_workspace(0).await;
     // The emulator fails the first call of each marked prompt (whichever
     // model sends it first) with a 500; with one attempt that unit fails.
     let mut csv = String::from("id,prompt\n");

@@ -18,14 +18,8 @@ use serde_json::Value;
 
 use crate::cli_util::{
     assert_csv_answers, assert_each_id_once, bedrock_calls, csv_ids, csv_prompt, csv_rows, ids,
-    paid_calls, run_args, show, start_job, Workspace, MODEL,
+    paid_calls, run_args, show, start_job, start_workspace, Workspace, MODEL,
 };
-
-async fn emulator() -> Emulator {
-    Emulator::start(EmulatorConfig::default())
-        .await
-        .expect("emulator starts")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_sends_only_the_rows_not_yet_written() {
@@ -65,8 +59,7 @@ async fn a_second_run_sends_only_the_rows_not_yet_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_200_000_row_job_resumes_without_a_request() {
     const ROWS: usize = 200_000;
-    let emu = emulator().await;
-    let ws = Workspace::new(&emu.url());
+    let (emu, ws) = start_workspace(0).await;
     let input = ws.write("big.csv", csv_rows(ROWS));
     let out_dir = ws.out();
     let argv = [
@@ -233,8 +226,7 @@ async fn another_job_in_the_same_directory_is_refused_until_fresh() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_failures_moves_rows_that_now_succeed_out_of_failures() {
-    let emu = emulator().await;
-    let ws = Workspace::new(&emu.url());
+    let (emu, ws) = start_workspace(0).await;
     // t1: throttled once; t2: throttled twice; s1: a server error once;
     // v1: always invalid; ok1: fine. With --max-attempts 1 every forced
     // error fails its row.
@@ -370,8 +362,7 @@ async fn a_torn_last_line_is_cut_reported_and_its_row_sent_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_output_file_is_owner_only() {
     use std::os::unix::fs::PermissionsExt;
-    let emu = emulator().await;
-    let ws = Workspace::new(&emu.url());
+    let (_emu, ws) = start_workspace(0).await;
     ws.write("p.csv", "id,prompt\na,Fine\nb,Bad [[emu:validation]]\n");
     let job = run_args(&[MODEL], "50");
     let mode = |name: &str| {
@@ -501,13 +492,7 @@ async fn a_fault_soak_loses_nothing_duplicates_nothing_and_attempts_add_up() {
 /// with latency over every answered row, and exits 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_summary_and_exit_code_describe_the_whole_job_after_a_resume() {
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 20,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
+    let (_emu, ws) = start_workspace(20).await;
     ws.write(
         "p.csv",
         "id,prompt\na,one\nb,two\nc,three [[emu:validation]]\nd,four\ne,five\nf,six\n",

@@ -10,13 +10,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
+use bedrock_batch::emulator::answer;
 use tokio::process::Child;
 
 use crate::cli_util::{
     assert_csv_answers, assert_each_id_once, csv_ids, csv_prompt, lines, paid_calls, read_jsonl,
-    run_args, run_to_end, signal, spawn, spawn_until, start_job, stderr_of, stop, Workspace, MODEL,
-    STOP_WITHIN,
+    run_args, run_to_end, signal, spawn, spawn_until, start_job, start_workspace, stderr_of, stop,
+    MODEL, STOP_WITHIN,
 };
 
 /// The first signal: no new rows; the calls in flight finish and are
@@ -188,13 +188,7 @@ async fn kill_9_at_random_moments_loses_nothing_and_pays_twice_at_most_the_rows_
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| fastrand::u64(..));
     let mut rng = fastrand::Rng::with_seed(seed);
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 20,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
+    let (emu, ws) = start_workspace(20).await;
     // 20–50 ms a call; every 101st row is refused (a failure, not a retry).
     let prompt = |i: usize| {
         let bad = if i % 101 == 50 {
