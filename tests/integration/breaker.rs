@@ -141,18 +141,13 @@ async fn expired_session_keys_in_the_environment_stop_the_job_with_how_to_renew_
         .unwrap();
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(ROWS));
-    let out = ws
-        .command()
-        .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
+    let mut cmd = ws.command();
+    cmd.env("AWS_ACCESS_KEY_ID", creds.access_key_id())
         .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
-        .env("AWS_SESSION_TOKEN", creds.session_token())
-        .arg("run")
-        .args(["--config", "/dev/null"])
-        .args(run_args(&[MODEL], "50"))
-        .args(["--concurrency", "2", "--output-dir"])
-        .arg(ws.out())
-        .output()
-        .unwrap();
+        .env("AWS_SESSION_TOKEN", creds.session_token());
+    let mut args = run_args(&[MODEL], "50");
+    args.extend(["--concurrency", "2"]);
+    let out = ws.add_run(&mut cmd, &args).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = stderr(&out);
     assert!(

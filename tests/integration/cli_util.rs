@@ -102,6 +102,14 @@ impl Workspace {
     /// `--config /dev/null` unless given, so no stray config.toml is read).
     pub fn run(&self, args: &[&str]) -> Output {
         let mut c = self.command();
+        self.add_run(&mut c, args);
+        c.output().expect("run the binary")
+    }
+
+    /// Adds `run` and `args` to `c` with the same defaults as [`Self::run`],
+    /// for a test whose command needs an environment or a directory of its
+    /// own (built from [`Self::command`]), so those defaults live in one place.
+    pub fn add_run<'c>(&self, c: &'c mut Command, args: &[&str]) -> &'c mut Command {
         c.arg("run");
         if !args.contains(&"--config") {
             c.args(["--config", "/dev/null"]);
@@ -109,8 +117,7 @@ impl Workspace {
         if !args.contains(&"--output-dir") {
             c.arg("--output-dir").arg(self.out());
         }
-        c.args(args);
-        c.output().expect("run the binary")
+        c.args(args)
     }
 
     pub fn results(&self) -> Vec<Value> {
@@ -286,9 +293,7 @@ pub const STOP_WITHIN: Duration = Duration::from_secs(60);
 /// `<tag>.stdout` / `<tag>.stderr` in the workspace.
 pub fn spawn(ws: &Workspace, tag: &str, args: &[&str]) -> Child {
     let mut c = ws.command();
-    c.args(["run", "--config", "/dev/null", "--output-dir"])
-        .arg(ws.out())
-        .args(args)
+    ws.add_run(&mut c, args)
         .stdout(Stdio::from(
             std::fs::File::create(ws.path(&format!("{tag}.stdout"))).unwrap(),
         ))

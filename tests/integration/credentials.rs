@@ -54,16 +54,9 @@ fn instance_command(ws: &Workspace) -> Command {
 
 /// `run` with `cmd`'s environment: no config file, output in the workspace's `out`.
 fn run(ws: &Workspace, mut cmd: Command, args: &[&str]) -> Output {
-    cmd.args([
-        "run",
-        "--config",
-        "/dev/null",
-        "--no-progress",
-        "--output-dir",
-    ])
-    .arg(ws.out())
-    .args(args);
-    cmd.output().expect("run the binary")
+    ws.add_run(&mut cmd, &[&["--no-progress"], args].concat())
+        .output()
+        .expect("run the binary")
 }
 
 fn bedrock(records: &[RequestRecord]) -> Vec<&RequestRecord> {
