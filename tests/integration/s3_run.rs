@@ -8,7 +8,6 @@
 
 use std::collections::BTreeSet;
 
-use aws_config::{BehaviorVersion, Region};
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use bedrock_batch::output::upload::{self, Destination};
 
@@ -285,14 +284,7 @@ async fn a_large_output_file_goes_up_in_parts() {
         .collect();
     std::fs::write(dir.path().join("results.jsonl"), &big).unwrap();
     std::fs::write(dir.path().join("summary.json"), b"{}").unwrap();
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("ap-northeast-2"))
-        .endpoint_url(emu.url())
-        .force_path_style(true)
-        .credentials_provider(crate::util::static_credentials())
-        .build();
-    let client = aws_sdk_s3::Client::from_conf(conf);
+    let client = crate::util::s3_client(&emu.url(), crate::util::static_credentials());
     let to = Destination::parse(&format!("s3://{BUCKET}/big")).unwrap();
     let written = upload::run(&client, dir.path(), &to).await.expect("upload");
     assert_eq!(
