@@ -6,16 +6,12 @@ use std::time::Duration;
 use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 
 use crate::cli_util::{
-    assert_each_id_once, bedrock_calls, csv_ids, csv_rows, run_args, show, start_workspace,
+    assert_each_id_once, bedrock_calls, csv_ids, csv_rows, run_args, show, start_workspace, stderr,
     Workspace, MODEL,
 };
 use crate::util::{static_credentials, sts_client};
 
 const ROWS: usize = 200;
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_rows() {

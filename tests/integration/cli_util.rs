@@ -180,6 +180,11 @@ pub fn assert_each_id_once(out: &Path, want: &BTreeSet<String>) {
     assert_eq!(&all, want, "ids across the two files");
 }
 
+/// A finished command's stderr as text, where the tests look for messages.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 /// Exit code, stdout and stderr on one string, for assertion messages.
 pub fn show(o: &Output) -> String {
     format!(

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 use serde_json::{json, Value};
 
-use crate::cli_util::{bedrock_calls, show, Workspace, MODEL};
+use crate::cli_util::{bedrock_calls, show, stderr, Workspace, MODEL};
 
 /// A model whose Converse calls take `outputConfig.textFormat` (AWS docs).
 const NATIVE: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
@@ -53,10 +53,6 @@ fn setup(ws: &Workspace, model: &str, rows: &str, extra: &str) {
 fn valid(v: &Value) -> bool {
     let schema: Value = serde_json::from_str(SCHEMA).unwrap();
     jsonschema::is_valid(&schema, v)
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
