@@ -134,6 +134,9 @@ impl Workspace {
     }
 }
 
+// Reading and checking the output files.
+
+/// The records of a JSONL file, or none if it does not exist yet.
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
     match std::fs::read_to_string(path) {
         Ok(text) => text
@@ -195,6 +198,12 @@ pub fn show(o: &Output) -> String {
     )
 }
 
+// The job most run tests share: `csv_rows` in `p.csv`, run with `run_args`,
+// checked with `csv_ids` and `assert_csv_answers`.
+
+/// The model most tests run.
+pub const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+
 /// A CSV of `n` rows `id,prompt,expected` with distinct prompts.
 pub fn csv_rows(n: usize) -> String {
     let mut s = String::from("id,prompt,expected\n");
@@ -202,40 +211,6 @@ pub fn csv_rows(n: usize) -> String {
         s.push_str(&format!("r{i:05},{},{}\n", csv_prompt(i), 2 * i));
     }
     s
-}
-
-/// The emulator (each call answered after `latency_ms`) and a workspace
-/// pointed at it, for a test that writes its own `p.csv`.
-pub async fn start_workspace(latency_ms: u64) -> (Emulator, Workspace) {
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .expect("emulator starts");
-    let ws = Workspace::new(&emu.url());
-    (emu, ws)
-}
-
-/// `start_workspace` with `p.csv` = `csv_rows(rows)`: the start of every
-/// test that runs [`run_args`] and then stops, resumes or refuses the run.
-pub async fn start_job(rows: usize, latency_ms: u64) -> (Emulator, Workspace) {
-    let (emu, ws) = start_workspace(latency_ms).await;
-    ws.write("p.csv", csv_rows(rows));
-    (emu, ws)
-}
-
-/// The flags most `run` tests start from: `--model` for each of `models`
-/// (in order), `--input p.csv` (the workspace's `csv_rows` file) and
-/// `--max-tokens`. A test pushes its own flags after these, so what makes
-/// it different from its neighbours is all that is spelled out.
-pub fn run_args<'a>(models: &[&'a str], max_tokens: &'a str) -> Vec<&'a str> {
-    let mut args = Vec::new();
-    for m in models {
-        args.extend(["--model", m]);
-    }
-    args.extend(["--input", "p.csv", "--max-tokens", max_tokens]);
-    args
 }
 
 /// Row `i`'s prompt in `csv_rows`: what a test compares answers and paid
@@ -259,7 +234,41 @@ pub fn csv_ids(n: usize) -> BTreeSet<String> {
     (0..n).map(|i| format!("r{i:05}")).collect()
 }
 
-pub const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+/// The flags most `run` tests start from: `--model` for each of `models`
+/// (in order), `--input p.csv` (the workspace's `csv_rows` file) and
+/// `--max-tokens`. A test pushes its own flags after these, so what makes
+/// it different from its neighbours is all that is spelled out.
+pub fn run_args<'a>(models: &[&'a str], max_tokens: &'a str) -> Vec<&'a str> {
+    let mut args = Vec::new();
+    for m in models {
+        args.extend(["--model", m]);
+    }
+    args.extend(["--input", "p.csv", "--max-tokens", max_tokens]);
+    args
+}
+
+/// The emulator (each call answered after `latency_ms`) and a workspace
+/// pointed at it, for a test that writes its own `p.csv`.
+pub async fn start_workspace(latency_ms: u64) -> (Emulator, Workspace) {
+    let emu = Emulator::start(EmulatorConfig {
+        latency_ms,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator starts");
+    let ws = Workspace::new(&emu.url());
+    (emu, ws)
+}
+
+/// `start_workspace` with `p.csv` = `csv_rows(rows)`: the start of every
+/// test that runs [`run_args`] and then stops, resumes or refuses the run.
+pub async fn start_job(rows: usize, latency_ms: u64) -> (Emulator, Workspace) {
+    let (emu, ws) = start_workspace(latency_ms).await;
+    ws.write("p.csv", csv_rows(rows));
+    (emu, ws)
+}
+
+// What the emulator served.
 
 /// The Bedrock calls the emulator served, in arrival order: not the STS,
 /// IMDS or S3 requests the same run made. One copy, because a test that
@@ -310,16 +319,21 @@ pub fn spawn(ws: &Workspace, tag: &str, args: &[&str]) -> Child {
         .expect("start the binary")
 }
 
+/// Sends `sig` to a run started by `spawn` (libc, because tokio's Child can
+/// only send SIGKILL).
 pub fn signal(child: &Child, sig: libc::c_int) {
     let pid = child.id().expect("still running") as libc::pid_t;
     // SAFETY: kill(2) with a pid we started and have not reaped.
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid} {sig}");
 }
 
+/// What the run started as `tag` has written to its stderr so far.
 pub fn stderr_of(ws: &Workspace, tag: &str) -> String {
     std::fs::read_to_string(ws.path(&format!("{tag}.stderr"))).unwrap_or_default()
 }
 
+/// Complete lines in output file `name`: progress a test can wait for
+/// without parsing a line that is being written.
 pub fn lines(ws: &Workspace, name: &str) -> usize {
     std::fs::read_to_string(ws.out().join(name))
         .map(|t| t.matches('\n').count())
