@@ -60,6 +60,23 @@ pub(crate) struct Submitted {
     pub(crate) planned: Planned,
 }
 
+/// Batch sends each row once to one model: a matrix, a schema or scorers
+/// would need what only `run` does with the answers. `submit --dry-run`
+/// asks the same, so an estimate is never given for a job submit refuses.
+pub(crate) fn refuse_what_only_run_does(settings: &Settings) -> anyhow::Result<()> {
+    if settings.models.len() > 1 || settings.samples > 1 {
+        anyhow::bail!(
+            "submit: a job of several models or samples runs with `run` only (batch sends each row once to one model)"
+        );
+    }
+    if settings.eval.schema.is_some() || !settings.eval.scorers.is_empty() {
+        anyhow::bail!(
+            "submit: `output_schema` and `[[score]]` are applied by `run` only; batch rows would be written unchecked and unscored"
+        );
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Reads the inputs once (counts, duplicate ids), locks the output
     /// directory, reads what is done, and loads the batch state.
@@ -68,18 +85,7 @@ impl Engine {
         batch: BatchSettings,
         sdk: &SdkConfig,
     ) -> anyhow::Result<Engine> {
-        // Batch sends each row once to one model: a matrix, a schema or
-        // scorers would need what only `run` does with the answers.
-        if settings.models.len() > 1 || settings.samples > 1 {
-            anyhow::bail!(
-                "submit: a job of several models or samples runs with `run` only (batch sends each row once to one model)"
-            );
-        }
-        if settings.eval.schema.is_some() || !settings.eval.scorers.is_empty() {
-            anyhow::bail!(
-                "submit: `output_schema` and `[[score]]` are applied by `run` only; batch rows would be written unchecked and unscored"
-            );
-        }
+        refuse_what_only_run_does(&settings)?;
         let template = compile(&settings)?;
         let inventory = inventory::take(&settings, template.as_ref())?;
         let lock = lock::acquire(&settings.output_dir)?;
@@ -87,6 +93,7 @@ impl Engine {
             &settings.output_dir,
             &settings.resume,
             &Manifest::of(&settings),
+            &settings.eval.scorers,
         )?;
         for note in &cp.notes {
             tracing::warn!("{note}");

@@ -66,6 +66,7 @@ pub(crate) async fn run(args: SubmitArgs) -> anyhow::Result<u8> {
     let shutdown = Shutdown::new();
     shutdown.listen_for_signals()?;
     if settings.cost.dry_run.is_some() {
+        crate::batch::jobs::refuse_what_only_run_does(&settings)?;
         let limits = batch.limits;
         let (report, text) = crate::cost::dry_run::run(settings, shutdown).await?;
         out(&text)?;

@@ -37,6 +37,7 @@ use crate::input::template::Template;
 use crate::outcome::{Failure, Success};
 use crate::output::checkpoint::IdSet;
 use crate::output::fs::write_atomic;
+use crate::output::manifest::Manifest;
 use crate::output::sink::{FAILURES, RESULTS};
 use crate::pipeline::runner::{self, Work};
 use crate::shutdown::{Shutdown, StopReason};
@@ -112,17 +113,85 @@ pub struct Learned {
     pub cache_write_tokens: Option<u64>,
 }
 
+/// How long the rows take. Bedrock's quotas are per model and a run gives
+/// each model of a matrix its own lane (`pipeline/lane.rs`), so each lane's
+/// time is its own rows at its own quotas, and the job takes as long as its
+/// slowest lane.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Time {
+    /// The job's quotas (a model's `[models."ID"]` table may set its own).
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
-    /// Minutes the rows need at the given quotas (the slower of the two), if any was given.
+    /// Minutes the job needs at its quotas: its slowest lane's, the slower
+    /// of rpm and tpm in each; `None` unless every lane has a quota.
     pub minutes_at_quota: Option<f64>,
-    /// Minutes per 100 requests-per-minute of quota, and per 100,000 tokens-per-minute.
+    /// Minutes per 100 requests-per-minute of each model's quota, and per
+    /// 100,000 tokens-per-minute (the slowest lane's).
     pub minutes_per_100_rpm: f64,
     pub minutes_per_100k_tpm: f64,
-    /// Minutes the concurrency allows at the pilot's median latency, if known.
+    /// Minutes the concurrency allows at the median latency seen, if known.
     pub minutes_at_concurrency: Option<f64>,
+    /// Each lane (model) of the job.
+    pub by_model: BTreeMap<String, LaneTime>,
+}
+
+/// One lane's share of the time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LaneTime {
+    /// Calls to send through this lane, and their expected tokens (input +
+    /// output: what Bedrock counts against tpm).
+    pub rows: u64,
+    pub tokens: u64,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+    pub concurrency: usize,
+    pub minutes_at_quota: Option<f64>,
+    pub minutes_at_concurrency: Option<f64>,
+}
+
+impl LaneTime {
+    fn settle(&mut self, p50_ms: Option<u64>) {
+        let at_rpm = self.rpm.map(|r| self.rows as f64 / f64::from(r.max(1)));
+        let at_tpm = self.tpm.map(|t| self.tokens as f64 / f64::from(t.max(1)));
+        self.minutes_at_quota = match (at_rpm, at_tpm) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.minutes_at_concurrency = p50_ms
+            .map(|ms| self.rows as f64 * ms as f64 / 60_000.0 / self.concurrency.max(1) as f64);
+    }
+}
+
+impl Time {
+    /// The job's time from its lanes' (each with rows, tokens, quotas and
+    /// concurrency filled in).
+    fn of_lanes(
+        rpm: Option<u32>,
+        tpm: Option<u32>,
+        mut by_model: BTreeMap<String, LaneTime>,
+        p50_ms: Option<u64>,
+    ) -> Time {
+        for lane in by_model.values_mut() {
+            lane.settle(p50_ms);
+        }
+        let slowest = |f: &dyn Fn(&LaneTime) -> f64| by_model.values().map(f).fold(0.0, f64::max);
+        let every = |f: &dyn Fn(&LaneTime) -> Option<f64>| {
+            by_model
+                .values()
+                .map(f)
+                .try_fold(0.0, |m: f64, x| x.map(|x| m.max(x)))
+        };
+        Time {
+            rpm,
+            tpm,
+            minutes_at_quota: every(&|l| l.minutes_at_quota).filter(|_| !by_model.is_empty()),
+            minutes_per_100_rpm: slowest(&|l| l.rows as f64 / 100.0),
+            minutes_per_100k_tpm: slowest(&|l| l.tokens as f64 / 100_000.0),
+            minutes_at_concurrency: every(&|l| l.minutes_at_concurrency)
+                .filter(|_| !by_model.is_empty()),
+            by_model,
+        }
+    }
 }
 
 /// One row to send, as estimated.
@@ -196,6 +265,12 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<(Repo
     let mut settings = settings;
     // S3 inputs are read with the run's credentials (the pilot above checked its own).
     crate::input::s3::prepare(&mut settings).await?;
+    // What `run` would refuse, an estimate refuses too: figures for a
+    // directory that holds another job would price the wrong rows. (A pilot
+    // has been through the same check in its run.)
+    if settings.resume != ResumeMode::Fresh {
+        Manifest::of(&settings).may_continue_in(&settings.output_dir)?;
+    }
     let settings = Arc::new(settings);
     let samples = samples(&settings.output_dir, &settings.cost.prices)?;
     let rows = rows_to_send(&settings, &samples, dry.count_tokens).await?;
@@ -471,6 +546,26 @@ fn estimate(
         .collect();
     let mut batch = Some(Cost::default());
     let mut counted_rows = 0u64;
+    // Each model of the matrix is a lane; a row pinned to a model outside
+    // it goes through the first lane, as in a run.
+    let mut lanes: BTreeMap<String, LaneTime> = settings
+        .models
+        .iter()
+        .map(|m| {
+            let own = |pick: fn(&crate::config::ModelSettings) -> Option<u32>| {
+                settings.model_setting(m, pick)
+            };
+            let lane = LaneTime {
+                rpm: own(|s| s.rpm).or(settings.rpm),
+                tpm: own(|s| s.tpm).or(settings.tpm),
+                concurrency: settings
+                    .model_setting(m, |s| s.concurrency)
+                    .unwrap_or(settings.concurrency),
+                ..LaneTime::default()
+            };
+            (m.clone(), lane)
+        })
+        .collect();
     for r in &rows {
         let in_exp = match r.input {
             Input::Counted(n) => {
@@ -484,6 +579,15 @@ fn estimate(
         input.max += r.input_max;
         output.expected += out_exp;
         output.max += r.output_max;
+        let lane = if lanes.contains_key(&r.model) {
+            Some(r.model.as_str())
+        } else {
+            settings.models.first().map(String::as_str)
+        };
+        if let Some(lane) = lane.and_then(|m| lanes.get_mut(m)) {
+            lane.rows += 1;
+            lane.tokens += in_exp + out_exp;
+        }
         let Some(found) = prices.find(&r.model) else {
             unpriced.insert(r.model.clone());
             continue;
@@ -586,24 +690,7 @@ fn estimate(
         configured = configured.or(Some(Cost::default()));
     }
 
-    let minutes_rpm = |rpm: f64| counts.rows as f64 / rpm;
-    // Bedrock counts input + output against tpm (max_tokens reserved, the rest given back).
-    let tokens = (input.expected + output.expected) as f64;
-    let at_rpm = settings.rpm.map(|r| minutes_rpm(r as f64));
-    let at_tpm = settings.tpm.map(|t| tokens / t as f64);
-    let time = Time {
-        rpm: settings.rpm,
-        tpm: settings.tpm,
-        minutes_at_quota: match (at_rpm, at_tpm) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        },
-        minutes_per_100_rpm: minutes_rpm(100.0),
-        minutes_per_100k_tpm: tokens / 100_000.0,
-        minutes_at_concurrency: p50.map(|ms| {
-            counts.rows as f64 * ms as f64 / 60_000.0 / settings.concurrency.max(1) as f64
-        }),
-    };
+    let time = Time::of_lanes(settings.rpm, settings.tpm, lanes, p50);
     Report {
         rows: counts,
         input_tokens: input,
@@ -703,36 +790,7 @@ fn render(r: &Report, settings: &Settings) -> String {
     if r.already_spent_usd > 0.0 {
         let _ = writeln!(o, "already spent on this job: ${:.4}", r.already_spent_usd);
     }
-    let t = &r.time;
-    match t.minutes_at_quota {
-        Some(m) => {
-            let _ = writeln!(
-                o,
-                "time at your quotas ({}{}): {}",
-                t.rpm.map(|x| format!("{x} rpm")).unwrap_or_default(),
-                t.tpm
-                    .map(|x| format!("{}{x} tpm", if t.rpm.is_some() { ", " } else { "" }))
-                    .unwrap_or_default(),
-                minutes(m)
-            );
-        }
-        None => {
-            let _ = writeln!(
-                o,
-                "time: {} per 100 rpm of quota, {} per 100k tpm (the slower of the two applies; set rpm/tpm for one figure)",
-                minutes(t.minutes_per_100_rpm),
-                minutes(t.minutes_per_100k_tpm)
-            );
-        }
-    }
-    if let Some(m) = t.minutes_at_concurrency {
-        let _ = writeln!(
-            o,
-            "time at concurrency {} and the median latency seen: {}",
-            settings.concurrency,
-            minutes(m)
-        );
-    }
+    render_time(&mut o, &r.time);
     let _ = writeln!(
         o,
         "prices: {} ({}); written to {}/{FILE}",
@@ -743,6 +801,74 @@ fn render(r: &Report, settings: &Settings) -> String {
     o
 }
 
+fn render_time(o: &mut String, t: &Time) {
+    let quotas = |rpm: Option<u32>, tpm: Option<u32>| {
+        [
+            rpm.map(|x| format!("{x} rpm")),
+            tpm.map(|x| format!("{x} tpm")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ")
+    };
+    let matrix = t.by_model.len() > 1;
+    match t.minutes_at_quota {
+        Some(m) if matrix => {
+            let each: Vec<String> = t
+                .by_model
+                .iter()
+                .filter_map(|(model, l)| {
+                    let m = l.minutes_at_quota?;
+                    Some(format!(
+                        "{model} {} at {}",
+                        minutes(m),
+                        quotas(l.rpm, l.tpm)
+                    ))
+                })
+                .collect();
+            let _ = writeln!(
+                o,
+                "time at your quotas: {} (the slowest model's; each model has its own quota): {}",
+                minutes(m),
+                each.join("; ")
+            );
+        }
+        Some(m) => {
+            let (rpm, tpm) = t
+                .by_model
+                .values()
+                .next()
+                .map_or((t.rpm, t.tpm), |l| (l.rpm, l.tpm));
+            let _ = writeln!(
+                o,
+                "time at your quotas ({}): {}",
+                quotas(rpm, tpm),
+                minutes(m)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "time: {} per 100 rpm of quota, {} per 100k tpm ({}the slower of the two applies; set rpm/tpm for one figure)",
+                minutes(t.minutes_per_100_rpm),
+                minutes(t.minutes_per_100k_tpm),
+                if matrix { "of each model's quota, for the model with the most to send; " } else { "" }
+            );
+        }
+    }
+    if let Some(m) = t.minutes_at_concurrency {
+        let conc: BTreeSet<usize> = t.by_model.values().map(|l| l.concurrency).collect();
+        let conc: Vec<String> = conc.iter().map(usize::to_string).collect();
+        let _ = writeln!(
+            o,
+            "time at concurrency {} and the median latency seen: {}",
+            conc.join("/"),
+            minutes(m)
+        );
+    }
+}
+
 fn minutes(m: f64) -> String {
     if m < 1.0 {
         format!("{:.0}s", m * 60.0)
@@ -750,5 +876,61 @@ fn minutes(m: f64) -> String {
         format!("{m:.1} min")
     } else {
         format!("{:.1} h", m / 60.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lane(rows: u64, tokens: u64, rpm: Option<u32>, tpm: Option<u32>) -> LaneTime {
+        LaneTime {
+            rows,
+            tokens,
+            rpm,
+            tpm,
+            concurrency: 4,
+            ..LaneTime::default()
+        }
+    }
+
+    #[test]
+    fn each_lane_runs_at_its_own_quota_and_the_job_takes_the_slowest() {
+        let lanes = BTreeMap::from([
+            // 600 rows at 60 rpm: 10 min; 60k tokens at 100k tpm: 0.6 min.
+            ("a".to_string(), lane(600, 60_000, Some(60), Some(100_000))),
+            // 600 rows at 600 rpm: 1 min; but 900k tokens at 100k tpm: 9 min.
+            (
+                "b".to_string(),
+                lane(600, 900_000, Some(600), Some(100_000)),
+            ),
+        ]);
+        let t = Time::of_lanes(None, None, lanes, Some(1_000));
+        assert_eq!(t.by_model["a"].minutes_at_quota, Some(10.0));
+        assert_eq!(t.by_model["b"].minutes_at_quota, Some(9.0));
+        assert_eq!(
+            t.minutes_at_quota,
+            Some(10.0),
+            "the slowest lane, not the sum"
+        );
+        assert_eq!(t.minutes_per_100_rpm, 6.0);
+        assert_eq!(t.minutes_per_100k_tpm, 9.0);
+        // 600 rows × 1 s / 4 at a time = 2.5 min in each lane, side by side.
+        assert_eq!(t.minutes_at_concurrency, Some(2.5));
+    }
+
+    #[test]
+    fn a_lane_without_a_quota_leaves_the_job_without_a_time_at_quota() {
+        let lanes = BTreeMap::from([
+            ("a".to_string(), lane(100, 1_000, Some(10), None)),
+            ("b".to_string(), lane(100, 1_000, None, None)),
+        ]);
+        let t = Time::of_lanes(None, None, lanes, None);
+        assert_eq!(t.by_model["a"].minutes_at_quota, Some(10.0));
+        assert_eq!(t.minutes_at_quota, None);
+        assert_eq!(t.minutes_at_concurrency, None);
+        let mut text = String::new();
+        render_time(&mut text, &t);
+        assert!(text.contains("of each model's quota"), "{text}");
     }
 }

@@ -137,7 +137,7 @@ mod tests {
         let prices = PriceTable::built_in();
         let e = worst_case_usd(
             &prices,
-            &job("mistral.mistral-7b-instruct-v0:2", "x", Some(5)),
+            &job("mistral.mistral-large-2407-v1:0", "x", Some(5)),
         )
         .unwrap_err();
         assert!(e.contains("no price known"), "{e}");

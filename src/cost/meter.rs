@@ -92,7 +92,6 @@ impl Meter {
     /// Prices an answer and releases its reservation: returns `cost_usd` and
     /// the tier it was priced on, as reported.
     pub fn answered(&self, job: &Job, answer: &Answer, hold: Reservation) -> Option<f64> {
-        self.stop.answered();
         let tier = priced_tier(answer.service_tier.as_deref(), job.request.service_tier);
         let usage = usage_of(answer);
         let cost = row_cost(&self.prices, &job.request.model, tier, &usage);
@@ -161,10 +160,11 @@ impl Meter {
         }
     }
 
-    /// The row ended failed.
-    pub fn failed(&self, kind: ErrorKind, tier_refused: bool, hold: Reservation) {
-        if tier_refused {
-            self.stop.tier_refused();
+    /// The row ended failed; `tier_refused_at_start`: Bedrock refused its
+    /// service tier before the row's model had answered any call.
+    pub fn failed(&self, kind: ErrorKind, tier_refused_at_start: bool, hold: Reservation) {
+        if tier_refused_at_start {
+            self.stop.halt(StopReason::ServiceTier);
         }
         if let (Some(b), Some(h)) = (&self.budget, hold) {
             let charged = if maybe_billed(kind) {

@@ -240,8 +240,12 @@ impl PriceTable {
             (p.clone(), origin(base))
         } else {
             let p = self.built_in.get(base)?;
-            let src = p.source.clone().unwrap_or_else(|| self.source.clone());
-            (p.clone(), format!("built-in, {} ({src})", self.date))
+            // An entry with its own source names its own date; the table's date is not its.
+            let origin = match &p.source {
+                Some(src) => format!("built-in ({src})"),
+                None => format!("built-in, {} ({})", self.date, self.source),
+            };
+            (p.clone(), origin)
         };
         let premium = price.regional_premium.filter(|_| premium_applies);
         Some(Found {
@@ -377,9 +381,35 @@ mod tests {
     }
 
     #[test]
+    fn mistral_and_the_flex_tier_models_have_their_standard_prices_only() {
+        let t = PriceTable::built_in();
+        let million = Tokens {
+            input: 1_000_000,
+            output: 1_000_000,
+            ..Tokens::default()
+        };
+        for (id, usd) in [
+            ("mistral.mistral-7b-instruct-v0:2", 0.15 + 0.2),
+            ("mistral.mixtral-8x7b-instruct-v0:1", 0.45 + 0.7),
+            ("us.mistral.mistral-large-2402-v1:0", 8.0 + 24.0),
+            ("openai.gpt-oss-120b-1:0", 0.15 + 0.6),
+            ("qwen.qwen3-32b-v1:0", 0.15 + 0.6),
+        ] {
+            let f = t.find(id).unwrap_or_else(|| panic!("{id} has no price"));
+            let got = f.cost(ServiceTier::Default, &million).unwrap();
+            assert!((got - usd).abs() < 1e-9, "{id}: {got} != {usd}");
+            assert!(f.price.source.is_some(), "{id} names its source");
+            // No tier or batch figure was sourced: never derived from the standard one.
+            assert_eq!(f.cost(ServiceTier::Flex, &million), None, "{id}");
+            assert_eq!(f.cost(ServiceTier::Priority, &million), None, "{id}");
+            assert_eq!(f.batch_rates(), None, "{id}");
+        }
+    }
+
+    #[test]
     fn unknown_models_tiers_and_cache_figures_are_never_guessed() {
         let t = PriceTable::built_in();
-        assert!(t.find("mistral.mistral-7b-instruct-v0:2").is_none());
+        assert!(t.find("mistral.mistral-large-2407-v1:0").is_none());
         let haiku = t.find("anthropic.claude-3-haiku-20240307-v1:0").unwrap();
         let t1 = Tokens {
             input: 10,

@@ -23,6 +23,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::config::ResumeMode;
+use crate::eval::score::Scorer;
 pub(crate) use crate::input::matrix::unit_key;
 use crate::input::matrix::FIRST_SAMPLE;
 pub(crate) use crate::input::rows::id_hash;
@@ -201,8 +202,14 @@ impl Earlier {
     }
 }
 
-/// Prepares `dir` for a run of `job`. Errors are setup errors: nothing has been sent.
-pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<Checkpoint> {
+/// Prepares `dir` for a run of `job`, whose answers `scorers` score.
+/// Errors are setup errors: nothing has been sent.
+pub fn prepare(
+    dir: &Path,
+    mode: &ResumeMode,
+    job: &Manifest,
+    scorers: &[Scorer],
+) -> anyhow::Result<Checkpoint> {
     let mut cp = Checkpoint::default();
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let names = [RESULTS, FAILURES, SUPERSEDED, SUMMARY, manifest::FILE];
@@ -222,33 +229,19 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
             "--fresh: earlier files moved to {}",
             crate::path::normalize(&aside).display()
         ));
-    } else {
-        match Manifest::read(dir)? {
-            Some(old) if !job.same_job(&old) => {
-                anyhow::bail!(
-                    "{}: holds a different job ({}); run with --fresh to start over (the old files are moved aside) or choose another --output-dir",
-                    dir.display(),
-                    job.changes_from(&old).join("; ")
-                );
-            }
-            Some(old) => {
-                if let (Some(kind), ResumeMode::Continue) = (&old.job_wide_failure, mode) {
-                    let n = drop_failures(&dir.join(FAILURES), std::slice::from_ref(kind))?;
-                    cp.notes.push(format!(
-                        "the last run stopped because every call failed with {kind}; its {n} {kind} failure(s) will be sent again"
-                    ));
-                }
-            }
-            None if existing.iter().any(|n| *n == RESULTS || *n == FAILURES) => {
-                anyhow::bail!(
-                    "{}: holds results.jsonl/failures.jsonl but no manifest.json, so it cannot tell which job they belong to; run with --fresh (they are moved aside) or choose another --output-dir",
-                    dir.display()
-                );
-            }
-            None => {}
+    }
+    let old = match mode {
+        ResumeMode::Fresh => None,
+        _ => job.may_continue_in(dir)?,
+    };
+    if let Some(old) = &old {
+        if let (Some(kind), ResumeMode::Continue) = (&old.job_wide_failure, mode) {
+            let n = drop_failures(&dir.join(FAILURES), std::slice::from_ref(kind))?;
+            cp.notes.push(format!(
+                "the last run stopped because every call failed with {kind}; its {n} {kind} failure(s) will be sent again"
+            ));
         }
     }
-    write_atomic(&dir.join(manifest::FILE), &serde_json::to_vec_pretty(job)?)?;
 
     let mut records = Vec::new();
     for name in [RESULTS, FAILURES] {
@@ -257,6 +250,19 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
             cp.notes.push(note);
         }
     }
+    // Other scorers than the last run's: the answers already written are
+    // scored again, before they are counted, so the job's pass rates come
+    // from one set of scorers. Before the manifest records the new ones: a
+    // crash in between re-scores again on the next run.
+    if let Some(old) = old.filter(|o| o.scorers != job.scorers) {
+        let n = crate::eval::rescore::rescore(&dir.join(RESULTS), scorers)?;
+        if n > 0 || old.scorers.is_some() {
+            cp.notes.push(format!(
+                "[[score]] changed since the last run: {n} earlier answer(s) scored again with the new scorers"
+            ));
+        }
+    }
+    write_atomic(&dir.join(manifest::FILE), &serde_json::to_vec_pretty(job)?)?;
     if let ResumeMode::RetryFailures(kinds) = mode {
         let n = drop_failures(&dir.join(FAILURES), kinds)?;
         cp.notes.push(format!(
@@ -532,7 +538,7 @@ mod tests {
     #[test]
     fn a_unit_is_its_id_model_and_sample_and_old_lines_are_sample_1() {
         let dir = tempfile::tempdir().unwrap();
-        prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        prepare(dir.path(), &ResumeMode::Continue, &job("m"), &[]).unwrap();
         std::fs::write(
             dir.path().join(RESULTS),
             concat!(
@@ -543,7 +549,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let cp = prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        let cp = prepare(dir.path(), &ResumeMode::Continue, &job("m"), &[]).unwrap();
         assert_eq!(cp.done.len(), 3, "a unit written twice is one done unit");
         for (model, sample) in [("m", 1), ("m", 2), ("n", 1)] {
             assert!(
@@ -572,13 +578,14 @@ mod tests {
             top_p: None,
             stop_sequences: vec![],
             job_wide_failure: None,
+            scorers: None,
         }
     }
 
     #[test]
     fn collects_done_ids_and_cuts_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
-        prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        prepare(dir.path(), &ResumeMode::Continue, &job("m"), &[]).unwrap();
         std::fs::write(
             dir.path().join(RESULTS),
             "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\",\"out",
@@ -589,7 +596,7 @@ mod tests {
             "{\"id\":\"x\",\"error\":{\"kind\":\"throttled\"}}\n",
         )
         .unwrap();
-        let cp = prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        let cp = prepare(dir.path(), &ResumeMode::Continue, &job("m"), &[]).unwrap();
         assert!(done(&cp, "a") && done(&cp, "b") && done(&cp, "x"));
         assert!(!done(&cp, "c"), "the torn row is sent again");
         assert_eq!(cp.done.len(), 3);
@@ -605,9 +612,9 @@ mod tests {
     #[test]
     fn refuses_another_job_and_fresh_moves_files_aside() {
         let dir = tempfile::tempdir().unwrap();
-        prepare(dir.path(), &ResumeMode::Continue, &job("m1")).unwrap();
+        prepare(dir.path(), &ResumeMode::Continue, &job("m1"), &[]).unwrap();
         std::fs::write(dir.path().join(RESULTS), "{\"id\":\"a\"}\n").unwrap();
-        let err = prepare(dir.path(), &ResumeMode::Continue, &job("m2"))
+        let err = prepare(dir.path(), &ResumeMode::Continue, &job("m2"), &[])
             .unwrap_err()
             .to_string();
         assert!(
@@ -616,7 +623,7 @@ mod tests {
         );
         assert!(err.contains("--fresh"));
 
-        let cp = prepare(dir.path(), &ResumeMode::Fresh, &job("m2")).unwrap();
+        let cp = prepare(dir.path(), &ResumeMode::Fresh, &job("m2"), &[]).unwrap();
         assert!(cp.done.is_empty());
         assert!(!dir.path().join(RESULTS).exists());
         let aside: Vec<_> = std::fs::read_dir(dir.path())
@@ -644,9 +651,9 @@ mod tests {
             std::fs::create_dir(&earlier).unwrap();
             std::fs::write(earlier.join(RESULTS), "{\"id\":\"old\"}\n").unwrap();
         }
-        prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        prepare(dir.path(), &ResumeMode::Continue, &job("m"), &[]).unwrap();
         std::fs::write(dir.path().join(RESULTS), "{\"id\":\"new\"}\n").unwrap();
-        let cp = prepare(dir.path(), &ResumeMode::Fresh, &job("m")).unwrap();
+        let cp = prepare(dir.path(), &ResumeMode::Fresh, &job("m"), &[]).unwrap();
         assert!(cp.done.is_empty());
         let mut kept: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -669,7 +676,7 @@ mod tests {
     #[test]
     fn retry_failures_drops_only_the_chosen_kinds() {
         let dir = tempfile::tempdir().unwrap();
-        prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        prepare(dir.path(), &ResumeMode::Continue, &job("m"), &[]).unwrap();
         std::fs::write(
             dir.path().join(FAILURES),
             "{\"id\":\"t\",\"error\":{\"kind\":\"throttled\"}}\n{\"id\":\"v\",\"error\":{\"kind\":\"validation\"}}\n",
@@ -679,6 +686,7 @@ mod tests {
             dir.path(),
             &ResumeMode::RetryFailures(vec!["throttled".into()]),
             &job("m"),
+            &[],
         )
         .unwrap();
         assert!(!done(&cp, "t"));
@@ -691,7 +699,7 @@ mod tests {
     fn unknown_files_without_manifest_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(RESULTS), "{\"id\":\"a\"}\n").unwrap();
-        let err = prepare(dir.path(), &ResumeMode::Continue, &job("m"))
+        let err = prepare(dir.path(), &ResumeMode::Continue, &job("m"), &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("no manifest.json"), "{err}");

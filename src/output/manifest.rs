@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bedrock::request::Api;
 use crate::config::Settings;
+use crate::output::sink::{FAILURES, RESULTS};
 
 pub const FILE: &str = "manifest.json";
 
@@ -47,6 +48,11 @@ pub struct Manifest {
     /// cause was the job's, not theirs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_wide_failure: Option<String>,
+    /// A fingerprint of the `[[score]]` entries the answers were scored
+    /// with. Not part of the job's identity either: other scorers re-score
+    /// the answers already written (`eval/rescore.rs`) instead of refusing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scorers: Option<String>,
 }
 
 impl Manifest {
@@ -81,6 +87,7 @@ impl Manifest {
             top_p: s.top_p,
             stop_sequences: s.stop_sequences.clone(),
             job_wide_failure: None,
+            scorers: crate::eval::rescore::fingerprint(&s.eval.scorers),
         }
     }
 
@@ -89,6 +96,7 @@ impl Manifest {
     pub fn same_job(&self, old: &Manifest) -> bool {
         let strip = |m: &Manifest| Manifest {
             job_wide_failure: None,
+            scorers: None,
             model: String::new(),
             models: Vec::new(),
             samples: 1,
@@ -128,6 +136,27 @@ impl Manifest {
             out.push(format!("samples: {} → {}", old.samples, self.samples));
         }
         out
+    }
+
+    /// Whether this job may continue in `dir`: refused, with the one-line
+    /// reason, when `dir` holds another job's files or answers no manifest
+    /// ties to a job. Returns what `dir` held. Reads only: `run` calls it
+    /// before it touches the directory, and `--dry-run` (which must refuse
+    /// what `run` would refuse) calls it without touching it at all.
+    pub fn may_continue_in(&self, dir: &Path) -> anyhow::Result<Option<Manifest>> {
+        let old = Manifest::read(dir)?;
+        match &old {
+            Some(old) if !self.same_job(old) => anyhow::bail!(
+                "{}: holds a different job ({}); run with --fresh to start over (the old files are moved aside) or choose another --output-dir",
+                dir.display(),
+                self.changes_from(old).join("; ")
+            ),
+            None if [RESULTS, FAILURES].iter().any(|n| dir.join(n).exists()) => anyhow::bail!(
+                "{}: holds results.jsonl/failures.jsonl but no manifest.json, so it cannot tell which job they belong to; run with --fresh (they are moved aside) or choose another --output-dir",
+                dir.display()
+            ),
+            _ => Ok(old),
+        }
     }
 
     /// Records in `dir`'s manifest that the breaker stopped the run for `kind`.
@@ -213,6 +242,7 @@ mod tests {
             stop_sequences: vec![],
             id_columns: vec![],
             job_wide_failure: None,
+            scorers: None,
         }
     }
 

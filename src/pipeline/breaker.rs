@@ -2,12 +2,17 @@
 //! instead of spending every row's attempts on the same refusal.
 //!
 //! It watches call attempts, not rows, and trips on three patterns:
-//! - **A refusal at the start**: the first [`WINDOW`] attempts of the run all
-//!   fail with the same non-retryable kind (`validation`, `access_denied`,
-//!   `not_found`, `credentials`) and the same code, and none succeeded: a
-//!   wrong model id, a role that may not invoke it, keys Bedrock does not
-//!   know. Once any call has succeeded, failures are ordinary row failures:
-//!   a job whose failures are scattered among successes is never stopped.
+//! - **A refusal at the start**: the first [`WINDOW`] attempts on a model of
+//!   the job all fail with the same non-retryable kind (`validation`,
+//!   `access_denied`, `not_found`, `credentials`) and the same code, and
+//!   none on that model succeeded: a wrong model id, a role that may not
+//!   invoke it, keys Bedrock does not know. Counted per model of the matrix
+//!   (as its lanes are), so one wrong model next to a good one still stops
+//!   the job instead of failing all of its own units; rows pinned to a model
+//!   outside the matrix count with the first model, whose lane they go
+//!   through. Once a call on a model has succeeded, its failures are
+//!   ordinary row failures: failures scattered among successes never stop
+//!   the job.
 //! - **A dead endpoint**: the last [`WINDOW`] attempts all failed at the
 //!   network level (connection refused or reset, no answer), wherever in the
 //!   run; one answer of any kind resets the count.
@@ -39,13 +44,21 @@ pub(crate) struct Trip {
     pub(crate) message: String,
 }
 
-#[derive(Default)]
 pub(crate) struct Breaker {
+    /// The job's models, in lane order: what the start is counted per.
+    models: Vec<String>,
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
+    /// One per model of `Breaker::models`.
+    starts: Vec<Start>,
+    network_streak: u32,
+    tripped: Option<Trip>,
+}
+
+/// How one model's calls began.
+struct Start {
     any_success: bool,
     /// The first failure's kind and code, while every attempt so far failed
     /// the same non-retryable way; `None` once that stopped being true.
@@ -53,16 +66,28 @@ struct State {
     /// False once a different failure broke the run of same refusals.
     refusals_alike: bool,
     refusals: u32,
-    network_streak: u32,
-    tripped: Option<Trip>,
+}
+
+impl Start {
+    fn new() -> Start {
+        Start {
+            any_success: false,
+            refusal: None,
+            refusals_alike: true,
+            refusals: 0,
+        }
+    }
 }
 
 impl Breaker {
-    pub(crate) fn new() -> Breaker {
+    /// A breaker for a job of these models (its matrix, in lane order).
+    pub(crate) fn new(models: &[String]) -> Breaker {
         Breaker {
+            models: models.to_vec(),
             state: Mutex::new(State {
-                refusals_alike: true,
-                ..State::default()
+                starts: (0..models.len().max(1)).map(|_| Start::new()).collect(),
+                network_streak: 0,
+                tripped: None,
             }),
         }
     }
@@ -71,10 +96,23 @@ impl Breaker {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// An attempt got an answer.
-    pub(crate) fn succeeded(&self) {
+    /// Whose start an attempt on `model` counts in: its own if it is a
+    /// model of the job, else the first's (as its lane is the first).
+    fn lane(&self, model: &str) -> usize {
+        self.models.iter().position(|m| m == model).unwrap_or(0)
+    }
+
+    /// Whether an attempt on `model` (counted as its lane is) has had an answer.
+    pub(crate) fn answered(&self, model: &str) -> bool {
+        let lane = self.lane(model);
+        self.lock().starts[lane].any_success
+    }
+
+    /// An attempt on `model` got an answer.
+    pub(crate) fn succeeded(&self, model: &str) {
+        let lane = self.lane(model);
         let mut s = self.lock();
-        s.any_success = true;
+        s.starts[lane].any_success = true;
         s.network_streak = 0;
     }
 
@@ -82,6 +120,7 @@ impl Breaker {
     /// the credentials could still be renewed. Returns the trip the first
     /// time the breaker trips.
     pub(crate) fn failed(&self, error: &Classified, model: &str, renewable: bool) -> Option<Trip> {
+        let lane = self.lane(model);
         let mut s = self.lock();
         if s.tripped.is_some() {
             return None;
@@ -92,8 +131,8 @@ impl Breaker {
                 message: String::new(),
             })
         } else {
-            s.count(error);
-            s.verdict(error, model)
+            s.count(error, lane);
+            s.verdict(error, lane, model)
         };
         s.tripped = trip.clone();
         trip
@@ -106,30 +145,31 @@ impl Breaker {
 }
 
 impl State {
-    fn count(&mut self, error: &Classified) {
+    fn count(&mut self, error: &Classified, lane: usize) {
         if is_network(error) {
             self.network_streak += 1;
         } else {
             self.network_streak = 0;
         }
-        if self.any_success || !self.refusals_alike {
+        let start = &mut self.starts[lane];
+        if start.any_success || !start.refusals_alike {
             return;
         }
         let this = (error.kind, error.code.clone());
-        match &self.refusal {
+        match &start.refusal {
             _ if error.disposition != Disposition::Fail || !is_job_wide(error.kind) => {
-                self.refusals_alike = false
+                start.refusals_alike = false
             }
             None => {
-                self.refusal = Some(this);
-                self.refusals = 1;
+                start.refusal = Some(this);
+                start.refusals = 1;
             }
-            Some(first) if *first == this => self.refusals += 1,
-            Some(_) => self.refusals_alike = false,
+            Some(first) if *first == this => start.refusals += 1,
+            Some(_) => start.refusals_alike = false,
         }
     }
 
-    fn verdict(&self, error: &Classified, model: &str) -> Option<Trip> {
+    fn verdict(&self, error: &Classified, lane: usize, model: &str) -> Option<Trip> {
         if self.network_streak >= WINDOW {
             return Some(Trip {
                 kind: error.kind,
@@ -139,7 +179,8 @@ impl State {
                 ),
             });
         }
-        if !self.any_success && self.refusals_alike && self.refusals >= WINDOW {
+        let start = &self.starts[lane];
+        if !start.any_success && start.refusals_alike && start.refusals >= WINDOW {
             return Some(Trip {
                 kind: error.kind,
                 message: format!(
@@ -203,7 +244,7 @@ mod tests {
 
     #[test]
     fn the_same_refusal_from_the_start_trips_after_the_window() {
-        let b = Breaker::new();
+        let b = Breaker::new(&[]);
         let v = err(ErrorKind::Validation, "ValidationException");
         for _ in 1..WINDOW {
             assert_eq!(b.failed(&v, "gpt-4o", true), None);
@@ -224,15 +265,15 @@ mod tests {
 
     #[test]
     fn failures_among_successes_or_of_mixed_kinds_are_ordinary() {
-        let b = Breaker::new();
+        let b = Breaker::new(&[]);
         let v = err(ErrorKind::Validation, "ValidationException");
         b.failed(&v, "m", true);
-        b.succeeded();
+        b.succeeded("m");
         for _ in 0..100 {
             assert_eq!(b.failed(&v, "m", true), None);
         }
 
-        let b = Breaker::new();
+        let b = Breaker::new(&[]);
         b.failed(
             &err(ErrorKind::AccessDenied, "AccessDeniedException"),
             "m",
@@ -244,7 +285,7 @@ mod tests {
 
         // Retryable kinds at the start (throttling, 5xx, an expired token
         // that can be renewed) never trip it.
-        let b = Breaker::new();
+        let b = Breaker::new(&[]);
         let mut expired = err(ErrorKind::Credentials, "ExpiredTokenException");
         expired.disposition = Disposition::Retry;
         for _ in 0..100 {
@@ -267,9 +308,35 @@ mod tests {
     }
 
     #[test]
+    fn a_model_refused_from_its_start_trips_though_another_model_answers() {
+        let models = ["good".to_string(), "wrong".to_string()];
+        let b = Breaker::new(&models);
+        let nf = err(ErrorKind::NotFound, "ResourceNotFoundException");
+        for _ in 1..WINDOW {
+            b.succeeded("good");
+            assert_eq!(b.failed(&nf, "wrong", true), None);
+        }
+        let trip = b.failed(&nf, "wrong", true).expect("its own 20th");
+        assert!(
+            trip.message.contains("on model `wrong`"),
+            "{}",
+            trip.message
+        );
+        assert!(b.answered("good") && !b.answered("wrong"));
+
+        // A row pinned to a model outside the matrix counts with the first
+        // model: scattered among that lane's answers, it never trips.
+        let b = Breaker::new(&models);
+        b.succeeded("good");
+        for _ in 0..100 {
+            assert_eq!(b.failed(&nf, "pinned-elsewhere", true), None);
+        }
+    }
+
+    #[test]
     fn a_dead_endpoint_trips_even_after_successes_and_an_answer_resets_it() {
-        let b = Breaker::new();
-        b.succeeded();
+        let b = Breaker::new(&[]);
+        b.succeeded("m");
         let n = err(ErrorKind::Network, "ConnectionError");
         for _ in 1..WINDOW {
             assert_eq!(b.failed(&n, "m", true), None);
@@ -285,8 +352,8 @@ mod tests {
 
     #[test]
     fn expired_credentials_that_cannot_be_renewed_trip_at_once() {
-        let b = Breaker::new();
-        b.succeeded();
+        let b = Breaker::new(&[]);
+        b.succeeded("m");
         let mut expired = err(ErrorKind::Credentials, "ExpiredTokenException");
         expired.disposition = Disposition::Retry;
         assert_eq!(b.failed(&expired, "m", true), None, "renewable: retried");

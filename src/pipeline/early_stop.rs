@@ -1,12 +1,12 @@
 //! The cost side's reasons to stop taking rows before the inputs end: the
-//! budget would be passed, Bedrock refused the service tier on the job's
-//! first rows (every row would fail the same way), or a dry-run's pilot has
-//! sent its rows. Each stops intake through the run's [`Shutdown`], as a
-//! signal or the breaker does, so calls in flight finish and are written.
+//! budget would be passed, Bedrock refused the service tier on a model's
+//! first rows (every row of it would fail the same way; whether the model
+//! has answered is the breaker's to know), or a dry-run's pilot has sent
+//! its rows. Each stops intake through the run's [`Shutdown`], as a signal
+//! or the breaker does, so calls in flight finish and are written.
 //!
 //! Rows not taken are neither results nor failures: a resume sends them.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use crate::shutdown::{Shutdown, StopReason};
@@ -15,9 +15,6 @@ pub struct EarlyStop {
     shutdown: Shutdown,
     /// Requested once: a second request would abort the calls in flight.
     requested: Mutex<bool>,
-    /// Some row has succeeded: a tier refusal after that is that row's
-    /// failure only (another model or profile of the job may support it).
-    answered: AtomicBool,
 }
 
 impl EarlyStop {
@@ -25,7 +22,6 @@ impl EarlyStop {
         EarlyStop {
             shutdown,
             requested: Mutex::new(false),
-            answered: AtomicBool::new(false),
         }
     }
 
@@ -41,17 +37,6 @@ impl EarlyStop {
     pub fn is_stopping(&self) -> bool {
         self.shutdown.is_stopping()
     }
-
-    pub fn answered(&self) {
-        self.answered.store(true, Relaxed);
-    }
-
-    /// A row failed because its tier was refused: stop if nothing has succeeded yet.
-    pub fn tier_refused(&self) {
-        if !self.answered.load(Relaxed) {
-            self.halt(StopReason::ServiceTier);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -59,16 +44,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_refused_tier_stops_only_before_any_answer() {
+    fn the_first_reason_stands() {
         let s = Shutdown::new();
         let e = EarlyStop::new(s.clone());
-        e.answered();
-        e.tier_refused();
-        assert_eq!(s.reason(), None);
-        let s = Shutdown::new();
-        let e = EarlyStop::new(s.clone());
-        e.tier_refused();
+        e.halt(StopReason::ServiceTier);
         e.halt(StopReason::Budget);
         assert_eq!(s.reason(), Some(StopReason::ServiceTier));
+        assert!(e.is_stopping());
     }
 }

@@ -120,7 +120,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Summa
     let caller = Arc::new(Caller {
         client,
         credentials: prepared.session.credentials,
-        breaker: Breaker::new(),
+        breaker: Breaker::new(&settings.models),
         include_prompt: settings.include_prompt,
         eval: settings.eval.clone(),
         api: settings.api,
@@ -257,6 +257,7 @@ async fn prepare(mut settings: Settings) -> anyhow::Result<Prepared> {
         &settings.output_dir,
         &settings.resume,
         &Manifest::of(&settings),
+        &settings.eval.scorers,
     )?;
     for note in &checkpoint.notes {
         tracing::warn!("{note}");
@@ -666,7 +667,7 @@ pub(crate) async fn process(
         let latency_ms = t0.elapsed().as_millis() as u64;
         let error = match result {
             Ok(answer) => {
-                caller.breaker.succeeded();
+                caller.breaker.succeeded(&job.request.model);
                 limiter.settle(
                     ticket,
                     answer.input_tokens,
@@ -679,44 +680,28 @@ pub(crate) async fn process(
                     None => None,
                     Some(Ok(v)) => Some(v),
                     Some(Err(invalid)) => {
-                        // Paid for and refused: asked for again while
-                        // `invalid_output_retries` lasts, else the row fails
-                        // with the answer and the usage of every paid call.
-                        let again = invalid_left > 0 && !caller.shutdown.is_stopping();
-                        let attempt_failed = Event::AttemptFailed {
-                            throttle: None,
-                            retry: again,
-                        };
-                        if caller.events.send(attempt_failed).await.is_err() {
-                            return;
-                        }
-                        if again {
-                            if let Some(h) = caller.meter.again(&job) {
-                                let next = tokio::select! {
-                                    t = limiter.acquire(caller.reservation(&limiter, &job)) => Some(t),
-                                    _ = caller.shutdown.stopping() => None,
-                                };
-                                if let Some(t) = next {
-                                    hold = h;
-                                    ticket = t;
-                                    invalid_left -= 1;
-                                    attempt += 1;
-                                    continue;
-                                }
-                                caller.meter.release(h);
+                        match after_invalid(&caller, &job, &limiter, invalid_left).await {
+                            AfterInvalid::WriterGone => return,
+                            AfterInvalid::Again(h, t) => {
+                                (hold, ticket) = (h, t);
+                                invalid_left -= 1;
+                                attempt += 1;
+                                continue;
+                            }
+                            AfterInvalid::Fail => {
+                                let times = Times::since(started_at, throttles);
+                                let f = invalid_output(
+                                    job,
+                                    &invalid.message,
+                                    answer.text,
+                                    attempt,
+                                    &paid,
+                                    times,
+                                );
+                                caller.finish(Outcome::Failed(f), permit).await;
+                                return;
                             }
                         }
-                        let times = Times::since(started_at, throttles);
-                        let f = invalid_output(
-                            job,
-                            &invalid.message,
-                            answer.text,
-                            attempt,
-                            &paid,
-                            times,
-                        );
-                        caller.finish(Outcome::Failed(f), permit).await;
-                        return;
                     }
                 };
                 let times = Times::since(started_at, throttles);
@@ -772,7 +757,11 @@ pub(crate) async fn process(
             return;
         }
         let Some(wait) = wait else {
-            caller.meter.failed(error.kind, error.tier_refused, hold);
+            // A tier refused before its model ever answered: every row of
+            // it would fail the same way (the breaker knows who answered).
+            let tier_refused_at_start =
+                error.tier_refused && !caller.breaker.answered(&job.request.model);
+            caller.meter.failed(error.kind, tier_refused_at_start, hold);
             caller
                 .finish(
                     Outcome::Failed(failed(
@@ -787,32 +776,84 @@ pub(crate) async fn process(
                 .await;
             return;
         };
-        // The budget may not cover another attempt: the row is left for the resume.
-        hold = match caller.meter.attempt_failed(&job, error.kind, hold) {
-            Some(h) => h,
+        match next_attempt(&caller, &job, &limiter, error.kind, hold, wait).await {
+            Some((h, t)) => (hold, ticket) = (h, t),
             None => return,
-        };
-        // Stopping: a row that needs another attempt is left for the resume,
-        // not written as failed.
-        if caller.shutdown.is_stopping() {
-            caller.meter.release(hold);
-            return;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = caller.shutdown.stopping() => {
-                caller.meter.release(hold);
-                return;
-            }
-        }
-        ticket = tokio::select! {
-            t = limiter.acquire(caller.reservation(&limiter, &job)) => t,
-            _ = caller.shutdown.stopping() => {
-                caller.meter.release(hold);
-                return;
-            }
-        };
         attempt += 1;
+    }
+}
+
+/// After an answer refused as invalid output (paid for): whether the row
+/// asks again.
+enum AfterInvalid {
+    /// Within `invalid_output_retries`, the budget and the run: the next
+    /// call's reservation and limiter ticket.
+    Again(Reservation, Ticket),
+    /// The row fails, with the answer and the usage of every paid call.
+    Fail,
+    /// The writer is gone: nothing this row does can be recorded.
+    WriterGone,
+}
+
+async fn after_invalid(
+    caller: &Caller,
+    job: &Job,
+    limiter: &Limiter,
+    retries_left: u32,
+) -> AfterInvalid {
+    let again = retries_left > 0 && !caller.shutdown.is_stopping();
+    let attempt_failed = Event::AttemptFailed {
+        throttle: None,
+        retry: again,
+    };
+    if caller.events.send(attempt_failed).await.is_err() {
+        return AfterInvalid::WriterGone;
+    }
+    if !again {
+        return AfterInvalid::Fail;
+    }
+    let Some(h) = caller.meter.again(job) else {
+        return AfterInvalid::Fail;
+    };
+    tokio::select! {
+        t = limiter.acquire(caller.reservation(limiter, job)) => AfterInvalid::Again(h, t),
+        _ = caller.shutdown.stopping() => {
+            caller.meter.release(h);
+            AfterInvalid::Fail
+        }
+    }
+}
+
+/// Waits out `wait`, then the lane's limiter, for a failed row's next
+/// attempt. `None` leaves the row for the resume, unwritten: the budget
+/// cannot cover another attempt, or the run is stopping.
+async fn next_attempt(
+    caller: &Caller,
+    job: &Job,
+    limiter: &Limiter,
+    kind: crate::outcome::ErrorKind,
+    hold: Reservation,
+    wait: Duration,
+) -> Option<(Reservation, Ticket)> {
+    let hold = caller.meter.attempt_failed(job, kind, hold)?;
+    if caller.shutdown.is_stopping() {
+        caller.meter.release(hold);
+        return None;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = caller.shutdown.stopping() => {
+            caller.meter.release(hold);
+            return None;
+        }
+    }
+    tokio::select! {
+        t = limiter.acquire(caller.reservation(limiter, job)) => Some((hold, t)),
+        _ = caller.shutdown.stopping() => {
+            caller.meter.release(hold);
+            None
+        }
     }
 }
 
@@ -837,16 +878,12 @@ fn succeeded(job: Job, answer: Answer, a: Answered, caller: &Caller) -> Success 
                 ([], Some(invoke)) => invoke.body.clone(),
                 (turns, _) => serde_json::to_value(turns).unwrap_or_default(),
             });
-    let scorers = &caller.eval.scorers;
-    let scores = (!scorers.is_empty()).then(|| {
-        scorers
-            .iter()
-            .map(|s| {
-                let score = s.score(&answer.text, a.output_json.as_ref(), &job.meta);
-                (s.name.clone(), score.to_json())
-            })
-            .collect()
-    });
+    let scores = crate::eval::score::scores_of(
+        &caller.eval.scorers,
+        &answer.text,
+        a.output_json.as_ref(),
+        &job.meta,
+    );
     Success {
         id: job.id,
         sample: job.sample,

@@ -84,6 +84,69 @@ async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_r
     assert_eq!(bedrock_calls(&emu).len(), ROWS);
 }
 
+/// A matrix with one model the role may not invoke: that model's start
+/// trips the breaker although the other model answers, so the job stops
+/// instead of writing a refusal for every unit of the wrong model. A rerun
+/// after the fix sends exactly what is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_refused_model_of_a_matrix_stops_the_job_though_the_other_answers() {
+    const GOOD: &str = "amazon.nova-lite-v1:0";
+    let emu = Emulator::start(EmulatorConfig {
+        denied_models: vec![MODEL.into()],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("p.csv", csv_rows(ROWS));
+    let args = run_args(&[MODEL, GOOD], "50");
+    let out = ws.run(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "error: stopped early: the first 20 calls all failed with access_denied (AccessDeniedException) on model `{MODEL}`"
+        )),
+        "{err}"
+    );
+    let failures = ws.failures();
+    assert!(
+        failures.iter().all(|f| f["model"] == MODEL),
+        "only the refused model failed"
+    );
+    assert!(
+        failures.len() < 40,
+        "stopped near the window, not after {ROWS}: {}",
+        failures.len()
+    );
+    assert!(ws.results().iter().all(|r| r["model"] == GOOD));
+
+    emu.shutdown().await;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace {
+        url: emu.url(),
+        ..ws
+    };
+    let out = ws.run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(ws.failures().is_empty());
+    let mut units: Vec<(String, String)> = ws
+        .results()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["model"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let n = units.len();
+    units.sort();
+    units.dedup();
+    assert_eq!(units.len(), n, "a unit written twice");
+    assert_eq!(n, 2 * ROWS, "every (id, model) once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_endpoint_stops_the_job_with_every_row_left_unsent() {
     // A port nothing listens on: bound, then released.

@@ -64,7 +64,7 @@ async fn a_model_without_a_price_gets_null_and_is_listed() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let ws = Workspace::new(&emu.url());
     ws.write("in.csv", csv_rows(3));
-    let model = "mistral.mistral-7b-instruct-v0:2";
+    let model = "mistral.mistral-large-2407-v1:0";
     let out = ws.run(&["--model", model, "--input", "in.csv", "--max-tokens", "64"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(ws.results().iter().all(|r| r["cost_usd"].is_null()));
@@ -252,6 +252,48 @@ async fn a_refused_tier_fails_its_row_naming_the_tier_and_stops_the_job() {
     assert!(f(&s["unfinished"]) >= 40.0, "{s}");
 }
 
+/// The tier refusal is per model, as the breaker's count is: a model of the
+/// matrix without the tier stops the job on its first rows, although the
+/// other model answers on that tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tier_refused_for_one_model_of_a_matrix_stops_the_job() {
+    let emu = Emulator::start(EmulatorConfig {
+        refused_tiers: vec!["anthropic.=flex".into()],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("in.csv", csv_rows(50));
+    let out = ws.run(&[
+        "--model",
+        "amazon.nova-lite-v1:0",
+        "--model",
+        MODEL,
+        "--input",
+        "in.csv",
+        "--max-tokens",
+        "64",
+        "--service-tier",
+        "flex",
+        "--concurrency",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let failures = ws.failures();
+    assert!(
+        !failures.is_empty() && failures.len() <= 3,
+        "stopped after its first rows, not 50: {}",
+        failures.len()
+    );
+    assert!(failures.iter().all(|f| f["model"] == MODEL), "{failures:?}");
+    assert!(ws
+        .results()
+        .iter()
+        .all(|r| r["model"] == "amazon.nova-lite-v1:0"));
+    assert_eq!(ws.summary()["stopped_by"], "service_tier");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_system_writes_once_then_reads_and_is_priced() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
@@ -405,6 +447,112 @@ async fn dry_run_sends_nothing_and_count_tokens_counts_what_a_run_is_billed() {
     let out = ws.run(&base);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert_eq!(ws.summary()["tokens"]["input"].as_u64().unwrap(), counted);
+}
+
+/// A dry run refuses, with `run`'s one line and exit 2, what `run` would
+/// refuse: a directory holding another job's answers, or answers with no
+/// manifest. An estimate for it would price the wrong rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_refuses_a_directory_that_holds_another_job() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("in.csv", csv_rows(3));
+    let out = ws.run(&["--model", MODEL, "--input", "in.csv", "--max-tokens", "64"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let sent = emu.stats().requests;
+
+    let other = [
+        "--model",
+        MODEL,
+        "--input",
+        "in.csv",
+        "--max-tokens",
+        "99",
+        "--dry-run",
+    ];
+    let out = ws.run(&other);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("holds a different job"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("max_tokens: 64 → 99"), "{line}");
+    assert!(
+        !ws.out().join("dry-run.json").exists(),
+        "no estimate written"
+    );
+
+    // With --fresh the estimate is for the whole job, and nothing is moved:
+    // a dry run never touches the earlier answers.
+    let mut fresh = other.to_vec();
+    fresh.push("--fresh");
+    let out = ws.run(&fresh);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("dry run: 3 row(s) to send"), "{stdout}");
+    assert_eq!(ws.results().len(), 3, "earlier answers left in place");
+
+    // Answers without a manifest belong to no known job.
+    std::fs::remove_file(ws.out().join("manifest.json")).unwrap();
+    let same = [
+        "--model",
+        MODEL,
+        "--input",
+        "in.csv",
+        "--max-tokens",
+        "64",
+        "--dry-run",
+    ];
+    let out = ws.run(&same);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("but no manifest.json"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(emu.stats().requests, sent, "no dry run sent anything");
+}
+
+/// Each model of a matrix has its own quota and lane, so a dry run's time is
+/// the slowest model's at its own quota, not the rows of all models at the
+/// job's quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matrix_dry_run_times_each_model_at_its_own_quota() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("in.csv", csv_rows(60));
+    ws.write(
+        "job.toml",
+        format!(
+            "inputs = [\"in.csv\"]\nmax_tokens = 32\nrpm = 600\nsamples = 2\n\n[models.\"{MODEL}\"]\nrpm = 30\n\n[models.\"amazon.nova-lite-v1:0\"]\nconcurrency = 2\n"
+        ),
+    );
+    let out = ws.run(&["--config", "job.toml", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(emu.stats().requests, 0);
+    let d: Value =
+        serde_json::from_str(&std::fs::read_to_string(ws.out().join("dry-run.json")).unwrap())
+            .unwrap();
+    let t = &d["time"];
+    let haiku = &t["by_model"][MODEL];
+    let nova = &t["by_model"]["amazon.nova-lite-v1:0"];
+    assert_eq!(haiku["rows"], 120, "{t}");
+    assert_eq!(nova["rows"], 120, "{t}");
+    assert_eq!(haiku["rpm"], 30, "its own table: {t}");
+    assert_eq!(nova["rpm"], 600, "the job's quota: {t}");
+    assert_eq!(nova["concurrency"], 2, "{t}");
+    assert!((f(&haiku["minutes_at_quota"]) - 4.0).abs() < 1e-9, "{t}");
+    assert!((f(&nova["minutes_at_quota"]) - 0.2).abs() < 1e-9, "{t}");
+    assert!(
+        (f(&t["minutes_at_quota"]) - 4.0).abs() < 1e-9,
+        "the slowest lane: {t}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("time at your quotas: 4.0 min (the slowest model's"),
+        "{stdout}"
+    );
 }
 
 /// The measured target of issue 10, recorded in BENCHMARKS.md:

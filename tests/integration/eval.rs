@@ -391,6 +391,63 @@ pattern = "^\\{\"label\":\"(positive|negative|mixed)\""
     assert_eq!(ws.summary()["scores"], summary["scores"]);
 }
 
+/// Scorers changed between runs: the answers already written are scored
+/// again (no call sent), so results.jsonl and the summary describe the new
+/// scorers only; the same scorers again change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_scorers_rescore_the_answers_already_written() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    let first = "[[score]]\nname = \"label\"\nkind = \"json_field\"\nfield = \"label\"\ncolumn = \"label\"\n";
+    setup(&ws, MODEL, &reviews(9), first);
+    let out = ws.run(&["--config", "job.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(ws
+        .results()
+        .iter()
+        .all(|r| r["scores"]["label"].is_boolean()));
+    let calls = emu.stats().requests;
+
+    // Another scorer, under another name: every answer gets it, the old one goes.
+    let second = "[[score]]\nname = \"stars_close\"\nkind = \"number\"\nfield = \"stars\"\ncolumn = \"stars\"\ntolerance = 1\n";
+    ws.write("job.toml", job(MODEL, second));
+    let out = ws.run(&["--config", "job.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        stderr(&out)
+            .contains("[[score]] changed since the last run: 9 earlier answer(s) scored again"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(emu.stats().requests, calls, "re-scoring sends nothing");
+    let results = ws.results();
+    assert_eq!(results.len(), 9);
+    let mut passed = 0;
+    for r in &results {
+        let s = r["scores"].as_object().unwrap();
+        assert_eq!(s.keys().collect::<Vec<_>>(), vec!["stars_close"], "{r}");
+        let want: i64 = r["meta"]["stars"].as_str().unwrap().parse().unwrap();
+        let close = (r["output_json"]["stars"].as_i64().unwrap() - want).abs() <= 1;
+        assert_eq!(s["stars_close"], close, "{r}");
+        passed += u64::from(close);
+    }
+    let summary = ws.summary();
+    let scores = &summary["scores"][MODEL];
+    assert!(scores.get("label").is_none(), "{summary}");
+    assert_eq!(scores["stars_close"]["scored"], 9, "{summary}");
+    assert_eq!(scores["stars_close"]["passed"], passed, "{summary}");
+
+    // The same scorers again: nothing to re-score, no note.
+    let out = ws.run(&["--config", "job.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        !stderr(&out).contains("[[score]] changed"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(ws.summary()["scores"], summary["scores"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_judge_job_grades_a_real_results_file_with_ids_from_several_columns() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();

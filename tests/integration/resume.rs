@@ -85,7 +85,7 @@ async fn a_finished_200_000_row_job_resumes_without_a_request() {
         panic!("not a run command")
     };
     let settings = Settings::resolve(&run, false).unwrap();
-    checkpoint::prepare(&out_dir, &settings.resume, &Manifest::of(&settings)).unwrap();
+    checkpoint::prepare(&out_dir, &settings.resume, &Manifest::of(&settings), &[]).unwrap();
     let (mut results, mut failures) = (String::new(), String::new());
     for i in 0..ROWS {
         let id = format!("r{i:05}");

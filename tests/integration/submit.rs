@@ -75,6 +75,50 @@ fn state(ws: &Workspace) -> Value {
         .unwrap()
 }
 
+/// A record file over the multipart threshold (16 MiB) goes up in parts
+/// through the real SDK and the emulator's S3, and the job reads it whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_file_over_16_mib_goes_up_in_parts_and_is_read_whole() {
+    let s3 = tempfile::tempdir().unwrap();
+    let emu = emulator(s3.path(), fast(100)).await;
+    let ws = Workspace::new(&emu.url());
+    let rows = 1_100;
+    let filler = "lorem ipsum dolor sit amet ".repeat(600); // 16.2 kB a row
+    let mut csv = String::from("id,prompt\n");
+    for i in 0..rows {
+        csv.push_str(&format!("r{i:05},Question {i}: {filler}\n"));
+    }
+    ws.write("in.csv", &csv);
+    config(&ws, "in.csv", "");
+    let o = batch(&ws, &["submit", "--no-progress"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let uploads: Vec<_> = emu
+        .requests()
+        .iter()
+        .filter(|r| r.service == "s3")
+        .map(|r| r.operation.to_string())
+        .collect();
+    let parts = uploads.iter().filter(|op| *op == "UploadPart").count();
+    assert!(
+        uploads.iter().any(|op| op == "CreateMultipartUpload")
+            && uploads.iter().any(|op| op == "CompleteMultipartUpload")
+            && parts >= 3,
+        "{uploads:?}"
+    );
+    let records = emu
+        .s3()
+        .list("batch-bucket", "nightly/")
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.ends_with(".jsonl"))
+        .map(|k| emu.s3().stat("batch-bucket", &k).unwrap().unwrap().0)
+        .max()
+        .unwrap();
+    assert!(records > 16 * 1024 * 1024, "{records} bytes");
+    assert_each_id_once(&ws.out(), &csv_ids(rows));
+    assert_eq!(ws.results().len(), rows);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_10000_row_job_is_split_into_several_jobs_and_collected_exactly_once() {
     let s3 = tempfile::tempdir().unwrap();
@@ -328,15 +372,22 @@ async fn a_matrix_or_a_schema_is_refused_before_anything_is_uploaded() {
                 "model = \"{MODEL}\"\ninputs = [\"in.csv\"]\noutput_dir = \"out\"\nmax_tokens = 64\n{top}\n[batch]\ns3_uri = \"s3://batch-bucket/nightly/\"\nrole_arn = \"{ROLE}\"\n"
             ),
         );
-        let o = batch(&ws, &["submit", "--no-progress"], &[]);
-        assert_eq!(o.status.code(), Some(2), "{}", show(&o));
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(stderr.contains(says), "{stderr}");
-        assert_eq!(
-            stderr.lines().filter(|l| l.starts_with("error")).count(),
-            1,
-            "{stderr}"
-        );
+        // `--dry-run` too: no estimate for a job submit would refuse.
+        for args in [
+            &["submit", "--no-progress"][..],
+            &["submit", "--no-progress", "--dry-run"][..],
+        ] {
+            let o = batch(&ws, args, &[]);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {}", show(&o));
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert!(stderr.contains(says), "{args:?}: {stderr}");
+            assert_eq!(
+                stderr.lines().filter(|l| l.starts_with("error")).count(),
+                1,
+                "{stderr}"
+            );
+            assert!(!ws.path("out/dry-run.json").exists(), "{args:?}");
+        }
     }
     assert!(created_jobs(&emu.url()).await.is_empty());
     assert!(emu.s3().list("batch-bucket", "").unwrap().is_empty());
