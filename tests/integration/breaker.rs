@@ -6,15 +6,16 @@ use std::time::Duration;
 use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 
 use crate::cli_util::{
-    assert_each_id_once, bedrock_calls, csv_ids, csv_rows, run_args, show, start_workspace, stderr,
-    Workspace, MODEL,
+    assert_each_id_once, bedrock_calls, csv_ids, csv_rows, csv_units, run_args, show,
+    start_workspace, stderr, units, Workspace, MODEL,
 };
 use crate::util::{static_credentials, sts_client};
 
 const ROWS: usize = 200;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_rows() {
+/// The emulator refusing MODEL as a role without the permission would, and a
+/// workspace holding `csv_rows(ROWS)`.
+async fn denied() -> (Emulator, Workspace) {
     let emu = Emulator::start(EmulatorConfig {
         denied_models: vec![MODEL.into()],
         ..EmulatorConfig::default()
@@ -23,6 +24,25 @@ async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_r
     .unwrap();
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(ROWS));
+    (emu, ws)
+}
+
+/// The policy fixed: the emulator stopped and started again refusing
+/// nothing; the workspace, and the output directory the stopped job left,
+/// carry over to the rerun.
+async fn fixed(emu: Emulator, ws: Workspace) -> (Emulator, Workspace) {
+    emu.shutdown().await;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace {
+        url: emu.url(),
+        ..ws
+    };
+    (emu, ws)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_rows() {
+    let (emu, ws) = denied().await;
     let args = run_args(&[MODEL], "50");
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
@@ -65,12 +85,7 @@ async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_r
 
     // The policy is fixed: a plain rerun (no --retry-failures) sends every
     // row, the refused ones included, and each id ends up once.
-    emu.shutdown().await;
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let ws = Workspace {
-        url: emu.url(),
-        ..ws
-    };
+    let (emu, ws) = fixed(emu, ws).await;
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(
@@ -91,14 +106,7 @@ async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_refused_model_of_a_matrix_stops_the_job_though_the_other_answers() {
     const GOOD: &str = "amazon.nova-lite-v1:0";
-    let emu = Emulator::start(EmulatorConfig {
-        denied_models: vec![MODEL.into()],
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(ROWS));
+    let (emu, ws) = denied().await;
     let args = run_args(&[MODEL, GOOD], "50");
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
@@ -121,30 +129,15 @@ async fn one_refused_model_of_a_matrix_stops_the_job_though_the_other_answers() 
     );
     assert!(ws.results().iter().all(|r| r["model"] == GOOD));
 
-    emu.shutdown().await;
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let ws = Workspace {
-        url: emu.url(),
-        ..ws
-    };
+    let (_emu, ws) = fixed(emu, ws).await;
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(ws.failures().is_empty());
-    let mut units: Vec<(String, String)> = ws
-        .results()
-        .iter()
-        .map(|r| {
-            (
-                r["id"].as_str().unwrap().to_string(),
-                r["model"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    let n = units.len();
-    units.sort();
-    units.dedup();
-    assert_eq!(units.len(), n, "a unit written twice");
-    assert_eq!(n, 2 * ROWS, "every (id, model) once");
+    assert_eq!(
+        units(&ws, "results.jsonl"),
+        csv_units(ROWS, &[MODEL, GOOD], 1),
+        "every (id, model) once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

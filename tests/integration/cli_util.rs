@@ -234,6 +234,35 @@ pub fn csv_ids(n: usize) -> BTreeSet<String> {
     (0..n).map(|i| format!("r{i:05}")).collect()
 }
 
+/// (id, model, sample) of every line of output file `name` in a matrix
+/// job (several models or samples), checked to be unique: the matrix's
+/// "every unit once", where an id alone repeats across models.
+pub fn units(ws: &Workspace, name: &str) -> BTreeSet<(String, String, u64)> {
+    let mut out = BTreeSet::new();
+    for r in read_jsonl(&ws.out().join(name)) {
+        let unit = (
+            r["id"].as_str().unwrap().to_string(),
+            r["model"].as_str().unwrap().to_string(),
+            r["sample"].as_u64().expect("every line carries its sample"),
+        );
+        assert!(out.insert(unit.clone()), "{name}: {unit:?} twice");
+    }
+    out
+}
+
+/// Every unit of `csv_rows(rows)` × `models` × `samples`.
+pub fn csv_units(rows: usize, models: &[&str], samples: u64) -> BTreeSet<(String, String, u64)> {
+    let mut out = BTreeSet::new();
+    for id in csv_ids(rows) {
+        for m in models {
+            for s in 1..=samples {
+                out.insert((id.clone(), m.to_string(), s));
+            }
+        }
+    }
+    out
+}
+
 /// The flags most `run` tests start from: `--model` for each of `models`
 /// (in order), `--input p.csv` (the workspace's `csv_rows` file) and
 /// `--max-tokens`. A test pushes its own flags after these, so what makes

@@ -15,39 +15,12 @@ use bedrock_batch::emulator::{answer, Emulator};
 use serde_json::Value;
 
 use crate::cli_util::{
-    assert_csv_answers, bedrock_calls, csv_prompt, csv_rows, lines, read_jsonl, run_args,
-    run_to_end, show, spawn_until, start_job, start_workspace, stderr_of, stop, Workspace, MODEL,
-    STOP_WITHIN,
+    assert_csv_answers, bedrock_calls, csv_prompt, csv_rows, csv_units, lines, read_jsonl,
+    run_args, run_to_end, show, spawn_until, start_job, start_workspace, stderr_of, stop, units,
+    MODEL, STOP_WITHIN,
 };
 
 const OTHER: &str = "amazon.nova-lite-v1:0";
-
-/// (id, model, sample) of every line of `name`, checked to be unique.
-fn units(ws: &Workspace, name: &str) -> BTreeSet<(String, String, u64)> {
-    let mut out = BTreeSet::new();
-    for r in read_jsonl(&ws.out().join(name)) {
-        let unit = (
-            r["id"].as_str().unwrap().to_string(),
-            r["model"].as_str().unwrap().to_string(),
-            r["sample"].as_u64().expect("every line carries its sample"),
-        );
-        assert!(out.insert(unit.clone()), "{name}: {unit:?} twice");
-    }
-    out
-}
-
-/// Every unit of `rows` rows × `models` × `samples` (ids `r00000`…).
-fn matrix(rows: usize, models: &[&str], samples: u64) -> BTreeSet<(String, String, u64)> {
-    let mut out = BTreeSet::new();
-    for i in 0..rows {
-        for m in models {
-            for s in 1..=samples {
-                out.insert((format!("r{i:05}"), m.to_string(), s));
-            }
-        }
-    }
-    out
-}
 
 /// Successful calls per (model, prompt).
 fn paid(emu: &Emulator) -> BTreeMap<(String, String), u64> {
@@ -73,7 +46,7 @@ async fn two_models_two_samples_write_every_unit_exactly_once() {
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
-    let mut want = matrix(20, &[MODEL, OTHER], 2);
+    let mut want = csv_units(20, &[MODEL, OTHER], 2);
     want.insert(("pin".into(), OTHER.into(), 1));
     want.insert(("pin".into(), OTHER.into(), 2));
     assert_eq!(units(&ws, "results.jsonl"), want);
@@ -205,7 +178,7 @@ async fn a_model_added_sends_only_its_units_and_one_removed_is_refused() {
     let out = ws.run(&only_other);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, 60);
-    assert_eq!(units(&ws, "results.jsonl"), matrix(10, &[OTHER], 2));
+    assert_eq!(units(&ws, "results.jsonl"), csv_units(10, &[OTHER], 2));
 }
 
 /// kill -9 mid-run, then resume: every unit once, each answer its own, and
@@ -243,7 +216,7 @@ async fn kill_9_mid_matrix_then_resume_writes_every_unit_once() {
     assert_eq!(resumed, Some(0), "{resume_err}");
     assert_eq!(
         units(&ws, "results.jsonl"),
-        matrix(ROWS, &[MODEL, OTHER], 2)
+        csv_units(ROWS, &[MODEL, OTHER], 2)
     );
     assert_csv_answers(&ws.results());
     let paid = paid(&emu);
@@ -326,7 +299,7 @@ async fn retry_failures_sends_only_the_failed_units() {
     assert_eq!(emu.stats().requests, 28, "only the 4 failed units");
     assert!(units(&ws, "failures.jsonl").is_empty());
     let answered = units(&ws, "results.jsonl");
-    assert_eq!(answered, matrix(12, &[MODEL, OTHER], 1));
+    assert_eq!(answered, csv_units(12, &[MODEL, OTHER], 1));
     for unit in &failed {
         assert!(answered.contains(unit), "{unit:?} answered on retry");
     }
@@ -360,6 +333,9 @@ async fn an_edited_row_is_refused_once_and_resent_for_every_model() {
     let out = ws.run(&resend);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, 24, "the row's 4 units, nothing else");
-    assert_eq!(units(&ws, "results.jsonl"), matrix(5, &[MODEL, OTHER], 2));
+    assert_eq!(
+        units(&ws, "results.jsonl"),
+        csv_units(5, &[MODEL, OTHER], 2)
+    );
     assert_eq!(read_jsonl(&ws.out().join("superseded.jsonl")).len(), 4);
 }
