@@ -1,6 +1,7 @@
 //! The breaker: a job that cannot succeed stops early, sends nothing more,
 //! and a plain rerun after the fix sends exactly what is missing.
 
+use std::process::Output;
 use std::time::Duration;
 
 use bedrock_batch::emulator::{Emulator, EmulatorConfig};
@@ -27,6 +28,20 @@ async fn denied() -> (Emulator, Workspace) {
     (emu, ws)
 }
 
+/// Checks that `out` is a run the breaker stopped on MODEL's refusals (exit
+/// 2, the error naming the kind and the model) and returns its stderr.
+fn stopped_on_denied(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "{}", show(out));
+    let err = stderr(out);
+    assert!(
+        err.contains(&format!(
+            "error: stopped early: the first 20 calls all failed with access_denied (AccessDeniedException) on model `{MODEL}`"
+        )),
+        "{err}"
+    );
+    err
+}
+
 /// The policy fixed: the emulator stopped and started again refusing
 /// nothing; the workspace, and the output directory the stopped job left,
 /// carry over to the rerun.
@@ -44,15 +59,7 @@ async fn fixed(emu: Emulator, ws: Workspace) -> (Emulator, Workspace) {
 async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_rows() {
     let (emu, ws) = denied().await;
     let args = run_args(&[MODEL], "50");
-    let out = ws.run(&args);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains(&format!(
-            "error: stopped early: the first 20 calls all failed with access_denied (AccessDeniedException) on model `{MODEL}`"
-        )),
-        "{err}"
-    );
+    let err = stopped_on_denied(&ws.run(&args));
     assert!(err.contains("`bedrock-batch policy`"), "{err}");
     assert!(
         err.contains("arn:aws:bedrock:ap-northeast-2::foundation-model/"),
@@ -108,15 +115,7 @@ async fn one_refused_model_of_a_matrix_stops_the_job_though_the_other_answers() 
     const GOOD: &str = "amazon.nova-lite-v1:0";
     let (emu, ws) = denied().await;
     let args = run_args(&[MODEL, GOOD], "50");
-    let out = ws.run(&args);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains(&format!(
-            "error: stopped early: the first 20 calls all failed with access_denied (AccessDeniedException) on model `{MODEL}`"
-        )),
-        "{err}"
-    );
+    stopped_on_denied(&ws.run(&args));
     let failures = ws.failures();
     assert!(
         failures.iter().all(|f| f["model"] == MODEL),
