@@ -93,6 +93,7 @@ impl Engine {
             &settings.output_dir,
             &settings.resume,
             &Manifest::of(&settings),
+            &settings.eval.scorers,
         )?;
         for note in &cp.notes {
             tracing::warn!("{note}");

@@ -1,4 +1,4 @@
-//! The job's objects on S3: record files up (multipart above 64 MiB), output
+//! The job's objects on S3: record files up (through `output/upload.rs`), output
 //! files down, with `aws-sdk-s3` and the caller's credentials.
 //!
 //! Addressing: virtual-hosted on AWS; path-style when an endpoint override
@@ -9,12 +9,6 @@ use std::path::Path;
 
 use anyhow::Context;
 use aws_config::SdkConfig;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use tokio::io::AsyncReadExt;
-
-/// Files above this go up in parts of this size (S3 allows 5 MiB to 5 GiB per part).
-const PART_BYTES: usize = 64 * 1024 * 1024;
 
 pub(crate) fn client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     let overridden = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
@@ -34,98 +28,15 @@ pub(crate) fn split_uri(uri: &str) -> anyhow::Result<(&str, &str)> {
     Ok(rest.split_once('/').unwrap_or((rest, "")))
 }
 
-/// Uploads `path` to `uri`: one PutObject, or a multipart upload for a large file.
+/// Uploads `path` to `uri` (multipart for a large file: `output/upload.rs`).
 pub(crate) async fn upload(s3: &aws_sdk_s3::Client, path: &Path, uri: &str) -> anyhow::Result<()> {
     let (bucket, key) = split_uri(uri)?;
     let len = std::fs::metadata(path)
         .with_context(|| format!("{}: cannot read", path.display()))?
         .len();
-    let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("{uri}: upload failed: {e}");
-    if len <= PART_BYTES as u64 {
-        let body = ByteStream::from_path(path)
-            .await
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        s3.put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_type("application/jsonl")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| fail(&aws_sdk_s3::error::DisplayErrorContext(e)))?;
-        return Ok(());
-    }
-    let started = s3
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .content_type("application/jsonl")
-        .send()
+    crate::output::upload::file(s3, path, len, bucket, key)
         .await
-        .map_err(|e| fail(&aws_sdk_s3::error::DisplayErrorContext(e)))?;
-    let upload_id = started
-        .upload_id()
-        .context("S3 returned no upload id")?
-        .to_owned();
-    let result = async {
-        let mut file = tokio::fs::File::open(path)
-            .await
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        let mut done = Vec::new();
-        let mut number = 1;
-        loop {
-            let mut buf = Vec::with_capacity(PART_BYTES);
-            (&mut file)
-                .take(PART_BYTES as u64)
-                .read_to_end(&mut buf)
-                .await?;
-            if buf.is_empty() {
-                break;
-            }
-            let part = s3
-                .upload_part()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .part_number(number)
-                .body(ByteStream::from(buf))
-                .send()
-                .await
-                .map_err(|e| fail(&aws_sdk_s3::error::DisplayErrorContext(e)))?;
-            done.push(
-                CompletedPart::builder()
-                    .part_number(number)
-                    .set_e_tag(part.e_tag().map(str::to_owned))
-                    .build(),
-            );
-            number += 1;
-        }
-        s3.complete_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(done))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| fail(&aws_sdk_s3::error::DisplayErrorContext(e)))?;
-        anyhow::Ok(())
-    }
-    .await;
-    if result.is_err() {
-        // Parts of an unfinished upload are billed storage until aborted.
-        let _ = s3
-            .abort_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .send()
-            .await;
-    }
-    result
+        .map_err(|why| anyhow::anyhow!("{uri}: upload failed: {why}"))
 }
 
 /// The object at `uri`, or `None` when there is none (a job that wrote nothing).

@@ -8,6 +8,7 @@
 //! request or writes a file.
 
 pub(crate) mod paid;
+pub mod rescore;
 pub mod schema;
 pub mod score;
 pub mod tally;

@@ -85,7 +85,43 @@ impl Score {
     }
 }
 
+/// A results line's `scores`: each scorer's verdict on one answer, by name;
+/// `None` for a job without scorers. The run and a re-score both use it.
+pub fn scores_of(
+    scorers: &[Scorer],
+    output: &str,
+    output_json: Option<&Value>,
+    meta: &Map<String, Value>,
+) -> Option<Map<String, Value>> {
+    (!scorers.is_empty()).then(|| {
+        scorers
+            .iter()
+            .map(|s| (s.name.clone(), s.score(output, output_json, meta).to_json()))
+            .collect()
+    })
+}
+
 impl Scorer {
+    /// What the scorer compares and how, as JSON: what a job's scorers are,
+    /// for the manifest's fingerprint of them (`eval/rescore.rs`).
+    pub fn describe(&self) -> Value {
+        let kind = match &self.kind {
+            Kind::Exact => serde_json::json!("exact"),
+            Kind::Contains => serde_json::json!("contains"),
+            Kind::Regex(re) => serde_json::json!({"regex": re.as_str()}),
+            Kind::OneOf(labels) => serde_json::json!({"one_of": labels}),
+            Kind::Number { tolerance } => serde_json::json!({"number": tolerance}),
+            Kind::JsonField => serde_json::json!("json_field"),
+        };
+        serde_json::json!({
+            "name": self.name,
+            "kind": kind,
+            "column": self.column,
+            "case_sensitive": self.case_sensitive,
+            "field": self.field,
+        })
+    }
+
     /// Checks and compiles entry number `n` (1-based). `has_schema`: whether
     /// the job has an `output_schema` (`field` needs `output_json`). Errors
     /// name the entry: `[[score]] "NAME"` (or `[[score]] #N` without a name).

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::config::ResumeMode;
+use crate::eval::score::Scorer;
 pub(crate) use crate::input::rows::id_hash;
 pub use crate::output::earlier::Earlier;
 use crate::output::earlier::{self, for_each_record, Purpose};
@@ -148,8 +149,14 @@ pub struct Checkpoint {
     pub notes: Vec<String>,
 }
 
-/// Prepares `dir` for a run of `job`. Errors are setup errors: nothing has been sent.
-pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<Checkpoint> {
+/// Prepares `dir` for a run of `job`, whose answers `scorers` score.
+/// Errors are setup errors: nothing has been sent.
+pub fn prepare(
+    dir: &Path,
+    mode: &ResumeMode,
+    job: &Manifest,
+    scorers: &[Scorer],
+) -> anyhow::Result<Checkpoint> {
     let mut cp = Checkpoint::default();
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let names = [RESULTS, FAILURES, SUPERSEDED, SUMMARY, manifest::FILE];
@@ -169,7 +176,12 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
             "--fresh: earlier files moved to {}",
             crate::path::normalize(&aside).display()
         ));
-    } else if let Some(old) = job.may_continue_in(dir)? {
+    }
+    let old = match mode {
+        ResumeMode::Fresh => None,
+        _ => job.may_continue_in(dir)?,
+    };
+    if let Some(old) = &old {
         if let (Some(kind), ResumeMode::Continue) = (&old.job_wide_failure, mode) {
             let n = drop_failures(&dir.join(FAILURES), std::slice::from_ref(kind))?;
             cp.notes.push(format!(
@@ -177,7 +189,6 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
             ));
         }
     }
-    write_atomic(&dir.join(manifest::FILE), &serde_json::to_vec_pretty(job)?)?;
 
     for name in [RESULTS, FAILURES] {
         let path = dir.join(name);
@@ -185,6 +196,19 @@ pub fn prepare(dir: &Path, mode: &ResumeMode, job: &Manifest) -> anyhow::Result<
             cp.notes.push(note);
         }
     }
+    // Other scorers than the last run's: the answers already written are
+    // scored again, before they are counted, so the job's pass rates come
+    // from one set of scorers. Before the manifest records the new ones: a
+    // crash in between re-scores again on the next run.
+    if let Some(old) = old.filter(|o| o.scorers != job.scorers) {
+        let n = crate::eval::rescore::rescore(&dir.join(RESULTS), scorers)?;
+        if n > 0 || old.scorers.is_some() {
+            cp.notes.push(format!(
+                "[[score]] changed since the last run: {n} earlier answer(s) scored again with the new scorers"
+            ));
+        }
+    }
+    write_atomic(&dir.join(manifest::FILE), &serde_json::to_vec_pretty(job)?)?;
     if let ResumeMode::RetryFailures(kinds) = mode {
         let n = drop_failures(&dir.join(FAILURES), kinds)?;
         cp.notes.push(format!(
@@ -385,7 +409,7 @@ mod tests {
     #[test]
     fn a_unit_is_its_id_model_and_sample_and_old_lines_are_sample_1() {
         let dir = tempfile::tempdir().unwrap();
-        prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        prepare(dir.path(), &ResumeMode::Continue, &job("m"), &[]).unwrap();
         std::fs::write(
             dir.path().join(RESULTS),
             concat!(
@@ -396,7 +420,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let cp = prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        let cp = prepare(dir.path(), &ResumeMode::Continue, &job("m"), &[]).unwrap();
         assert_eq!(cp.done.len(), 3, "a unit written twice is one done unit");
         for (model, sample) in [("m", 1), ("m", 2), ("n", 1)] {
             assert!(
@@ -425,13 +449,14 @@ mod tests {
             top_p: None,
             stop_sequences: vec![],
             job_wide_failure: None,
+            scorers: None,
         }
     }
 
     #[test]
     fn collects_done_ids_and_cuts_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
-        prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        prepare(dir.path(), &ResumeMode::Continue, &job("m"), &[]).unwrap();
         std::fs::write(
             dir.path().join(RESULTS),
             "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\",\"out",
@@ -442,7 +467,7 @@ mod tests {
             "{\"id\":\"x\",\"error\":{\"kind\":\"throttled\"}}\n",
         )
         .unwrap();
-        let cp = prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        let cp = prepare(dir.path(), &ResumeMode::Continue, &job("m"), &[]).unwrap();
         assert!(done(&cp, "a") && done(&cp, "b") && done(&cp, "x"));
         assert!(!done(&cp, "c"), "the torn row is sent again");
         assert_eq!(cp.done.len(), 3);
@@ -458,9 +483,9 @@ mod tests {
     #[test]
     fn refuses_another_job_and_fresh_moves_files_aside() {
         let dir = tempfile::tempdir().unwrap();
-        prepare(dir.path(), &ResumeMode::Continue, &job("m1")).unwrap();
+        prepare(dir.path(), &ResumeMode::Continue, &job("m1"), &[]).unwrap();
         std::fs::write(dir.path().join(RESULTS), "{\"id\":\"a\"}\n").unwrap();
-        let err = prepare(dir.path(), &ResumeMode::Continue, &job("m2"))
+        let err = prepare(dir.path(), &ResumeMode::Continue, &job("m2"), &[])
             .unwrap_err()
             .to_string();
         assert!(
@@ -469,7 +494,7 @@ mod tests {
         );
         assert!(err.contains("--fresh"));
 
-        let cp = prepare(dir.path(), &ResumeMode::Fresh, &job("m2")).unwrap();
+        let cp = prepare(dir.path(), &ResumeMode::Fresh, &job("m2"), &[]).unwrap();
         assert!(cp.done.is_empty());
         assert!(!dir.path().join(RESULTS).exists());
         let aside: Vec<_> = std::fs::read_dir(dir.path())
@@ -497,9 +522,9 @@ mod tests {
             std::fs::create_dir(&earlier).unwrap();
             std::fs::write(earlier.join(RESULTS), "{\"id\":\"old\"}\n").unwrap();
         }
-        prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        prepare(dir.path(), &ResumeMode::Continue, &job("m"), &[]).unwrap();
         std::fs::write(dir.path().join(RESULTS), "{\"id\":\"new\"}\n").unwrap();
-        let cp = prepare(dir.path(), &ResumeMode::Fresh, &job("m")).unwrap();
+        let cp = prepare(dir.path(), &ResumeMode::Fresh, &job("m"), &[]).unwrap();
         assert!(cp.done.is_empty());
         let mut kept: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -522,7 +547,7 @@ mod tests {
     #[test]
     fn retry_failures_drops_only_the_chosen_kinds() {
         let dir = tempfile::tempdir().unwrap();
-        prepare(dir.path(), &ResumeMode::Continue, &job("m")).unwrap();
+        prepare(dir.path(), &ResumeMode::Continue, &job("m"), &[]).unwrap();
         std::fs::write(
             dir.path().join(FAILURES),
             "{\"id\":\"t\",\"error\":{\"kind\":\"throttled\"}}\n{\"id\":\"v\",\"error\":{\"kind\":\"validation\"}}\n",
@@ -532,6 +557,7 @@ mod tests {
             dir.path(),
             &ResumeMode::RetryFailures(vec!["throttled".into()]),
             &job("m"),
+            &[],
         )
         .unwrap();
         assert!(!done(&cp, "t"));
@@ -544,7 +570,7 @@ mod tests {
     fn unknown_files_without_manifest_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(RESULTS), "{\"id\":\"a\"}\n").unwrap();
-        let err = prepare(dir.path(), &ResumeMode::Continue, &job("m"))
+        let err = prepare(dir.path(), &ResumeMode::Continue, &job("m"), &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("no manifest.json"), "{err}");

@@ -505,7 +505,7 @@ pub(crate) mod tests {
         let settings = crate::Settings::resolve(&run, false).unwrap();
         let job = crate::output::manifest::Manifest::of(&settings);
         let mode = crate::config::ResumeMode::Continue;
-        crate::output::checkpoint::prepare(&out, &mode, &job).unwrap();
+        crate::output::checkpoint::prepare(&out, &mode, &job, &[]).unwrap();
         // `a` was answered before fingerprints; `b`'s request has changed
         // since (no request has that fingerprint); `c` failed.
         let mut b: serde_json::Value =
@@ -527,7 +527,7 @@ pub(crate) mod tests {
         )
         .unwrap();
 
-        let mut cp = crate::output::checkpoint::prepare(&out, &mode, &job).unwrap();
+        let mut cp = crate::output::checkpoint::prepare(&out, &mode, &job, &[]).unwrap();
         assert_eq!(reads_of(&out), [RESULTS, FAILURES, SUPERSEDED]);
         let inventory = crate::input::inventory::take(&settings, None).unwrap();
         let note = crate::output::changed::settle(&settings, None, &inventory, &mut cp).unwrap();

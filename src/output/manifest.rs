@@ -48,6 +48,11 @@ pub struct Manifest {
     /// cause was the job's, not theirs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_wide_failure: Option<String>,
+    /// A fingerprint of the `[[score]]` entries the answers were scored
+    /// with. Not part of the job's identity either: other scorers re-score
+    /// the answers already written (`eval/rescore.rs`) instead of refusing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scorers: Option<String>,
 }
 
 impl Manifest {
@@ -82,6 +87,7 @@ impl Manifest {
             top_p: s.top_p,
             stop_sequences: s.stop_sequences.clone(),
             job_wide_failure: None,
+            scorers: crate::eval::rescore::fingerprint(&s.eval.scorers),
         }
     }
 
@@ -90,6 +96,7 @@ impl Manifest {
     pub fn same_job(&self, old: &Manifest) -> bool {
         let strip = |m: &Manifest| Manifest {
             job_wide_failure: None,
+            scorers: None,
             model: String::new(),
             models: Vec::new(),
             samples: 1,
@@ -235,6 +242,7 @@ mod tests {
             stop_sequences: vec![],
             id_columns: vec![],
             job_wide_failure: None,
+            scorers: None,
         }
     }
 

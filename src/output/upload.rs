@@ -79,21 +79,36 @@ pub async fn run(
             Err(e) => anyhow::bail!("upload: {}: {e}", path.display()),
         };
         let key = format!("{}{name}", to.prefix);
-        let sent = if size > MULTIPART_OVER {
-            multipart(client, &path, size, &to.bucket, &key).await
-        } else {
-            put(client, &path, &to.bucket, &key).await
-        };
-        sent.map_err(|why| {
-            anyhow::anyhow!(
-                "upload: {}: {why}; the local files are kept in {}",
-                to.uri(name),
-                dir.display()
-            )
-        })?;
+        file(client, &path, size, &to.bucket, &key)
+            .await
+            .map_err(|why| {
+                anyhow::anyhow!(
+                    "upload: {}: {why}; the local files are kept in {}",
+                    to.uri(name),
+                    dir.display()
+                )
+            })?;
         written.push(to.uri(name));
     }
     Ok(written)
+}
+
+/// Copies one file of `size` bytes to `bucket`/`key`: one PutObject, or
+/// over [`MULTIPART_OVER`] a multipart upload read from disk a part at a
+/// time (aborted if it fails, as unfinished parts are billed storage). The
+/// one uploader: `--upload` and batch inference's record files use it.
+pub(crate) async fn file(
+    client: &aws_sdk_s3::Client,
+    path: &Path,
+    size: u64,
+    bucket: &str,
+    key: &str,
+) -> Result<(), String> {
+    if size > MULTIPART_OVER {
+        multipart(client, path, size, bucket, key).await
+    } else {
+        put(client, path, bucket, key).await
+    }
 }
 
 async fn put(

@@ -257,6 +257,7 @@ async fn prepare(mut settings: Settings) -> anyhow::Result<Prepared> {
         &settings.output_dir,
         &settings.resume,
         &Manifest::of(&settings),
+        &settings.eval.scorers,
     )?;
     for note in &checkpoint.notes {
         tracing::warn!("{note}");
@@ -871,16 +872,12 @@ fn succeeded(job: Job, answer: Answer, a: Answered, caller: &Caller) -> Success 
                 ([], Some(invoke)) => invoke.body.clone(),
                 (turns, _) => serde_json::to_value(turns).unwrap_or_default(),
             });
-    let scorers = &caller.eval.scorers;
-    let scores = (!scorers.is_empty()).then(|| {
-        scorers
-            .iter()
-            .map(|s| {
-                let score = s.score(&answer.text, a.output_json.as_ref(), &job.meta);
-                (s.name.clone(), score.to_json())
-            })
-            .collect()
-    });
+    let scores = crate::eval::score::scores_of(
+        &caller.eval.scorers,
+        &answer.text,
+        a.output_json.as_ref(),
+        &job.meta,
+    );
     Success {
         id: job.id,
         sample: job.sample,

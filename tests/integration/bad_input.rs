@@ -381,20 +381,10 @@ async fn stand_in_ids_survive_a_resume_from_another_directory() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert_eq!(ws.failures()[0]["id"], "p.csv:3");
 
+    let mut cmd = ws.command();
+    cmd.current_dir(ws.path("data"));
     let out = ws
-        .command()
-        .current_dir(ws.path("data"))
-        .args([
-            "run",
-            "--config",
-            "/dev/null",
-            "--model",
-            MODEL,
-            "--input",
-            "p.csv",
-        ])
-        .arg("--output-dir")
-        .arg(ws.out())
+        .add_run(&mut cmd, &["--model", MODEL, "--input", "p.csv"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));

@@ -1,43 +1,22 @@
 //! The breaker: a job that cannot succeed stops early, sends nothing more,
 //! and a plain rerun after the fix sends exactly what is missing.
 
+use std::process::Output;
 use std::time::Duration;
 
 use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 
-use crate::cli_util::{csv_rows, show, Workspace, MODEL};
+use crate::cli_util::{
+    assert_each_id_once, bedrock_calls, csv_ids, csv_rows, csv_units, run_args, show,
+    start_workspace, stderr, units, Workspace, MODEL,
+};
 use crate::util::{static_credentials, sts_client};
 
 const ROWS: usize = 200;
 
-fn bedrock_calls(emu: &Emulator) -> usize {
-    emu.requests()
-        .iter()
-        .filter(|r| r.service == "bedrock")
-        .count()
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Every id of the input in exactly one output file.
-fn assert_each_id_once(ws: &Workspace, rows: usize) {
-    let mut ids: Vec<String> = ws
-        .results()
-        .iter()
-        .chain(ws.failures().iter())
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    let n = ids.len();
-    ids.dedup();
-    assert_eq!(ids.len(), n, "an id written twice");
-    assert_eq!(n, rows);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_rows() {
+/// The emulator refusing MODEL as a role without the permission would, and a
+/// workspace holding `csv_rows(ROWS)`.
+async fn denied() -> (Emulator, Workspace) {
     let emu = Emulator::start(EmulatorConfig {
         denied_models: vec![MODEL.into()],
         ..EmulatorConfig::default()
@@ -46,16 +25,41 @@ async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_r
     .unwrap();
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(ROWS));
-    let args = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"];
-    let out = ws.run(&args);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    let err = stderr(&out);
+    (emu, ws)
+}
+
+/// Checks that `out` is a run the breaker stopped on MODEL's refusals (exit
+/// 2, the error naming the kind and the model) and returns its stderr.
+fn stopped_on_denied(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "{}", show(out));
+    let err = stderr(out);
     assert!(
         err.contains(&format!(
             "error: stopped early: the first 20 calls all failed with access_denied (AccessDeniedException) on model `{MODEL}`"
         )),
         "{err}"
     );
+    err
+}
+
+/// The policy fixed: the emulator stopped and started again refusing
+/// nothing; the workspace, and the output directory the stopped job left,
+/// carry over to the rerun.
+async fn fixed(emu: Emulator, ws: Workspace) -> (Emulator, Workspace) {
+    emu.shutdown().await;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace {
+        url: emu.url(),
+        ..ws
+    };
+    (emu, ws)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_rows() {
+    let (emu, ws) = denied().await;
+    let args = run_args(&[MODEL], "50");
+    let err = stopped_on_denied(&ws.run(&args));
     assert!(err.contains("`bedrock-batch policy`"), "{err}");
     assert!(
         err.contains("arn:aws:bedrock:ap-northeast-2::foundation-model/"),
@@ -67,7 +71,7 @@ async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_r
         "{err}"
     );
     // Sent: the window plus what was in flight, not 200 rows.
-    let sent = bedrock_calls(&emu);
+    let sent = bedrock_calls(&emu).len();
     assert!((20..=28).contains(&sent), "{sent} calls");
     assert!(ws.results().is_empty());
     assert_eq!(ws.failures().len(), sent, "each refused row recorded once");
@@ -88,12 +92,7 @@ async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_r
 
     // The policy is fixed: a plain rerun (no --retry-failures) sends every
     // row, the refused ones included, and each id ends up once.
-    emu.shutdown().await;
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let ws = Workspace {
-        url: emu.url(),
-        ..ws
-    };
+    let (emu, ws) = fixed(emu, ws).await;
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(
@@ -103,8 +102,8 @@ async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_r
     );
     assert_eq!(ws.results().len(), ROWS);
     assert!(ws.failures().is_empty());
-    assert_each_id_once(&ws, ROWS);
-    assert_eq!(bedrock_calls(&emu), ROWS);
+    assert_each_id_once(&ws.out(), &csv_ids(ROWS));
+    assert_eq!(bedrock_calls(&emu).len(), ROWS);
 }
 
 /// A matrix with one model the role may not invoke: that model's start
@@ -114,33 +113,9 @@ async fn a_model_the_role_may_not_invoke_stops_the_job_and_a_rerun_sends_those_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_refused_model_of_a_matrix_stops_the_job_though_the_other_answers() {
     const GOOD: &str = "amazon.nova-lite-v1:0";
-    let emu = Emulator::start(EmulatorConfig {
-        denied_models: vec![MODEL.into()],
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(ROWS));
-    let args = [
-        "--model",
-        MODEL,
-        "--model",
-        GOOD,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "50",
-    ];
-    let out = ws.run(&args);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains(&format!(
-            "error: stopped early: the first 20 calls all failed with access_denied (AccessDeniedException) on model `{MODEL}`"
-        )),
-        "{err}"
-    );
+    let (emu, ws) = denied().await;
+    let args = run_args(&[MODEL, GOOD], "50");
+    stopped_on_denied(&ws.run(&args));
     let failures = ws.failures();
     assert!(
         failures.iter().all(|f| f["model"] == MODEL),
@@ -153,30 +128,15 @@ async fn one_refused_model_of_a_matrix_stops_the_job_though_the_other_answers() 
     );
     assert!(ws.results().iter().all(|r| r["model"] == GOOD));
 
-    emu.shutdown().await;
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let ws = Workspace {
-        url: emu.url(),
-        ..ws
-    };
+    let (_emu, ws) = fixed(emu, ws).await;
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(ws.failures().is_empty());
-    let mut units: Vec<(String, String)> = ws
-        .results()
-        .iter()
-        .map(|r| {
-            (
-                r["id"].as_str().unwrap().to_string(),
-                r["model"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    let n = units.len();
-    units.sort();
-    units.dedup();
-    assert_eq!(units.len(), n, "a unit written twice");
-    assert_eq!(n, 2 * ROWS, "every (id, model) once");
+    assert_eq!(
+        units(&ws, "results.jsonl"),
+        csv_units(ROWS, &[MODEL, GOOD], 1),
+        "every (id, model) once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,7 +150,7 @@ async fn a_dead_endpoint_stops_the_job_with_every_row_left_unsent() {
     let ws = Workspace::new(&format!("http://127.0.0.1:{port}"));
     ws.write("p.csv", csv_rows(ROWS));
     let started = std::time::Instant::now();
-    let out = ws.run(&["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"]);
+    let out = ws.run(&run_args(&[MODEL], "50"));
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = stderr(&out);
     assert!(
@@ -232,24 +192,13 @@ async fn expired_session_keys_in_the_environment_stop_the_job_with_how_to_renew_
         .unwrap();
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(ROWS));
-    let out = ws
-        .command()
-        .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
+    let mut cmd = ws.command();
+    cmd.env("AWS_ACCESS_KEY_ID", creds.access_key_id())
         .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
-        .env("AWS_SESSION_TOKEN", creds.session_token())
-        .arg("run")
-        .args([
-            "--config",
-            "/dev/null",
-            "--model",
-            MODEL,
-            "--input",
-            "p.csv",
-        ])
-        .args(["--max-tokens", "50", "--concurrency", "2", "--output-dir"])
-        .arg(ws.out())
-        .output()
-        .unwrap();
+        .env("AWS_SESSION_TOKEN", creds.session_token());
+    let mut args = run_args(&[MODEL], "50");
+    args.extend(["--concurrency", "2"]);
+    let out = ws.add_run(&mut cmd, &args).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = stderr(&out);
     assert!(
@@ -270,18 +219,16 @@ async fn expired_session_keys_in_the_environment_stop_the_job_with_how_to_renew_
         "the unsent rows stay unsent for a resume: {:?}",
         ws.failures()
     );
-    let refused = emu
-        .requests()
+    let refused = bedrock_calls(&emu)
         .iter()
-        .filter(|r| r.service == "bedrock" && r.status != 200)
+        .filter(|r| r.status != 200)
         .count();
     assert!(refused <= 4, "stopped at the first refusals: {refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_scattered_among_successes_do_not_stop_the_job() {
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let ws = Workspace::new(&emu.url());
+    let (_emu, ws) = start_workspace(0).await;
     let mut csv = String::from("id,prompt\n");
     for i in 0..60 {
         // Every other row is refused, from the first row on.
@@ -293,7 +240,7 @@ async fn failures_scattered_among_successes_do_not_stop_the_job() {
         csv.push_str(&format!("r{i:03},{marker}question {i}\n"));
     }
     ws.write("p.csv", csv);
-    let out = ws.run(&["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"]);
+    let out = ws.run(&run_args(&[MODEL], "50"));
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert_eq!(ws.results().len(), 30);
     assert_eq!(ws.failures().len(), 30);
@@ -335,7 +282,7 @@ async fn each_job_wide_refusal_stops_the_job() {
             csv.push_str(&format!("r{i:03},{marker}question {i}\n"));
         }
         ws.write("p.csv", csv);
-        let out = ws.run(&["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"]);
+        let out = ws.run(&run_args(&[MODEL], "50"));
         assert_eq!(out.status.code(), Some(2), "{kind}: {}", show(&out));
         let err = stderr(&out);
         assert!(
@@ -344,7 +291,7 @@ async fn each_job_wide_refusal_stops_the_job() {
             )),
             "{kind}: {err}"
         );
-        let sent = bedrock_calls(&emu);
+        let sent = bedrock_calls(&emu).len();
         assert!((20..=28).contains(&sent), "{kind}: {sent} calls");
         assert_eq!(ws.failures().len(), sent, "{kind}");
     }

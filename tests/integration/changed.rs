@@ -11,10 +11,7 @@ use std::collections::BTreeSet;
 
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 
-use crate::cli_util::{read_jsonl, show, Workspace, MODEL};
-use crate::resume::assert_each_id_once;
-
-const ARGS: [&str; 6] = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"];
+use crate::cli_util::{assert_each_id_once, read_jsonl, run_args, show, Workspace, MODEL};
 
 fn input(third: &str, fifth: &str) -> String {
     format!("id,prompt\nr1,one\nr2,two\nr3,{third}\nr4,four\nr5,{fifth}\n")
@@ -25,7 +22,7 @@ fn all_ids() -> BTreeSet<String> {
 }
 
 fn run(ws: &Workspace, extra: &[&str]) -> std::process::Output {
-    let mut a = ARGS.to_vec();
+    let mut a = run_args(&[MODEL], "50");
     a.extend_from_slice(extra);
     ws.run(&a)
 }

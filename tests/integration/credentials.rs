@@ -13,7 +13,7 @@ use bedrock_batch::emulator::{
     STATIC_SECRET_ACCESS_KEY,
 };
 
-use crate::cli_util::{csv_rows, show, Workspace, MODEL};
+use crate::cli_util::{csv_rows, show, stderr, Workspace, MODEL};
 
 const APAC: &str = "apac.anthropic.claude-3-5-sonnet-20240620-v1:0";
 
@@ -54,16 +54,9 @@ fn instance_command(ws: &Workspace) -> Command {
 
 /// `run` with `cmd`'s environment: no config file, output in the workspace's `out`.
 fn run(ws: &Workspace, mut cmd: Command, args: &[&str]) -> Output {
-    cmd.args([
-        "run",
-        "--config",
-        "/dev/null",
-        "--no-progress",
-        "--output-dir",
-    ])
-    .arg(ws.out())
-    .args(args);
-    cmd.output().expect("run the binary")
+    ws.add_run(&mut cmd, &[&["--no-progress"], args].concat())
+        .output()
+        .expect("run the binary")
 }
 
 fn bedrock(records: &[RequestRecord]) -> Vec<&RequestRecord> {
@@ -75,10 +68,6 @@ fn assume_roles(records: &[RequestRecord]) -> Vec<&RequestRecord> {
         .iter()
         .filter(|r| r.operation == "AssumeRole")
         .collect()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Each prompt's Bedrock attempts in arrival order, as (access key, status).

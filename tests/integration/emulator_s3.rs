@@ -2,8 +2,6 @@
 //! `s3s` verifies, objects land in the backing directory (and the other way round), and
 //! credentials the emulator did not issue, or issued without their token, are refused.
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
@@ -12,20 +10,7 @@ use bedrock_batch::emulator::{
     Emulator, EmulatorConfig, STATIC_ACCESS_KEY_ID, STATIC_SECRET_ACCESS_KEY,
 };
 
-use crate::util::{static_credentials, EnvGuard};
-
-/// An S3 client for `url` built without reading the environment.
-fn s3_client(url: &str, credentials: Credentials) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("ap-northeast-2"))
-        .endpoint_url(url)
-        .force_path_style(true)
-        .credentials_provider(credentials)
-        .retry_config(RetryConfig::disabled())
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
+use crate::util::{s3_client, static_credentials, EnvGuard};
 
 /// Deterministic, incompressible-looking bytes, so a part boundary mistake shows.
 fn pattern(len: usize) -> Vec<u8> {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 use serde_json::{json, Value};
 
-use crate::cli_util::{show, Workspace, MODEL};
+use crate::cli_util::{bedrock_calls, show, stderr, Workspace, MODEL};
 
 /// A model whose Converse calls take `outputConfig.textFormat` (AWS docs).
 const NATIVE: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
@@ -53,10 +53,6 @@ fn setup(ws: &Workspace, model: &str, rows: &str, extra: &str) {
 fn valid(v: &Value) -> bool {
     let schema: Value = serde_json::from_str(SCHEMA).unwrap();
     jsonschema::is_valid(&schema, v)
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,14 +130,6 @@ async fn instruction_route_for_a_model_without_native_support() {
         calls.iter().all(|c| c.schema_source == Some("instruction")),
         "{calls:?}"
     );
-}
-
-/// The Bedrock calls the emulator served (not the STS look-ups).
-fn bedrock_calls(emu: &Emulator) -> Vec<bedrock_batch::emulator::RequestRecord> {
-    emu.requests()
-        .into_iter()
-        .filter(|c| c.service == "bedrock")
-        .collect()
 }
 
 /// Tokens the emulator charged for each prompt, over all its calls.
@@ -400,6 +388,63 @@ pattern = "^\\{\"label\":\"(positive|negative|mixed)\""
     // A resume counts the earlier lines' scores for the job.
     let again = ws.run(&["--config", "job.toml", "--output-dir", "out"]);
     assert_eq!(again.status.code(), Some(0), "{}", show(&again));
+    assert_eq!(ws.summary()["scores"], summary["scores"]);
+}
+
+/// Scorers changed between runs: the answers already written are scored
+/// again (no call sent), so results.jsonl and the summary describe the new
+/// scorers only; the same scorers again change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_scorers_rescore_the_answers_already_written() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    let first = "[[score]]\nname = \"label\"\nkind = \"json_field\"\nfield = \"label\"\ncolumn = \"label\"\n";
+    setup(&ws, MODEL, &reviews(9), first);
+    let out = ws.run(&["--config", "job.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(ws
+        .results()
+        .iter()
+        .all(|r| r["scores"]["label"].is_boolean()));
+    let calls = emu.stats().requests;
+
+    // Another scorer, under another name: every answer gets it, the old one goes.
+    let second = "[[score]]\nname = \"stars_close\"\nkind = \"number\"\nfield = \"stars\"\ncolumn = \"stars\"\ntolerance = 1\n";
+    ws.write("job.toml", job(MODEL, second));
+    let out = ws.run(&["--config", "job.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        stderr(&out)
+            .contains("[[score]] changed since the last run: 9 earlier answer(s) scored again"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(emu.stats().requests, calls, "re-scoring sends nothing");
+    let results = ws.results();
+    assert_eq!(results.len(), 9);
+    let mut passed = 0;
+    for r in &results {
+        let s = r["scores"].as_object().unwrap();
+        assert_eq!(s.keys().collect::<Vec<_>>(), vec!["stars_close"], "{r}");
+        let want: i64 = r["meta"]["stars"].as_str().unwrap().parse().unwrap();
+        let close = (r["output_json"]["stars"].as_i64().unwrap() - want).abs() <= 1;
+        assert_eq!(s["stars_close"], close, "{r}");
+        passed += u64::from(close);
+    }
+    let summary = ws.summary();
+    let scores = &summary["scores"][MODEL];
+    assert!(scores.get("label").is_none(), "{summary}");
+    assert_eq!(scores["stars_close"]["scored"], 9, "{summary}");
+    assert_eq!(scores["stars_close"]["passed"], passed, "{summary}");
+
+    // The same scorers again: nothing to re-score, no note.
+    let out = ws.run(&["--config", "job.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        !stderr(&out).contains("[[score]] changed"),
+        "{}",
+        show(&out)
+    );
     assert_eq!(ws.summary()["scores"], summary["scores"]);
 }
 

@@ -316,17 +316,7 @@ async fn a_missing_profile_is_named_with_the_profiles_that_exist() {
 
     ws.write("p.csv", "id,prompt\n1,hi\n");
     let mut cmd = with_profile(true);
-    cmd.args([
-        "run",
-        "--config",
-        "/dev/null",
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-    ])
-    .arg("--output-dir")
-    .arg(ws.out());
+    ws.add_run(&mut cmd, &["--model", MODEL, "--input", "p.csv"]);
     assert_eq!(setup_error(&cmd.output().unwrap()), want, "run");
 
     let mut cmd = with_profile(true);

@@ -6,8 +6,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_bedrock::types::{
     ModelInvocationJobInputDataConfig, ModelInvocationJobOutputDataConfig,
     ModelInvocationJobS3InputDataConfig, ModelInvocationJobS3OutputDataConfig,
@@ -15,30 +13,65 @@ use aws_sdk_bedrock::types::{
 };
 use bedrock_batch::emulator::{Emulator, EmulatorConfig, InvocationJobConfig};
 use serde_json::{json, Value};
+use tempfile::TempDir;
 
-use crate::util::{static_credentials, HAIKU};
+use crate::util::{control_client, HAIKU};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/BedrockBatchServiceRole";
 
-fn control_client(url: &str) -> aws_sdk_bedrock::Client {
-    let conf = aws_sdk_bedrock::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("ap-northeast-2"))
-        .endpoint_url(url)
-        .credentials_provider(static_credentials())
-        .retry_config(RetryConfig::disabled())
-        .build();
-    aws_sdk_bedrock::Client::from_conf(conf)
+/// One test's control plane: an S3 root holding the job's records under
+/// `bucket/in/`, the emulator serving it, and a client for that emulator.
+/// Every test starts from this, and some restart the emulator with other
+/// settings over the same root.
+struct Plane {
+    root: TempDir,
+    emu: Emulator,
+    c: aws_sdk_bedrock::Client,
 }
 
-async fn emulator(root: &Path, jobs: InvocationJobConfig) -> Emulator {
-    Emulator::start(EmulatorConfig {
-        s3_dir: Some(root.to_path_buf()),
-        invocation_jobs: jobs,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .expect("emulator starts")
+impl Plane {
+    /// `n` records (`prompt(i)` is record i's prompt) and the emulator with `jobs`.
+    async fn start(n: usize, prompt: impl Fn(usize) -> String, jobs: InvocationJobConfig) -> Plane {
+        let root = tempfile::tempdir().unwrap();
+        write_records(root.path(), n, prompt);
+        Plane::serve(root, jobs).await
+    }
+
+    async fn serve(root: TempDir, jobs: InvocationJobConfig) -> Plane {
+        let emu = Emulator::start(EmulatorConfig {
+            s3_dir: Some(root.path().to_path_buf()),
+            invocation_jobs: jobs,
+            ..EmulatorConfig::default()
+        })
+        .await
+        .expect("emulator starts");
+        let c = control_client(&emu.url());
+        Plane { root, emu, c }
+    }
+
+    /// The emulator stopped, then started again over the same root with `jobs`.
+    async fn restart(self, jobs: InvocationJobConfig) -> Plane {
+        drop(self.emu);
+        Plane::serve(self.root, jobs).await
+    }
+
+    /// Creates job `name` and waits for its final state: its ARN and that state.
+    async fn run_job(
+        &self,
+        name: &str,
+    ) -> (
+        String,
+        aws_sdk_bedrock::operation::get_model_invocation_job::GetModelInvocationJobOutput,
+    ) {
+        let arn = create(&self.c, name)
+            .send()
+            .await
+            .expect("create")
+            .job_arn()
+            .to_owned();
+        let j = wait_final(&self.c, &arn).await;
+        (arn, j)
+    }
 }
 
 fn fast() -> InvocationJobConfig {
@@ -134,31 +167,27 @@ fn read_out(root: &Path, arn: &str) -> (Vec<Value>, Value) {
 
 #[tokio::test]
 async fn a_job_runs_to_completion_and_writes_bedrocks_layout() {
-    let root = tempfile::tempdir().unwrap();
-    write_records(root.path(), 5, |i| {
-        if i == 2 {
-            "fail me [[emu:validation]]".into()
-        } else {
-            format!("question {i}")
-        }
-    });
-    let emu = emulator(root.path(), fast()).await;
-    let c = control_client(&emu.url());
-    let arn = create(&c, "nightly-1")
-        .send()
-        .await
-        .expect("create")
-        .job_arn()
-        .to_owned();
+    let p = Plane::start(
+        5,
+        |i| {
+            if i == 2 {
+                "fail me [[emu:validation]]".into()
+            } else {
+                format!("question {i}")
+            }
+        },
+        fast(),
+    )
+    .await;
+    let (arn, j) = p.run_job("nightly-1").await;
     assert!(arn.starts_with("arn:aws:bedrock:ap-northeast-2:123456789012:model-invocation-job/"));
-    let j = wait_final(&c, &arn).await;
     assert_eq!(j.status(), Some(&S::Completed), "{:?}", j.message());
     assert_eq!(j.total_record_count(), Some(5));
     assert_eq!(j.processed_record_count(), Some(5));
     assert_eq!(j.success_record_count(), Some(4));
     assert_eq!(j.error_record_count(), Some(1));
     assert!(j.end_time().is_some());
-    let (recs, manifest) = read_out(root.path(), &arn);
+    let (recs, manifest) = read_out(p.root.path(), &arn);
     assert_eq!(recs.len(), 5);
     assert_eq!(recs[0]["recordId"], "R0000000000");
     assert!(recs[0]["modelOutput"]["output"]["message"]["content"][0]["text"].is_string());
@@ -168,33 +197,31 @@ async fn a_job_runs_to_completion_and_writes_bedrocks_layout() {
     assert_eq!(manifest["errorRecordCount"], 1);
     assert!(manifest["inputTokenCount"].as_u64().unwrap() > 0);
 
-    let listed = c
-        .list_model_invocation_jobs()
-        .name_contains("nightly")
-        .send()
-        .await
-        .expect("list");
+    let listed =
+        p.c.list_model_invocation_jobs()
+            .name_contains("nightly")
+            .send()
+            .await
+            .expect("list");
     assert_eq!(listed.invocation_job_summaries().len(), 1);
     assert_eq!(listed.invocation_job_summaries()[0].job_arn(), arn);
 }
 
 #[tokio::test]
 async fn the_same_client_request_token_never_creates_a_second_job() {
-    let root = tempfile::tempdir().unwrap();
-    write_records(root.path(), 3, |i| format!("q{i}"));
-    let emu = emulator(root.path(), fast()).await;
-    let c = control_client(&emu.url());
-    let a = create(&c, "j1")
+    let p = Plane::start(3, |i| format!("q{i}"), fast()).await;
+    let c = &p.c;
+    let a = create(c, "j1")
         .client_request_token("tok-1")
         .send()
         .await
         .unwrap();
-    let b = create(&c, "j1")
+    let b = create(c, "j1")
         .client_request_token("tok-1")
         .send()
         .await
         .unwrap();
-    let other = create(&c, "j1")
+    let other = create(c, "j1")
         .client_request_token("tok-2")
         .send()
         .await
@@ -207,12 +234,8 @@ async fn the_same_client_request_token_never_creates_a_second_job() {
 
 #[tokio::test]
 async fn validation_failures_end_the_job_with_bedrocks_reason() {
-    let root = tempfile::tempdir().unwrap();
-    write_records(root.path(), 2, |i| format!("q{i}"));
-    let emu = emulator(root.path(), fast()).await;
-    let c = control_client(&emu.url());
-    let arn = create(&c, "few").send().await.unwrap().job_arn().to_owned();
-    let j = wait_final(&c, &arn).await;
+    let p = Plane::start(2, |i| format!("q{i}"), fast()).await;
+    let (_, j) = p.run_job("few").await;
     assert_eq!(j.status(), Some(&S::Failed));
     assert!(
         j.message().unwrap().contains("minimum number of records"),
@@ -221,12 +244,11 @@ async fn validation_failures_end_the_job_with_bedrocks_reason() {
     );
 
     std::fs::write(
-        root.path().join("bucket/in/part.jsonl"),
+        p.root.path().join("bucket/in/part.jsonl"),
         "{\"recordId\":\"a\"}\nnot json\n",
     )
     .unwrap();
-    let arn = create(&c, "bad").send().await.unwrap().job_arn().to_owned();
-    let j = wait_final(&c, &arn).await;
+    let (_, j) = p.run_job("bad").await;
     assert_eq!(j.status(), Some(&S::Failed));
     assert!(
         j.message().unwrap().contains("Line 1 of part.jsonl"),
@@ -235,23 +257,19 @@ async fn validation_failures_end_the_job_with_bedrocks_reason() {
     );
 
     // Refused at create: a bad timeout, a role the caller cannot pass.
-    let e = create(&c, "t")
+    let e = create(&p.c, "t")
         .timeout_duration_in_hours(2)
         .send()
         .await
         .unwrap_err();
     assert!(e.into_service_error().is_validation_exception());
-    drop(emu);
-    let emu = emulator(
-        root.path(),
-        InvocationJobConfig {
+    let p = p
+        .restart(InvocationJobConfig {
             unpassable_roles: vec![ROLE.into()],
             ..fast()
-        },
-    )
-    .await;
-    let c = control_client(&emu.url());
-    let e = create(&c, "p")
+        })
+        .await;
+    let e = create(&p.c, "p")
         .send()
         .await
         .unwrap_err()
@@ -262,10 +280,9 @@ async fn validation_failures_end_the_job_with_bedrocks_reason() {
 
 #[tokio::test]
 async fn the_concurrent_jobs_quota_refuses_one_more() {
-    let root = tempfile::tempdir().unwrap();
-    write_records(root.path(), 3, |i| format!("q{i}"));
-    let emu = emulator(
-        root.path(),
+    let p = Plane::start(
+        3,
+        |i| format!("q{i}"),
         InvocationJobConfig {
             queue: Duration::from_secs(30),
             max_concurrent: 2,
@@ -273,10 +290,10 @@ async fn the_concurrent_jobs_quota_refuses_one_more() {
         },
     )
     .await;
-    let c = control_client(&emu.url());
-    let a = create(&c, "a").send().await.unwrap();
-    create(&c, "b").send().await.unwrap();
-    let e = create(&c, "c")
+    let c = &p.c;
+    let a = create(c, "a").send().await.unwrap();
+    create(c, "b").send().await.unwrap();
+    let e = create(c, "c")
         .send()
         .await
         .unwrap_err()
@@ -288,9 +305,9 @@ async fn the_concurrent_jobs_quota_refuses_one_more() {
         .send()
         .await
         .unwrap();
-    let j = wait_final(&c, a.job_arn()).await;
+    let j = wait_final(c, a.job_arn()).await;
     assert_eq!(j.status(), Some(&S::Stopped));
-    create(&c, "c").send().await.expect("a slot is free again");
+    create(c, "c").send().await.expect("a slot is free again");
     let e = c
         .stop_model_invocation_job()
         .job_identifier(a.job_arn())
@@ -306,11 +323,10 @@ async fn the_concurrent_jobs_quota_refuses_one_more() {
 
 #[tokio::test]
 async fn a_job_that_outlasts_its_timeout_completes_partially_or_expires() {
-    let root = tempfile::tempdir().unwrap();
-    write_records(root.path(), 40, |i| format!("q{i}"));
     // 24 "hours" = 240 ms; 40 records at 10 ms each do not fit.
-    let emu = emulator(
-        root.path(),
+    let p = Plane::start(
+        40,
+        |i| format!("q{i}"),
         InvocationJobConfig {
             hour: Duration::from_millis(10),
             record_time: Duration::from_millis(10),
@@ -318,40 +334,23 @@ async fn a_job_that_outlasts_its_timeout_completes_partially_or_expires() {
         },
     )
     .await;
-    let c = control_client(&emu.url());
-    let arn = create(&c, "slow")
-        .send()
-        .await
-        .unwrap()
-        .job_arn()
-        .to_owned();
-    let j = wait_final(&c, &arn).await;
+    let (arn, j) = p.run_job("slow").await;
     assert_eq!(j.status(), Some(&S::PartiallyCompleted));
     let done = j.processed_record_count().unwrap();
     assert!(done > 0 && done < 40, "{done}");
-    let (recs, manifest) = read_out(root.path(), &arn);
+    let (recs, manifest) = read_out(p.root.path(), &arn);
     assert_eq!(recs.len() as i64, done);
     assert_eq!(manifest["totalRecordCount"], 40);
     assert_eq!(manifest["processedRecordCount"], done);
-    drop(emu);
 
     // A queue longer than the timeout: never starts.
-    let emu = emulator(
-        root.path(),
-        InvocationJobConfig {
+    let p = p
+        .restart(InvocationJobConfig {
             hour: Duration::from_millis(5),
             queue: Duration::from_millis(600),
             ..fast()
-        },
-    )
-    .await;
-    let c = control_client(&emu.url());
-    let arn = create(&c, "late")
-        .send()
-        .await
-        .unwrap()
-        .job_arn()
-        .to_owned();
-    let j = wait_final(&c, &arn).await;
+        })
+        .await;
+    let (_, j) = p.run_job("late").await;
     assert_eq!(j.status(), Some(&S::Expired));
 }

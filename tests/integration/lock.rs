@@ -6,40 +6,27 @@
 //!
 //! Not here: what resume does once it holds the lock (resume.rs).
 
-use bedrock_batch::emulator::{Emulator, EmulatorConfig};
-
-use crate::cli_util::{csv_rows, show, Workspace, MODEL};
-use crate::resume::{assert_each_id_once, paid_calls};
-use crate::shutdown::{signal, spawn, until};
+use crate::cli_util::{
+    assert_each_id_once, csv_ids, paid_calls, run_args, show, spawn_until, start_job, stop, MODEL,
+    STOP_WITHIN,
+};
 
 const ROWS: usize = 24;
 
 fn args() -> Vec<&'static str> {
-    vec![
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "50",
-        "--concurrency",
-        "2",
-    ]
+    let mut a = run_args(&[MODEL], "50");
+    a.extend(["--concurrency", "2"]);
+    a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_into_a_held_directory_exits_2_having_sent_nothing() {
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 250,
-        ..EmulatorConfig::default()
+    let (emu, ws) = start_job(ROWS, 250).await;
+    let mut first = spawn_until(&ws, "first", &args(), "the first run sending", || {
+        emu.stats().requests > 0
     })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(ROWS));
-    let mut first = spawn(&ws, "first", &args());
+    .await;
     let pid = first.id().unwrap();
-    until("the first run sending", || emu.stats().requests > 0).await;
 
     for extra in [&[][..], &["--fresh"], &["--retry-failures"]] {
         let mut a = args();
@@ -56,7 +43,7 @@ async fn a_second_run_into_a_held_directory_exits_2_having_sent_nothing() {
     }
     let status = first.wait().await.unwrap();
     assert_eq!(status.code(), Some(0));
-    assert_each_id_once(&ws.out(), &(0..ROWS).map(|i| format!("r{i:05}")).collect());
+    assert_each_id_once(&ws.out(), &csv_ids(ROWS));
     // The refused runs sent nothing: one call per row, all from the first.
     assert_eq!(emu.stats().requests, ROWS as u64);
     assert!(paid_calls(&emu).values().all(|&n| n == 1));
@@ -73,18 +60,13 @@ async fn a_second_run_into_a_held_directory_exits_2_having_sent_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_kill_9_a_new_run_starts_at_once() {
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 5000,
-        ..EmulatorConfig::default()
+    let (emu, ws) = start_job(ROWS, 5000).await;
+    let first = spawn_until(&ws, "first", &args(), "two calls in flight", || {
+        emu.stats().in_flight == 2
     })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(ROWS));
-    let mut first = spawn(&ws, "first", &args());
-    until("two calls in flight", || emu.stats().in_flight == 2).await;
-    signal(&first, libc::SIGKILL);
-    assert_eq!(first.wait().await.unwrap().code(), None, "killed");
+    .await;
+    let status = stop(first, libc::SIGKILL, STOP_WITHIN).await;
+    assert_eq!(status.code(), None, "killed");
 
     emu.set_latency_ms(0);
     let out = ws.run(&args());
@@ -94,5 +76,5 @@ async fn after_kill_9_a_new_run_starts_at_once() {
         "{}",
         show(&out)
     );
-    assert_each_id_once(&ws.out(), &(0..ROWS).map(|i| format!("r{i:05}")).collect());
+    assert_each_id_once(&ws.out(), &csv_ids(ROWS));
 }

@@ -8,7 +8,8 @@ mod emulator_s3;
 mod s3_run;
 // Credential chains (profile AssumeRole, IMDS) and auth errors against the emulator.
 mod iam_flow;
-// Running the real binary: workspaces, env isolation, output readers.
+// Running the real binary: workspaces, env isolation, output readers, background runs and signals,
+// the shared "every id once" and "paid once" checks.
 mod cli_util;
 // `run` end to end: inputs, outputs, limits, setup errors, the IAM flow.
 mod pipeline;

@@ -11,92 +11,42 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
+use bedrock_batch::emulator::{answer, Emulator};
 use serde_json::Value;
 
-use crate::cli_util::{csv_rows, read_jsonl, show, Workspace, MODEL};
-use crate::shutdown::{lines, signal, spawn, stderr_of, until};
+use crate::cli_util::{
+    assert_csv_answers, bedrock_calls, csv_prompt, csv_rows, csv_units, lines, read_jsonl,
+    run_args, run_to_end, show, spawn_until, start_job, start_workspace, stderr_of, stop, units,
+    MODEL, STOP_WITHIN,
+};
 
 const OTHER: &str = "amazon.nova-lite-v1:0";
-
-fn prompt(i: usize) -> String {
-    format!("Question number {i}: what is {i} + {i}?")
-}
-
-/// (id, model, sample) of every line of `name`, checked to be unique.
-fn units(ws: &Workspace, name: &str) -> BTreeSet<(String, String, u64)> {
-    let mut out = BTreeSet::new();
-    for r in read_jsonl(&ws.out().join(name)) {
-        let unit = (
-            r["id"].as_str().unwrap().to_string(),
-            r["model"].as_str().unwrap().to_string(),
-            r["sample"].as_u64().expect("every line carries its sample"),
-        );
-        assert!(out.insert(unit.clone()), "{name}: {unit:?} twice");
-    }
-    out
-}
-
-/// Every unit of `rows` rows × `models` × `samples` (ids `r00000`…).
-fn matrix(rows: usize, models: &[&str], samples: u64) -> BTreeSet<(String, String, u64)> {
-    let mut out = BTreeSet::new();
-    for i in 0..rows {
-        for m in models {
-            for s in 1..=samples {
-                out.insert((format!("r{i:05}"), m.to_string(), s));
-            }
-        }
-    }
-    out
-}
 
 /// Successful calls per (model, prompt).
 fn paid(emu: &Emulator) -> BTreeMap<(String, String), u64> {
     let mut m = BTreeMap::new();
-    for r in emu.requests() {
-        if r.service == "bedrock" && r.status == 200 {
-            *m.entry((r.model.clone().unwrap(), r.prompt.clone().unwrap()))
-                .or_default() += 1;
+    for r in bedrock_calls(emu) {
+        if r.status == 200 {
+            *m.entry((r.model.unwrap(), r.prompt.unwrap())).or_default() += 1;
         }
     }
     m
 }
 
-fn bedrock_calls(emu: &Emulator, model: &str) -> usize {
-    emu.requests()
-        .iter()
-        .filter(|r| r.service == "bedrock" && r.model.as_deref() == Some(model))
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_models_two_samples_write_every_unit_exactly_once() {
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(20));
+    let (emu, ws) = start_job(20, 0).await;
     // A row whose `model` column pins it to one model: its samples only.
     ws.write(
         "pinned.jsonl",
         format!("{{\"id\": \"pin\", \"prompt\": \"Pinned row\", \"model\": \"{OTHER}\"}}\n"),
     );
-    let args = [
-        "--model",
-        MODEL,
-        "--model",
-        OTHER,
-        "--samples",
-        "2",
-        "--input",
-        "p.csv",
-        "--input",
-        "pinned.jsonl",
-        "--max-tokens",
-        "40",
-    ];
+    let mut args = run_args(&[MODEL, OTHER], "40");
+    args.extend(["--samples", "2", "--input", "pinned.jsonl"]);
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
-    let mut want = matrix(20, &[MODEL, OTHER], 2);
+    let mut want = csv_units(20, &[MODEL, OTHER], 2);
     want.insert(("pin".into(), OTHER.into(), 1));
     want.insert(("pin".into(), OTHER.into(), 2));
     assert_eq!(units(&ws, "results.jsonl"), want);
@@ -105,7 +55,7 @@ async fn two_models_two_samples_write_every_unit_exactly_once() {
         let id = r["id"].as_str().unwrap();
         let p = match id {
             "pin" => "Pinned row".to_string(),
-            _ => prompt(id[1..].parse().unwrap()),
+            _ => csv_prompt(id[1..].parse().unwrap()),
         };
         assert_eq!(r["output"], answer(&p), "{id}: its own prompt's answer");
     }
@@ -148,10 +98,8 @@ async fn two_models_two_samples_write_every_unit_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_added_sends_only_its_units_and_one_removed_is_refused() {
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(10));
-    let one = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "40"];
+    let (emu, ws) = start_job(10, 0).await;
+    let one = run_args(&[MODEL], "40");
     let out = ws.run(&one);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, 10);
@@ -175,20 +123,15 @@ async fn a_model_added_sends_only_its_units_and_one_removed_is_refused() {
     );
 
     // A second model: only its 10 units are sent.
-    let two = [
-        "--model",
-        MODEL,
-        "--model",
-        OTHER,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "40",
-    ];
+    let two = run_args(&[MODEL, OTHER], "40");
     let out = ws.run(&two);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, 20);
-    assert_eq!(bedrock_calls(&emu, OTHER), 10);
+    let other_calls = bedrock_calls(&emu)
+        .iter()
+        .filter(|r| r.model.as_deref() == Some(OTHER))
+        .count();
+    assert_eq!(other_calls, 10);
     let summary = ws.summary();
     assert_eq!(
         (
@@ -199,7 +142,7 @@ async fn a_model_added_sends_only_its_units_and_one_removed_is_refused() {
     );
 
     // A second sample of both: only the 20 sample-2 units.
-    let mut two_samples = two.to_vec();
+    let mut two_samples = two.clone();
     two_samples.extend(["--samples", "2"]);
     let out = ws.run(&two_samples);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -216,8 +159,8 @@ async fn a_model_added_sends_only_its_units_and_one_removed_is_refused() {
         err.contains("holds a different job (samples: 2 → 1)"),
         "{err}"
     );
-    let mut only_other = vec!["--model", OTHER, "--samples", "2"];
-    only_other.extend(["--input", "p.csv", "--max-tokens", "40"]);
+    let mut only_other = run_args(&[OTHER], "40");
+    only_other.extend(["--samples", "2"]);
     let out = ws.run(&only_other);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -235,7 +178,7 @@ async fn a_model_added_sends_only_its_units_and_one_removed_is_refused() {
     let out = ws.run(&only_other);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, 60);
-    assert_eq!(units(&ws, "results.jsonl"), matrix(10, &[OTHER], 2));
+    assert_eq!(units(&ws, "results.jsonl"), csv_units(10, &[OTHER], 2));
 }
 
 /// kill -9 mid-run, then resume: every unit once, each answer its own, and
@@ -244,35 +187,14 @@ async fn a_model_added_sends_only_its_units_and_one_removed_is_refused() {
 async fn kill_9_mid_matrix_then_resume_writes_every_unit_once() {
     const ROWS: usize = 300;
     const CONCURRENCY: u64 = 4;
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 20,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(ROWS));
-    let args = [
-        "--model",
-        MODEL,
-        "--model",
-        OTHER,
-        "--samples",
-        "2",
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "30",
-        "--concurrency",
-        "4",
-    ];
-    let mut child = spawn(&ws, "first", &args);
-    until("a few hundred units written", || {
+    let (emu, ws) = start_job(ROWS, 20).await;
+    let mut args = run_args(&[MODEL, OTHER], "30");
+    args.extend(["--samples", "2", "--concurrency", "4"]);
+    let child = spawn_until(&ws, "first", &args, "a few hundred units written", || {
         lines(&ws, "results.jsonl") >= 200
     })
     .await;
-    signal(&child, libc::SIGKILL);
-    let status = child.wait().await.unwrap();
+    let status = stop(child, libc::SIGKILL, STOP_WITHIN).await;
     assert_eq!(status.code(), None, "killed, not exited");
     let written = lines(&ws, "results.jsonl");
     assert!(
@@ -290,17 +212,13 @@ async fn kill_9_mid_matrix_then_resume_writes_every_unit_once() {
         "both models answered before the kill: {early:?}"
     );
 
-    let mut child = spawn(&ws, "resume", &args);
-    let status = child.wait().await.unwrap();
-    assert_eq!(status.code(), Some(0), "{}", stderr_of(&ws, "resume"));
+    let (resumed, resume_err) = run_to_end(&ws, "resume", &args).await;
+    assert_eq!(resumed, Some(0), "{resume_err}");
     assert_eq!(
         units(&ws, "results.jsonl"),
-        matrix(ROWS, &[MODEL, OTHER], 2)
+        csv_units(ROWS, &[MODEL, OTHER], 2)
     );
-    for r in ws.results() {
-        let i: usize = r["id"].as_str().unwrap()[1..].parse().unwrap();
-        assert_eq!(r["output"], answer(&prompt(i)));
-    }
+    assert_csv_answers(&ws.results());
     let paid = paid(&emu);
     assert_eq!(paid.len(), ROWS * 2, "every (model, prompt) answered");
     let twice: u64 = paid.values().map(|n| n - 2).sum();
@@ -316,44 +234,24 @@ async fn kill_9_mid_matrix_then_resume_writes_every_unit_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_model_does_not_hold_up_the_other() {
     const ROWS: usize = 40;
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 10,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
+    let (emu, ws) = start_job(ROWS, 10).await;
     // 60 requests a minute with 5 seconds of burst: 5 at once, then 1 a second.
     emu.set_model_quota(OTHER, Some(60), None);
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(ROWS));
-    let args = [
-        "--model",
-        OTHER,
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "30",
-        "--concurrency",
-        "4",
-        "--grace-period-secs",
-        "1",
-    ];
-    let mut child = spawn(&ws, "run", &args);
+    let mut args = run_args(&[OTHER, MODEL], "30");
+    args.extend(["--concurrency", "4", "--grace-period-secs", "1"]);
     let count = |model: &str| {
         read_jsonl(&ws.out().join("results.jsonl"))
             .iter()
             .filter(|r| r["model"] == model)
             .count()
     };
-    until("the unthrottled model's units", || count(MODEL) == ROWS).await;
+    let child = spawn_until(&ws, "run", &args, "the unthrottled model's units", || {
+        count(MODEL) == ROWS
+    })
+    .await;
     let slow_done = count(OTHER);
-    signal(&child, libc::SIGINT);
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("stops after SIGINT")
-        .unwrap();
+    // With a 1 s grace period, 30 s is generous.
+    let status = stop(child, libc::SIGINT, Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(130), "{}", stderr_of(&ws, "run"));
     assert!(
         slow_done < ROWS / 2,
@@ -377,42 +275,31 @@ async fn a_throttled_model_does_not_hold_up_the_other() {
 /// failed is sent again, not the row's other units.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_failures_sends_only_the_failed_units() {
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let ws = Workspace::new(&emu.url());
+    let (emu, ws) = start_workspace(0).await;
     // The emulator fails the first call of each marked prompt (whichever
     // model sends it first) with a 500; with one attempt that unit fails.
     let mut csv = String::from("id,prompt\n");
     for i in 0..12 {
         let mark = if i % 3 == 0 { " [[emu:server*1]]" } else { "" };
-        csv.push_str(&format!("r{i:05},{}{mark}\n", prompt(i)));
+        csv.push_str(&format!("r{i:05},{}{mark}\n", csv_prompt(i)));
     }
     ws.write("p.csv", csv);
-    let args = [
-        "--model",
-        MODEL,
-        "--model",
-        OTHER,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "30",
-        "--max-attempts",
-        "1",
-    ];
+    let mut args = run_args(&[MODEL, OTHER], "30");
+    args.extend(["--max-attempts", "1"]);
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let failed = units(&ws, "failures.jsonl");
     assert_eq!(failed.len(), 4, "one unit of each marked row: {failed:?}");
     assert_eq!(emu.stats().requests, 24);
 
-    let mut retry = args.to_vec();
+    let mut retry = args.clone();
     retry.extend(["--retry-failures", "server"]);
     let out = ws.run(&retry);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, 28, "only the 4 failed units");
     assert!(units(&ws, "failures.jsonl").is_empty());
     let answered = units(&ws, "results.jsonl");
-    assert_eq!(answered, matrix(12, &[MODEL, OTHER], 1));
+    assert_eq!(answered, csv_units(12, &[MODEL, OTHER], 1));
     for unit in &failed {
         assert!(answered.contains(unit), "{unit:?} answered on retry");
     }
@@ -422,21 +309,9 @@ async fn retry_failures_sends_only_the_failed_units() {
 /// sends each of its units again, moving their old lines aside.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_row_is_refused_once_and_resent_for_every_model() {
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(5));
-    let args = [
-        "--model",
-        MODEL,
-        "--model",
-        OTHER,
-        "--samples",
-        "2",
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "30",
-    ];
+    let (emu, ws) = start_job(5, 0).await;
+    let mut args = run_args(&[MODEL, OTHER], "30");
+    args.extend(["--samples", "2"]);
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, 20);
@@ -453,11 +328,14 @@ async fn an_edited_row_is_refused_once_and_resent_for_every_model() {
         "{err}"
     );
 
-    let mut resend = args.to_vec();
+    let mut resend = args.clone();
     resend.extend(["--on-changed", "resend"]);
     let out = ws.run(&resend);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, 24, "the row's 4 units, nothing else");
-    assert_eq!(units(&ws, "results.jsonl"), matrix(5, &[MODEL, OTHER], 2));
+    assert_eq!(
+        units(&ws, "results.jsonl"),
+        csv_units(5, &[MODEL, OTHER], 2)
+    );
     assert_eq!(read_jsonl(&ws.out().join("superseded.jsonl")).len(), 4);
 }

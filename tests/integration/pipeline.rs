@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use serde_json::json;
 
-use crate::cli_util::{csv_rows, show, Workspace, MODEL};
+use crate::cli_util::{bedrock_calls, csv_rows, run_args, show, Workspace, MODEL};
 
 async fn emulator(config: EmulatorConfig) -> Emulator {
     Emulator::start(config).await.expect("emulator starts")
@@ -259,20 +259,13 @@ async fn setup_errors_are_one_line_with_exit_2() {
     }
     // No region anywhere.
     ws.write("p.csv", csv_rows(1));
+    let mut cmd = ws.command();
+    cmd.env_remove("AWS_REGION");
     let out = ws
-        .command()
-        .env_remove("AWS_REGION")
-        .args([
-            "run",
-            "--config",
-            "/dev/null",
-            "--model",
-            MODEL,
-            "--input",
-            "p.csv",
-            "--output-dir",
-            "o",
-        ])
+        .add_run(
+            &mut cmd,
+            &["--model", MODEL, "--input", "p.csv", "--output-dir", "o"],
+        )
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
@@ -294,23 +287,16 @@ async fn the_guide_s_assume_role_profile_runs_the_job() {
     let ws = Workspace::new(&emu.url());
     ws.write_profiles();
     ws.write("p.csv", csv_rows(10));
-    let out = ws
-        .command()
-        .env_remove("AWS_ACCESS_KEY_ID")
+    let mut cmd = ws.command();
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .env_remove("AWS_REGION")
-        .env("AWS_PROFILE", "bedrock-app-dev")
-        .args([
-            "run",
-            "--config",
-            "/dev/null",
-            "--model",
-            MODEL,
-            "--input",
-            "p.csv",
-            "--output-dir",
-            "out",
-        ])
+        .env("AWS_PROFILE", "bedrock-app-dev");
+    let out = ws
+        .add_run(
+            &mut cmd,
+            &["--model", MODEL, "--input", "p.csv", "--output-dir", "out"],
+        )
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -388,10 +374,8 @@ async fn invoke_api_sends_each_family_s_native_body() {
     assert!(results
         .iter()
         .all(|r| r["usage"]["output_tokens"].as_u64().unwrap() > 0));
-    let records = emu.requests();
-    assert!(records
+    assert!(bedrock_calls(&emu)
         .iter()
-        .filter(|r| r.service == "bedrock")
         .all(|r| r.operation == "InvokeModel"));
 
     let failures = ws.failures();
@@ -519,23 +503,10 @@ async fn a_write_failure_stops_sending_at_once() {
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(3000));
     let mut cmd = ws.command();
-    cmd.arg("run")
-        .args([
-            "--config",
-            "/dev/null",
-            "--model",
-            MODEL,
-            "--input",
-            "p.csv",
-        ])
-        .args([
-            "--max-tokens",
-            "50",
-            "--concurrency",
-            &CONCURRENCY.to_string(),
-        ])
-        .arg("--output-dir")
-        .arg(ws.out());
+    let concurrency = CONCURRENCY.to_string();
+    let mut args = run_args(&[MODEL], "50");
+    args.extend(["--concurrency", &concurrency]);
+    ws.add_run(&mut cmd, &args);
     // SAFETY: setrlimit and signal are async-signal-safe, and nothing else
     // runs in the child between fork and exec.
     unsafe {
@@ -568,10 +539,9 @@ async fn a_write_failure_stops_sending_at_once() {
         .filter(|l| !l.is_empty())
         .count() as i64
         - i64::from(!text.ends_with(b"\n"));
-    let paid = emu
-        .requests()
+    let paid = bedrock_calls(&emu)
         .iter()
-        .filter(|r| r.service == "bedrock" && r.status == 200)
+        .filter(|r| r.status == 200)
         .count() as i64;
     assert!(
         recorded > 100,

@@ -8,16 +8,16 @@
 //! Case count (kept modest so CI stays fast) is in README.md. The readers'
 //! properties are unit tests (`src/input/properties.rs`).
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::Duration;
 
-use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
+use bedrock_batch::emulator::{Emulator, EmulatorConfig};
 use proptest::prelude::*;
 
-use crate::cli_util::{csv_rows, read_jsonl, show, Workspace, MODEL};
-use crate::resume::{assert_each_id_once, paid_calls};
-use crate::shutdown::{signal, spawn};
+use crate::cli_util::{
+    assert_csv_answers, assert_each_id_once, csv_ids, csv_rows, paid_calls, read_jsonl, run_args,
+    show, spawn, stop, Workspace, MODEL, STOP_WITHIN,
+};
 
 const ROWS: usize = 30;
 
@@ -67,26 +67,15 @@ async fn case(concurrency: usize, kills: Vec<Kill>, fault_rate: f64, drop_rate: 
     let ws = Workspace::new(&emu.url());
     ws.write("p.csv", csv_rows(ROWS));
     let c = concurrency.to_string();
-    let args = [
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "50",
-        "--concurrency",
-        &c,
-        "--request-timeout-secs",
-        "2",
-    ];
+    let mut args = run_args(&[MODEL], "50");
+    args.extend(["--concurrency", &c, "--request-timeout-secs", "2"]);
     for (i, k) in kills.iter().enumerate() {
         let mut child = spawn(&ws, &format!("killed{i}"), &args);
         tokio::time::sleep(Duration::from_millis(k.after_ms)).await;
         // It may have finished already: then there is nothing to kill.
         if child.try_wait().unwrap().is_none() {
-            signal(&child, libc::SIGKILL);
+            stop(child, libc::SIGKILL, STOP_WITHIN).await;
         }
-        child.wait().await.unwrap();
         // A write can only be torn once the run has opened its files,
         // which is after it wrote the manifest.
         let opened = ws.out().join("manifest.json").exists();
@@ -108,13 +97,8 @@ async fn case(concurrency: usize, kills: Vec<Kill>, fault_rate: f64, drop_rate: 
         "{}",
         show(&out)
     );
-    let want: BTreeSet<String> = (0..ROWS).map(|i| format!("r{i:05}")).collect();
-    assert_each_id_once(&ws.out(), &want);
-    for r in read_jsonl(&ws.out().join("results.jsonl")) {
-        let i: usize = r["id"].as_str().unwrap()[1..].parse().unwrap();
-        let prompt = format!("Question number {i}: what is {i} + {i}?");
-        assert_eq!(r["output"], answer(&prompt), "{r}");
-    }
+    assert_each_id_once(&ws.out(), &csv_ids(ROWS));
+    assert_csv_answers(&read_jsonl(&ws.out().join("results.jsonl")));
     let paid: u64 = paid_calls(&emu).values().sum();
     let bound = (ROWS + kills.len() * concurrency) as u64;
     assert!(

@@ -9,7 +9,6 @@
 //! Not here: signals and kill -9 (shutdown.rs), bad input rows (bad_input.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use bedrock_batch::cli::{Args, Command};
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
@@ -17,71 +16,15 @@ use bedrock_batch::output::manifest::Manifest;
 use bedrock_batch::{output::checkpoint, Settings};
 use serde_json::Value;
 
-use crate::cli_util::{csv_rows, read_jsonl, show, Workspace, MODEL};
-
-async fn emulator() -> Emulator {
-    Emulator::start(EmulatorConfig::default())
-        .await
-        .expect("emulator starts")
-}
-
-/// Ids of a JSONL output file, checked to be complete lines, each id once.
-pub fn ids(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        text.is_empty() || text.ends_with('\n'),
-        "{}: torn last line",
-        path.display()
-    );
-    let ids: Vec<String> = read_jsonl(path)
-        .iter()
-        .map(|r| r["id"].as_str().expect("string id").to_string())
-        .collect();
-    let unique: BTreeSet<&String> = ids.iter().collect();
-    assert_eq!(unique.len(), ids.len(), "{}: an id twice", path.display());
-    ids
-}
-
-/// Every id of `want` in exactly one of results.jsonl / failures.jsonl, and
-/// nothing else there.
-pub fn assert_each_id_once(out: &Path, want: &BTreeSet<String>) {
-    let ok = ids(&out.join("results.jsonl"));
-    let bad = ids(&out.join("failures.jsonl"));
-    let mut all: Vec<&String> = ok.iter().chain(&bad).collect();
-    let n = all.len();
-    all.sort();
-    all.dedup();
-    assert_eq!(all.len(), n, "an id in both files");
-    let all: BTreeSet<String> = all.into_iter().cloned().collect();
-    assert_eq!(&all, want, "ids across the two files");
-}
-
-/// Successful (200) Bedrock calls per prompt.
-pub fn paid_calls(emu: &Emulator) -> BTreeMap<String, u64> {
-    let mut m = BTreeMap::new();
-    for r in emu.requests() {
-        if r.service == "bedrock" && r.status == 200 {
-            *m.entry(r.prompt.clone().expect("prompt recorded"))
-                .or_default() += 1;
-        }
-    }
-    m
-}
-
-fn csv_ids(n: usize) -> BTreeSet<String> {
-    (0..n).map(|i| format!("r{i:05}")).collect()
-}
-
-fn prompt(i: usize) -> String {
-    format!("Question number {i}: what is {i} + {i}?")
-}
+use crate::cli_util::{
+    assert_csv_answers, assert_each_id_once, bedrock_calls, csv_ids, csv_prompt, csv_rows, ids,
+    paid_calls, run_args, show, start_job, start_workspace, Workspace, MODEL,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_sends_only_the_rows_not_yet_written() {
-    let emu = emulator().await;
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(30));
-    let args = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"];
+    let (emu, ws) = start_job(30, 0).await;
+    let args = run_args(&[MODEL], "50");
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, 30);
@@ -108,19 +51,15 @@ async fn a_second_run_sends_only_the_rows_not_yet_written() {
     for i in 0..30 {
         let id = format!("r{i:05}");
         let want = if kept_ids.contains(&id) { 1 } else { 2 };
-        assert_eq!(paid[&prompt(i)], want, "{id}");
+        assert_eq!(paid[&csv_prompt(i)], want, "{id}");
     }
-    for r in ws.results() {
-        let i: usize = r["id"].as_str().unwrap()[1..].parse().unwrap();
-        assert_eq!(r["output"], answer(&prompt(i)));
-    }
+    assert_csv_answers(&ws.results());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_200_000_row_job_resumes_without_a_request() {
     const ROWS: usize = 200_000;
-    let emu = emulator().await;
-    let ws = Workspace::new(&emu.url());
+    let (emu, ws) = start_workspace(0).await;
     let input = ws.write("big.csv", csv_rows(ROWS));
     let out_dir = ws.out();
     let argv = [
@@ -146,7 +85,7 @@ async fn a_finished_200_000_row_job_resumes_without_a_request() {
         panic!("not a run command")
     };
     let settings = Settings::resolve(&run, false).unwrap();
-    checkpoint::prepare(&out_dir, &settings.resume, &Manifest::of(&settings)).unwrap();
+    checkpoint::prepare(&out_dir, &settings.resume, &Manifest::of(&settings), &[]).unwrap();
     let (mut results, mut failures) = (String::new(), String::new());
     for i in 0..ROWS {
         let id = format!("r{i:05}");
@@ -157,7 +96,7 @@ async fn a_finished_200_000_row_job_resumes_without_a_request() {
         } else {
             results.push_str(&format!(
                 "{{\"id\":\"{id}\",\"output\":{}}}\n",
-                Value::from(answer(&prompt(i)))
+                Value::from(answer(&csv_prompt(i)))
             ));
         }
     }
@@ -181,13 +120,11 @@ async fn a_finished_200_000_row_job_resumes_without_a_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_job_in_the_same_directory_is_refused_until_fresh() {
-    let emu = emulator().await;
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(5));
+    let (emu, ws) = start_job(5, 0).await;
     ws.write("q.csv", csv_rows(6));
     ws.write("t1.toml", "template = \"Q: {{ prompt }}\"\n");
     ws.write("t2.toml", "template = \"Question: {{ prompt }}\"\n");
-    let job = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"];
+    let job = run_args(&[MODEL], "50");
     let out = ws.run(&job);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let sent = emu.stats().requests;
@@ -196,35 +133,16 @@ async fn another_job_in_the_same_directory_is_refused_until_fresh() {
     let other_model = "amazon.nova-lite-v1:0";
     let cases: [(Vec<&str>, &str); 4] = [
         (
-            vec![
-                "--model",
-                other_model,
-                "--input",
-                "p.csv",
-                "--max-tokens",
-                "50",
-            ],
+            run_args(&[other_model], "50"),
             "model: \"anthropic.claude-3-haiku-20240307-v1:0\" → \"amazon.nova-lite-v1:0\"",
         ),
-        (
-            vec!["--model", MODEL, "--input", "p.csv", "--max-tokens", "60"],
-            "max_tokens: 50 → 60",
-        ),
+        (run_args(&[MODEL], "60"), "max_tokens: 50 → 60"),
         (
             vec!["--model", MODEL, "--input", "q.csv", "--max-tokens", "50"],
             "inputs: [",
         ),
         (
-            vec![
-                "--model",
-                MODEL,
-                "--input",
-                "p.csv",
-                "--max-tokens",
-                "50",
-                "--config",
-                "t1.toml",
-            ],
+            [run_args(&[MODEL], "50"), vec!["--config", "t1.toml"]].concat(),
             "template: null → \"Q: {{ prompt }}\"",
         ),
     ];
@@ -257,17 +175,8 @@ async fn another_job_in_the_same_directory_is_refused_until_fresh() {
     assert_eq!(ws.summary()["this_run"]["skipped"], 5);
 
     // --fresh: the old files move to previous-<secs>/, the new job starts over.
-    let t1 = [
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "50",
-        "--config",
-        "t1.toml",
-        "--fresh",
-    ];
+    let mut t1 = run_args(&[MODEL], "50");
+    t1.extend(["--config", "t1.toml", "--fresh"]);
     let out = ws.run(&t1);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(emu.stats().requests, sent + 5);
@@ -295,20 +204,16 @@ async fn another_job_in_the_same_directory_is_refused_until_fresh() {
     assert_eq!(r.len(), 5);
     for row in &r {
         let i: usize = row["id"].as_str().unwrap()[1..].parse().unwrap();
-        assert_eq!(row["output"], answer(&format!("Q: {}", prompt(i))).as_str());
+        assert_eq!(
+            row["output"],
+            answer(&format!("Q: {}", csv_prompt(i))).as_str()
+        );
     }
 
     // A changed template is refused too, now against the new job.
-    let out = ws.run(&[
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "50",
-        "--config",
-        "t2.toml",
-    ]);
+    let mut t2 = run_args(&[MODEL], "50");
+    t2.extend(["--config", "t2.toml"]);
+    let out = ws.run(&t2);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -321,8 +226,7 @@ async fn another_job_in_the_same_directory_is_refused_until_fresh() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_failures_moves_rows_that_now_succeed_out_of_failures() {
-    let emu = emulator().await;
-    let ws = Workspace::new(&emu.url());
+    let (emu, ws) = start_workspace(0).await;
     // t1: throttled once; t2: throttled twice; s1: a server error once;
     // v1: always invalid; ok1: fine. With --max-attempts 1 every forced
     // error fails its row.
@@ -335,16 +239,8 @@ async fn retry_failures_moves_rows_that_now_succeed_out_of_failures() {
          s1,Broken [[emu:server*1]] once\n\
          v1,Invalid [[emu:validation]] always\n",
     );
-    let job = [
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "50",
-        "--max-attempts",
-        "1",
-    ];
+    let mut job = run_args(&[MODEL], "50");
+    job.extend(["--max-attempts", "1"]);
     let all: BTreeSet<String> = ["ok1", "t1", "t2", "s1", "v1"].map(String::from).into();
     let kinds = |ws: &Workspace| -> BTreeMap<String, String> {
         ws.failures()
@@ -431,10 +327,8 @@ async fn retry_failures_moves_rows_that_now_succeed_out_of_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_last_line_is_cut_reported_and_its_row_sent_again() {
-    let emu = emulator().await;
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(10));
-    let args = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"];
+    let (emu, ws) = start_job(10, 0).await;
+    let args = run_args(&[MODEL], "50");
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
@@ -468,10 +362,9 @@ async fn a_torn_last_line_is_cut_reported_and_its_row_sent_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_output_file_is_owner_only() {
     use std::os::unix::fs::PermissionsExt;
-    let emu = emulator().await;
-    let ws = Workspace::new(&emu.url());
+    let (_emu, ws) = start_workspace(0).await;
     ws.write("p.csv", "id,prompt\na,Fine\nb,Bad [[emu:validation]]\n");
-    let job = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"];
+    let job = run_args(&[MODEL], "50");
     let mode = |name: &str| {
         let p = ws.out().join(name);
         std::fs::metadata(&p)
@@ -533,18 +426,9 @@ async fn a_fault_soak_loses_nothing_duplicates_nothing_and_attempts_add_up() {
     ws.write("p.csv", csv);
     // Up to 3 forced faults a row, and each attempt has a 5 % chance to
     // drop: 12 attempts leave a row unanswered with odds below 1e-9.
-    let out = ws.run(&[
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "30",
-        "--concurrency",
-        "32",
-        "--max-attempts",
-        "12",
-    ]);
+    let mut args = run_args(&[MODEL], "30");
+    args.extend(["--concurrency", "32", "--max-attempts", "12"]);
+    let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let all: BTreeSet<String> = (0..ROWS).map(|i| format!("s{i:05}")).collect();
     assert_each_id_once(&ws.out(), &all);
@@ -577,10 +461,8 @@ async fn a_fault_soak_loses_nothing_duplicates_nothing_and_attempts_add_up() {
 
     // Attempts add up: per row, in total, and in the summary.
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
-    for r in emu.requests() {
-        if r.service == "bedrock" {
-            *seen.entry(r.prompt.expect("prompt recorded")).or_default() += 1;
-        }
+    for r in bedrock_calls(&emu) {
+        *seen.entry(r.prompt.expect("prompt recorded")).or_default() += 1;
     }
     let mut attempts = 0;
     for r in &results {
@@ -610,18 +492,12 @@ async fn a_fault_soak_loses_nothing_duplicates_nothing_and_attempts_add_up() {
 /// with latency over every answered row, and exits 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_summary_and_exit_code_describe_the_whole_job_after_a_resume() {
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 20,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
+    let (_emu, ws) = start_workspace(20).await;
     ws.write(
         "p.csv",
         "id,prompt\na,one\nb,two\nc,three [[emu:validation]]\nd,four\ne,five\nf,six\n",
     );
-    let args = ["--model", MODEL, "--input", "p.csv", "--max-tokens", "50"];
+    let args = run_args(&[MODEL], "50");
     let first = ws.run(&args);
     assert_eq!(first.status.code(), Some(1), "{}", show(&first));
     let before = ws.summary();

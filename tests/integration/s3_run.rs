@@ -8,12 +8,13 @@
 
 use std::collections::BTreeSet;
 
-use aws_config::{BehaviorVersion, Region};
 use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
 use bedrock_batch::output::upload::{self, Destination};
 
-use crate::cli_util::{csv_rows, read_jsonl, show, Workspace, MODEL};
-use crate::resume::assert_each_id_once;
+use crate::cli_util::{
+    assert_each_id_once, bedrock_calls, csv_ids, csv_prompt, csv_rows, read_jsonl, show, Workspace,
+    MODEL,
+};
 
 const BUCKET: &str = "nightly-evals";
 
@@ -30,13 +31,6 @@ fn workspace(emu: &Emulator) -> Workspace {
     ws.write("home/.aws/config", "");
     ws.write("home/.aws/credentials", "");
     ws
-}
-
-fn bedrock_calls(emu: &Emulator) -> usize {
-    emu.requests()
-        .iter()
-        .filter(|r| r.service == "bedrock")
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,17 +63,12 @@ async fn csv_and_jsonl_objects_run_end_to_end_and_every_output_is_uploaded() {
         let id = r["id"].as_str().unwrap();
         let prompt = match id.strip_prefix('j') {
             Some(i) => format!("JSONL question {i}"),
-            None => {
-                let i: usize = id[1..].parse().unwrap();
-                format!("Question number {i}: what is {i} + {i}?")
-            }
+            None => csv_prompt(id[1..].parse().unwrap()),
         };
         assert_eq!(r["output"].as_str(), Some(answer(&prompt).as_str()), "{r}");
     }
-    let want: BTreeSet<String> = (0..30)
-        .map(|i| format!("r{i:05}"))
-        .chain((0..12).map(|i| format!("j{i}")))
-        .collect();
+    let mut want = csv_ids(30);
+    want.extend((0..12).map(|i| format!("j{i}")));
     assert_each_id_once(&ws.out(), &want);
 
     // The manifest names the inputs by their URIs.
@@ -154,7 +143,7 @@ async fn a_missing_object_or_bucket_is_a_one_line_setup_error() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
         assert!(stderr.contains(&format!("{uri}: {why}")), "{stderr}");
     }
-    assert_eq!(bedrock_calls(&emu), 0, "nothing sent");
+    assert_eq!(bedrock_calls(&emu).len(), 0, "nothing sent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,12 +157,12 @@ async fn a_resume_after_the_object_changed_is_refused_like_an_edited_file() {
         .unwrap();
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(bedrock_calls(&emu), 3);
+    assert_eq!(bedrock_calls(&emu).len(), 3);
 
     // Unchanged: nothing to send.
     let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(bedrock_calls(&emu), 3);
+    assert_eq!(bedrock_calls(&emu).len(), 3);
 
     // The object is replaced with r2 edited: refused before anything is sent.
     emu.s3()
@@ -193,14 +182,18 @@ async fn a_resume_after_the_object_changed_is_refused_like_an_edited_file() {
         ),
         "{stderr}"
     );
-    assert_eq!(bedrock_calls(&emu), 3, "refused before sending anything");
+    assert_eq!(
+        bedrock_calls(&emu).len(),
+        3,
+        "refused before sending anything"
+    );
 
     // Resent on request: every id still has exactly one current line.
     let mut resend = args.to_vec();
     resend.extend(["--on-changed", "resend"]);
     let out = ws.run(&resend);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(bedrock_calls(&emu), 4);
+    assert_eq!(bedrock_calls(&emu).len(), 4);
     let want: BTreeSet<String> = ["r1", "r2", "r3"].map(String::from).into();
     assert_each_id_once(&ws.out(), &want);
     let r2 = ws.results().into_iter().find(|r| r["id"] == "r2").unwrap();
@@ -291,14 +284,7 @@ async fn a_large_output_file_goes_up_in_parts() {
         .collect();
     std::fs::write(dir.path().join("results.jsonl"), &big).unwrap();
     std::fs::write(dir.path().join("summary.json"), b"{}").unwrap();
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("ap-northeast-2"))
-        .endpoint_url(emu.url())
-        .force_path_style(true)
-        .credentials_provider(crate::util::static_credentials())
-        .build();
-    let client = aws_sdk_s3::Client::from_conf(conf);
+    let client = crate::util::s3_client(&emu.url(), crate::util::static_credentials());
     let to = Destination::parse(&format!("s3://{BUCKET}/big")).unwrap();
     let written = upload::run(&client, dir.path(), &to).await.expect("upload");
     assert_eq!(

@@ -8,94 +8,31 @@
 //! Not here: resume without a crash (resume.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use bedrock_batch::emulator::{answer, Emulator, EmulatorConfig};
+use bedrock_batch::emulator::answer;
 use tokio::process::Child;
 
-use crate::cli_util::{csv_rows, read_jsonl, Workspace, MODEL};
-use crate::resume::{assert_each_id_once, paid_calls};
-
-/// Starts `run` with `args` in the background; its stdout and stderr go to
-/// `<tag>.stdout` / `<tag>.stderr` in the workspace.
-pub fn spawn(ws: &Workspace, tag: &str, args: &[&str]) -> Child {
-    let mut c = ws.command();
-    c.args(["run", "--config", "/dev/null", "--output-dir"])
-        .arg(ws.out())
-        .args(args)
-        .stdout(Stdio::from(
-            std::fs::File::create(ws.path(&format!("{tag}.stdout"))).unwrap(),
-        ))
-        .stderr(Stdio::from(
-            std::fs::File::create(ws.path(&format!("{tag}.stderr"))).unwrap(),
-        ));
-    tokio::process::Command::from(c)
-        .spawn()
-        .expect("start the binary")
-}
-
-pub fn signal(child: &Child, sig: libc::c_int) {
-    let pid = child.id().expect("still running") as libc::pid_t;
-    // SAFETY: kill(2) with a pid we started and have not reaped.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid} {sig}");
-}
-
-pub fn stderr_of(ws: &Workspace, tag: &str) -> String {
-    std::fs::read_to_string(ws.path(&format!("{tag}.stderr"))).unwrap_or_default()
-}
-
-pub fn lines(ws: &Workspace, name: &str) -> usize {
-    std::fs::read_to_string(ws.out().join(name))
-        .map(|t| t.matches('\n').count())
-        .unwrap_or(0)
-}
-
-/// Polls `done` every 10 ms for up to 60 s.
-pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn prompt(i: usize) -> String {
-    format!("Question number {i}: what is {i} + {i}?")
-}
-
-fn csv_ids(n: usize) -> BTreeSet<String> {
-    (0..n).map(|i| format!("r{i:05}")).collect()
-}
+use crate::cli_util::{
+    assert_csv_answers, assert_each_id_once, csv_ids, csv_prompt, lines, paid_calls, read_jsonl,
+    run_args, run_to_end, signal, spawn, spawn_until, start_job, start_workspace, stderr_of, stop,
+    MODEL, STOP_WITHIN,
+};
 
 /// The first signal: no new rows; the calls in flight finish and are
 /// written; exit `code`; resume finishes the job with no row paid twice.
 async fn first_signal_lets_calls_in_flight_finish(sig: libc::c_int, code: i32, name: &str) {
     const ROWS: usize = 40;
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 400,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(ROWS));
-    let args = [
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "50",
-        "--concurrency",
-        "4",
-    ];
-    let mut child = spawn(&ws, "first", &args);
+    let (emu, ws) = start_job(ROWS, 400).await;
+    let mut args = run_args(&[MODEL], "50");
+    args.extend(["--concurrency", "4"]);
     // Four rows written: the next four are on their way (400 ms each).
-    until("4 results", || lines(&ws, "results.jsonl") >= 4).await;
+    let child = spawn_until(&ws, "first", &args, "4 results", || {
+        lines(&ws, "results.jsonl") >= 4
+    })
+    .await;
     let written_at_signal = lines(&ws, "results.jsonl");
-    signal(&child, sig);
-    let status = child.wait().await.unwrap();
+    let status = stop(child, sig, STOP_WITHIN).await;
     let stderr = stderr_of(&ws, "first");
     assert_eq!(status.code(), Some(code), "{stderr}");
     assert!(
@@ -124,9 +61,8 @@ async fn first_signal_lets_calls_in_flight_finish(sig: libc::c_int, code: i32, n
     assert!(report.contains(&format!("\"stopped_by\":\"{name}\"")));
     assert!(stdout.contains("report:   "), "{stdout}");
 
-    let mut child = spawn(&ws, "resume", &args);
-    let status = child.wait().await.unwrap();
-    assert_eq!(status.code(), Some(0), "{}", stderr_of(&ws, "resume"));
+    let (resumed, resume_err) = run_to_end(&ws, "resume", &args).await;
+    assert_eq!(resumed, Some(0), "{resume_err}");
     assert_each_id_once(&ws.out(), &csv_ids(ROWS));
     let summary = ws.summary();
     assert_eq!(summary["this_run"]["skipped"], written);
@@ -137,12 +73,9 @@ async fn first_signal_lets_calls_in_flight_finish(sig: libc::c_int, code: i32, n
     assert_eq!(summary["stopped_by"], serde_json::Value::Null);
     let paid = paid_calls(&emu);
     for i in 0..ROWS {
-        assert_eq!(paid.get(&prompt(i)), Some(&1), "row {i} paid once");
+        assert_eq!(paid.get(&csv_prompt(i)), Some(&1), "row {i} paid once");
     }
-    for r in ws.results() {
-        let i: usize = r["id"].as_str().unwrap()[1..].parse().unwrap();
-        assert_eq!(r["output"], answer(&prompt(i)));
-    }
+    assert_csv_answers(&ws.results());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,27 +97,14 @@ async fn in_flight_rows_are_dropped_and_sent_on_resume(
     code: i32,
 ) -> (Duration, String) {
     const ROWS: usize = 12;
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 6000,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("p.csv", csv_rows(ROWS));
-    let mut args = vec![
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "50",
-        "--concurrency",
-        "4",
-    ];
+    let (emu, ws) = start_job(ROWS, 6000).await;
+    let mut args = run_args(&[MODEL], "50");
+    args.extend(["--concurrency", "4"]);
     args.extend(extra);
-    let mut child = spawn(&ws, "first", &args);
-    until("4 calls in flight", || emu.stats().in_flight == 4).await;
+    let mut child = spawn_until(&ws, "first", &args, "4 calls in flight", || {
+        emu.stats().in_flight == 4
+    })
+    .await;
     let t0 = Instant::now();
     stop(&child).await;
     let status = child.wait().await.unwrap();
@@ -203,9 +123,8 @@ async fn in_flight_rows_are_dropped_and_sent_on_resume(
     assert_eq!(summary["unfinished"], ROWS);
 
     emu.set_latency_ms(0);
-    let mut child = spawn(&ws, "resume", &args);
-    let status = child.wait().await.unwrap();
-    assert_eq!(status.code(), Some(0), "{}", stderr_of(&ws, "resume"));
+    let (resumed, resume_err) = run_to_end(&ws, "resume", &args).await;
+    assert_eq!(resumed, Some(0), "{resume_err}");
     assert_each_id_once(&ws.out(), &csv_ids(ROWS));
     assert_eq!(ws.summary()["succeeded"], ROWS);
     // The aborted calls may or may not have been billed; at most the four
@@ -214,7 +133,7 @@ async fn in_flight_rows_are_dropped_and_sent_on_resume(
     let twice: u64 = paid.values().map(|n| n - 1).sum();
     assert!(twice <= 4, "{paid:?}");
     for i in 0..ROWS {
-        assert!(paid.contains_key(&prompt(i)), "row {i} answered");
+        assert!(paid.contains_key(&csv_prompt(i)), "row {i} answered");
     }
     (took, stderr)
 }
@@ -269,13 +188,7 @@ async fn kill_9_at_random_moments_loses_nothing_and_pays_twice_at_most_the_rows_
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| fastrand::u64(..));
     let mut rng = fastrand::Rng::with_seed(seed);
-    let emu = Emulator::start(EmulatorConfig {
-        latency_ms: 20,
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
+    let (emu, ws) = start_workspace(20).await;
     // 20–50 ms a call; every 101st row is refused (a failure, not a retry).
     let prompt = |i: usize| {
         let bad = if i % 101 == 50 {
@@ -290,37 +203,22 @@ async fn kill_9_at_random_moments_loses_nothing_and_pays_twice_at_most_the_rows_
         csv.push_str(&format!("k{i:05},{}\n", prompt(i)));
     }
     ws.write("p.csv", csv);
-    let args = [
-        "--model",
-        MODEL,
-        "--input",
-        "p.csv",
-        "--max-tokens",
-        "30",
-        "--concurrency",
-        "8",
-    ];
+    let mut args = run_args(&[MODEL], "30");
+    args.extend(["--concurrency", "8"]);
     let mut torn = 0;
     let mut written_before_kill = Vec::new();
     for k in 0..KILLS {
-        let mut child = spawn(&ws, &format!("run{k}"), &args);
+        let child = spawn(&ws, &format!("run{k}"), &args);
         let after = Duration::from_millis(rng.u64(400..1500));
         tokio::time::sleep(after).await;
-        signal(&child, libc::SIGKILL);
-        let status = child.wait().await.unwrap();
+        let status = stop(child, libc::SIGKILL, STOP_WITHIN).await;
         assert_eq!(status.code(), None, "killed, not exited (seed {seed})");
         let results = std::fs::read(ws.out().join("results.jsonl")).unwrap_or_default();
         torn += (!results.is_empty() && !results.ends_with(b"\n")) as u32;
         written_before_kill.push(lines(&ws, "results.jsonl") + lines(&ws, "failures.jsonl"));
     }
-    let mut child = spawn(&ws, "last", &args);
-    let status = child.wait().await.unwrap();
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "seed {seed}: {}",
-        stderr_of(&ws, "last")
-    );
+    let (last, last_err) = run_to_end(&ws, "last", &args).await;
+    assert_eq!(last, Some(1), "seed {seed}: {last_err}");
     let context = format!(
         "seed {seed}, rows written after each kill {written_before_kill:?}, torn tails {torn}"
     );

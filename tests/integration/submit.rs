@@ -8,14 +8,11 @@ use std::collections::BTreeSet;
 use std::process::Output;
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region};
 use bedrock_batch::emulator::{Emulator, EmulatorConfig, InvocationJobConfig};
 use serde_json::Value;
 
-use crate::cli_util::{csv_rows, read_jsonl, show, Workspace, MODEL};
-use crate::resume::assert_each_id_once;
-use crate::util::static_credentials;
+use crate::cli_util::{assert_each_id_once, csv_ids, csv_rows, read_jsonl, show, Workspace, MODEL};
+use crate::util::control_client;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/BedrockBatchServiceRole";
 
@@ -60,21 +57,9 @@ fn batch(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().expect("run the binary")
 }
 
-fn control(url: &str) -> aws_sdk_bedrock::Client {
-    aws_sdk_bedrock::Client::from_conf(
-        aws_sdk_bedrock::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("ap-northeast-2"))
-            .endpoint_url(url)
-            .credentials_provider(static_credentials())
-            .retry_config(RetryConfig::disabled())
-            .build(),
-    )
-}
-
 /// Every job the emulator created, as ARNs.
 async fn created_jobs(url: &str) -> Vec<String> {
-    control(url)
+    control_client(url)
         .list_model_invocation_jobs()
         .send()
         .await
@@ -90,8 +75,48 @@ fn state(ws: &Workspace) -> Value {
         .unwrap()
 }
 
-fn ids(n: usize) -> BTreeSet<String> {
-    (0..n).map(|i| format!("r{i:05}")).collect()
+/// A record file over the multipart threshold (16 MiB) goes up in parts
+/// through the real SDK and the emulator's S3, and the job reads it whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_file_over_16_mib_goes_up_in_parts_and_is_read_whole() {
+    let s3 = tempfile::tempdir().unwrap();
+    let emu = emulator(s3.path(), fast(100)).await;
+    let ws = Workspace::new(&emu.url());
+    let rows = 1_100;
+    let filler = "lorem ipsum dolor sit amet ".repeat(600); // 16.2 kB a row
+    let mut csv = String::from("id,prompt\n");
+    for i in 0..rows {
+        csv.push_str(&format!("r{i:05},Question {i}: {filler}\n"));
+    }
+    ws.write("in.csv", &csv);
+    config(&ws, "in.csv", "");
+    let o = batch(&ws, &["submit", "--no-progress"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let uploads: Vec<_> = emu
+        .requests()
+        .iter()
+        .filter(|r| r.service == "s3")
+        .map(|r| r.operation.to_string())
+        .collect();
+    let parts = uploads.iter().filter(|op| *op == "UploadPart").count();
+    assert!(
+        uploads.iter().any(|op| op == "CreateMultipartUpload")
+            && uploads.iter().any(|op| op == "CompleteMultipartUpload")
+            && parts >= 3,
+        "{uploads:?}"
+    );
+    let records = emu
+        .s3()
+        .list("batch-bucket", "nightly/")
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.ends_with(".jsonl"))
+        .map(|k| emu.s3().stat("batch-bucket", &k).unwrap().unwrap().0)
+        .max()
+        .unwrap();
+    assert!(records > 16 * 1024 * 1024, "{records} bytes");
+    assert_each_id_once(&ws.out(), &csv_ids(rows));
+    assert_eq!(ws.results().len(), rows);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +132,7 @@ async fn a_10000_row_job_is_split_into_several_jobs_and_collected_exactly_once()
     );
     let o = batch(&ws, &["submit", "--no-progress"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_each_id_once(&ws.out(), &ids(10_000));
+    assert_each_id_once(&ws.out(), &csv_ids(10_000));
     let results = ws.results();
     assert!(results.iter().all(|r| r["engine"] == "batch"));
     let st = state(&ws);
@@ -130,7 +155,7 @@ async fn a_10000_row_job_is_split_into_several_jobs_and_collected_exactly_once()
     // A second submit has nothing left to send, and creates nothing.
     let o = batch(&ws, &["submit", "--no-progress"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_each_id_once(&ws.out(), &ids(10_000));
+    assert_each_id_once(&ws.out(), &csv_ids(10_000));
     assert_eq!(created_jobs(&emu.url()).await.len(), 3);
 }
 
@@ -161,7 +186,7 @@ async fn a_crash_between_upload_create_and_record_never_creates_a_second_job() {
     }
     let o = batch(&ws, &["submit", "--no-progress"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_each_id_once(&ws.out(), &ids(60));
+    assert_each_id_once(&ws.out(), &csv_ids(60));
     let jobs = created_jobs(&emu.url()).await;
     assert_eq!(jobs.len(), 3, "one job per part: {jobs:?}");
     let recorded: BTreeSet<String> = state(&ws)["parts"]
@@ -202,7 +227,7 @@ async fn a_partly_completed_job_is_replayed_on_demand_and_every_id_lands_once() 
     let text = show(&o);
     assert!(text.contains("PartiallyCompleted"), "{text}");
     assert!(text.contains("go on demand now"), "{text}");
-    assert_each_id_once(&ws.out(), &ids(300));
+    assert_each_id_once(&ws.out(), &csv_ids(300));
     let results = ws.results();
     let by_batch = results.iter().filter(|r| r["engine"] == "batch").count();
     let on_demand = results.iter().filter(|r| r.get("engine").is_none()).count();
@@ -270,7 +295,7 @@ async fn too_few_records_say_so_and_fallback_sends_them_on_demand() {
         &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_each_id_once(&ws.out(), &ids(5));
+    assert_each_id_once(&ws.out(), &csv_ids(5));
     assert!(ws.results().iter().all(|r| r.get("engine").is_none()));
 }
 
@@ -297,7 +322,7 @@ async fn no_wait_returns_after_creating_and_collect_picks_up() {
     let out = ws.out();
     let o = batch(&ws, &["collect", out.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_each_id_once(&ws.out(), &ids(40));
+    assert_each_id_once(&ws.out(), &csv_ids(40));
     assert_eq!(ws.summary()["succeeded"], 40);
 }
 
@@ -323,7 +348,7 @@ async fn a_full_job_quota_is_waited_out_not_failed() {
     let text = show(&o);
     assert_eq!(o.status.code(), Some(0), "{text}");
     assert!(text.contains("no free batch job slot yet"), "{text}");
-    assert_each_id_once(&ws.out(), &ids(60));
+    assert_each_id_once(&ws.out(), &csv_ids(60));
     assert_eq!(created_jobs(&emu.url()).await.len(), 3);
 }
 
@@ -412,7 +437,7 @@ async fn stop_stops_the_jobs_it_created() {
         "{}",
         show(&o)
     );
-    let job = control(&emu.url())
+    let job = control_client(&emu.url())
         .get_model_invocation_job()
         .job_identifier(&jobs[0])
         .send()

@@ -172,6 +172,35 @@ pub fn sts_client(url: &str, credentials: Credentials) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::from_conf(conf)
 }
 
+/// An S3 client for `url` built without reading the environment: path-style
+/// addressing (the emulator serves one host), no retries (a refused request
+/// must surface as itself, not as the last of several attempts).
+pub fn s3_client(url: &str, credentials: Credentials) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("ap-northeast-2"))
+        .endpoint_url(url)
+        .force_path_style(true)
+        .credentials_provider(credentials)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// A Bedrock control-plane client (Batch Inference jobs) for `url` with the
+/// static keys, built without reading the environment. Retries are off: a
+/// test that counts created jobs must see each create once.
+pub fn control_client(url: &str) -> aws_sdk_bedrock::Client {
+    let conf = aws_sdk_bedrock::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("ap-northeast-2"))
+        .endpoint_url(url)
+        .credentials_provider(static_credentials())
+        .retry_config(RetryConfig::disabled())
+        .build();
+    aws_sdk_bedrock::Client::from_conf(conf)
+}
+
 /// A one-user-message Converse request builder for `model` and `prompt`.
 pub fn converse(
     client: &aws_sdk_bedrockruntime::Client,
