@@ -46,6 +46,9 @@ pub(crate) struct Engine {
     /// Ids that occur more than once (allowed with --allow-duplicate-ids).
     repeated: crate::input::rows::Repeated,
     done: checkpoint::IdSet,
+    /// What the job had paid when this command began (the batch's share of
+    /// the bill is what the files hold at the end, less this).
+    pub(crate) paid_before: f64,
     _lock: DirLock,
     pub(crate) state: State,
     /// Draw a bar (a terminal) or print plain lines.
@@ -116,6 +119,7 @@ impl Engine {
             s3: store::client(sdk),
             rows: inventory.units,
             repeated: inventory.repeated,
+            paid_before: cp.earlier.paid.priced(&settings.cost.prices).0,
             done: cp.done,
             _lock: lock,
             state,

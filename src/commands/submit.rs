@@ -15,6 +15,7 @@ use crate::batch::state::Invocation;
 use crate::bedrock::auth::{self, AuthSettings};
 use crate::cli::{OnDemand, SubmitArgs};
 use crate::config::{FileConfig, ResumeMode, Settings, DEFAULT_CONFIG};
+use crate::cost::spend::Spend;
 use crate::error::{EXIT_FAILED_ROWS, EXIT_OK};
 use crate::output::summary::{Summary, Tokens};
 use crate::shutdown::Shutdown;
@@ -156,6 +157,7 @@ pub(crate) async fn finish(
 ) -> anyhow::Result<u8> {
     let pending = engine.state.pending().count();
     let rows = engine.rows;
+    let paid_before = engine.paid_before;
     let settings = engine.settings.clone();
     let tally = engine.tally()?;
     let dir = engine.output_dir();
@@ -170,6 +172,14 @@ pub(crate) async fn finish(
         out(&summary.render())?;
         return Ok(super::exit_code(&summary, shutdown.reason()));
     }
+    // Batch lines record their batch price; a model without one is listed.
+    let (job_total_usd, unpriced_models) = tally.paid.priced(&settings.cost.prices);
+    let cost = Spend {
+        total_usd: (job_total_usd - paid_before).max(0.0),
+        job_total_usd,
+        unpriced_models,
+        ..Spend::default()
+    };
     let summary = Summary {
         total: rows,
         succeeded: tally.succeeded,
@@ -182,6 +192,7 @@ pub(crate) async fn finish(
         },
         attempts: tally.attempts,
         output_dir: dir.clone(),
+        cost,
         ..Summary::default()
     };
     crate::output::fs::write_atomic(
@@ -192,6 +203,21 @@ pub(crate) async fn finish(
         "batch: {rows} rows: {} succeeded, {} failed, {unfinished} unfinished\n",
         tally.succeeded, tally.failed
     );
+    let c = &summary.cost;
+    text.push_str(&format!(
+        "batch: cost ${:.4} at batch prices; the job so far ${:.4}{}\n",
+        c.total_usd,
+        c.job_total_usd,
+        if c.unpriced_models.is_empty() {
+            String::new()
+        } else {
+            let models: Vec<&str> = c.unpriced_models.iter().map(String::as_str).collect();
+            format!(
+                " (without {}: no batch price known, their rows have cost_usd null)",
+                models.join(", ")
+            )
+        }
+    ));
     if pending > 0 {
         text.push_str(&format!(
             "batch: {pending} job(s) still running; collect them with: bedrock-batch collect {}\n",

@@ -135,6 +135,26 @@ async fn a_10000_row_job_is_split_into_several_jobs_and_collected_exactly_once()
     assert_each_id_once(&ws.out(), &csv_ids(10_000));
     let results = ws.results();
     assert!(results.iter().all(|r| r["engine"] == "batch"));
+    // The summary has the bill: the rows' batch prices added up.
+    let rows_usd: f64 = results
+        .iter()
+        .map(|r| r["cost_usd"].as_f64().unwrap())
+        .sum();
+    let cost = &ws.summary()["cost"];
+    assert!(rows_usd > 0.0);
+    for key in ["total_usd", "job_total_usd"] {
+        assert!(
+            (cost[key].as_f64().unwrap() - rows_usd).abs() < 1e-9,
+            "{key}: {cost}"
+        );
+    }
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "batch: cost ${rows_usd:.4} at batch prices; the job so far ${rows_usd:.4}\n"
+        )),
+        "{stdout}"
+    );
     let st = state(&ws);
     let parts = st["parts"].as_array().unwrap();
     // 10,000 under 4,000 per job: three jobs of 3,334, 3,333 and 3,333.
