@@ -193,6 +193,7 @@ pub(crate) async fn finish(
         attempts: tally.attempts,
         output_dir: dir.clone(),
         cost,
+        by_model: tally.models.clone().finish(),
         ..Summary::default()
     };
     crate::output::fs::write_atomic(

@@ -338,7 +338,7 @@ pub(crate) fn supersede(
                 here += 1;
                 &mut aside
             } else {
-                earlier.count(&rec);
+                earlier.count(&rec, model);
                 &mut kept
             };
             result = out

@@ -32,7 +32,7 @@ use crate::input::matrix::{unit_key, FIRST_SAMPLE};
 use crate::input::rows::id_hash;
 use crate::output::checkpoint::{entry, IdSet, Recorded, SUPERSEDED};
 use crate::output::sink::{FAILURES, RESULTS};
-use crate::output::summary::{Timings, Tokens};
+use crate::output::summary::{ModelTally, Timings, Tokens};
 
 /// The rows earlier runs wrote, counted in the same pass that collects
 /// their ids, so the job's summary costs no second read of the files.
@@ -50,6 +50,8 @@ pub struct Earlier {
     pub(crate) cache: BTreeMap<String, CacheTokens>,
     /// What every line cost, superseded lines included: what the job paid.
     pub(crate) paid: Paid,
+    /// Units, tokens and latency per model (`summary.json`'s `by_model`).
+    pub(crate) models: ModelTally,
 }
 
 /// Input tokens of answers whose usage reports the prompt cache: in all
@@ -157,7 +159,7 @@ pub(crate) fn read(dir: &Path, model: &str, purpose: Purpose) -> anyhow::Result<
     let mut done = Vec::new();
     for name in [RESULTS, FAILURES] {
         for_each_record(&dir.join(name), |_, rec| {
-            pass.earlier.count(&rec);
+            pass.earlier.count(&rec, model);
             pass.earlier.paid.add(&rec);
             let key = id_hash(&rec.key(model));
             match purpose {
@@ -212,8 +214,18 @@ impl Earlier {
 
     /// Counts one current line of results.jsonl or failures.jsonl (what
     /// it paid is counted apart: a line moved aside stays paid).
-    pub(crate) fn count(&mut self, rec: &Line) {
+    /// A line that names no model is `job_model`'s (the job's first).
+    pub(crate) fn count(&mut self, rec: &Line, job_model: &str) {
         self.attempts += u64::from(rec.attempts.unwrap_or(0));
+        let model = rec.model.as_deref().unwrap_or(job_model);
+        let usage = rec
+            .usage
+            .as_ref()
+            .map_or((0, 0), |u| (u.input_tokens, u.output_tokens));
+        match &rec.error {
+            Some(e) => self.models.failed(model, &e.kind, usage),
+            None => self.models.answered(model, usage, rec.latency_ms),
+        }
         // A failed row's usage is that of answers refused as invalid output.
         if let Some(u) = &rec.usage {
             self.tokens.input += u.input_tokens;

@@ -20,7 +20,7 @@ use crate::cost::spend::Spend;
 use crate::outcome::Outcome;
 use crate::output::fs::{open_append, write_line};
 use crate::output::progress::Progress;
-use crate::output::summary::{Latency, Run, Timings};
+use crate::output::summary::{Latency, ModelTally, Run, Timings};
 use crate::pipeline::limiter::Limiter;
 use crate::shutdown::{Shutdown, StopReason};
 
@@ -85,12 +85,11 @@ pub(crate) async fn run(
     limiters: Vec<Arc<Limiter>>,
     shutdown: Shutdown,
     mut spend: Spend,
-) -> anyhow::Result<(Run, Timings, Spend)> {
+) -> anyhow::Result<(Run, Timings, Spend, ModelTally)> {
     let mut summary = Run::default();
     let mut timings = Timings::default();
-    // Each model's latencies, for its line of the per-model breakdown.
-    let mut by_model: std::collections::BTreeMap<String, hdrhistogram::Histogram<u64>> =
-        Default::default();
+    // Each model's units and latencies, for the per-model breakdowns.
+    let mut models = ModelTally::default();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -108,13 +107,16 @@ pub(crate) async fn run(
             match outcome.as_ref() {
                 Outcome::Succeeded(r) => {
                     spend.add(r);
-                    by_model
-                        .entry(r.model.clone())
-                        .or_insert_with(Latency::histogram)
-                        .saturating_record(r.latency_ms.max(1));
+                    let usage = (r.usage.input_tokens, r.usage.output_tokens);
+                    models.answered(&r.model, usage, Some(r.latency_ms));
                 }
                 Outcome::Failed(f) => {
                     spend.failed(f);
+                    let usage = f
+                        .usage
+                        .as_ref()
+                        .map_or((0, 0), |u| (u.input_tokens, u.output_tokens));
+                    models.failed(&f.model, f.error.kind.as_str(), usage);
                     // Answers refused as invalid output were paid for too.
                     if let Some(u) = &f.usage {
                         spend.add_paid(&f.model, u, f.cost_usd, None);
@@ -136,14 +138,12 @@ pub(crate) async fn run(
     out.results.sync_all().ok();
     out.failures.sync_all().ok();
     summary.latency_ms = Latency::of(&timings.latency);
-    for (model, h) in &by_model {
-        if let Some(m) = spend.by_model.get_mut(model) {
-            m.latency_ms = Latency::of(h);
-        }
+    for (model, m) in spend.by_model.iter_mut() {
+        m.latency_ms = models.latency(model);
     }
     summary.ttft_ms = timings.ttft_ms();
     summary.output_tokens_per_sec = timings.output_tokens_per_sec();
-    Ok((summary, timings, spend))
+    Ok((summary, timings, spend, models))
 }
 
 /// One event: its line written (the permit released only after), its counts

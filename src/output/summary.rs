@@ -49,6 +49,95 @@ pub struct Summary {
     /// Each `[[score]]`'s pass rate per model, over the job's results.
     #[serde(default, skip_serializing_if = "Scores::is_empty")]
     pub scores: Scores,
+    /// Each model's share of the whole job (every run into the directory),
+    /// as the closing table shows it; `cost.by_model` is this run's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_model: BTreeMap<String, ModelJob>,
+}
+
+/// One model's units of the whole job.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelJob {
+    /// Units answered (in results.jsonl) and failed (in failures.jsonl).
+    pub succeeded: u64,
+    pub failed: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed_by_kind: BTreeMap<String, u64>,
+    pub tokens: Tokens,
+    /// Over this model's answered units.
+    pub latency_ms: Latency,
+}
+
+/// Counts units per model as lines are read (an earlier run's) or written
+/// (this run's); two tallies add up to the job's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ModelTally {
+    counts: BTreeMap<String, ModelJob>,
+    latency: BTreeMap<String, Histogram<u64>>,
+}
+
+impl ModelTally {
+    /// An answered unit; `usage` (input, output) as its line records it.
+    pub(crate) fn answered(&mut self, model: &str, usage: (u64, u64), latency_ms: Option<u64>) {
+        let m = self.entry(model, usage);
+        m.succeeded += 1;
+        if let Some(ms) = latency_ms {
+            self.latency
+                .entry(model.to_string())
+                .or_insert_with(Latency::histogram)
+                .saturating_record(ms.max(1));
+        }
+    }
+
+    /// A failed unit (its usage: answers refused as invalid output).
+    pub(crate) fn failed(&mut self, model: &str, kind: &str, usage: (u64, u64)) {
+        let m = self.entry(model, usage);
+        m.failed += 1;
+        *m.failed_by_kind.entry(kind.to_string()).or_default() += 1;
+    }
+
+    fn entry(&mut self, model: &str, (input, output): (u64, u64)) -> &mut ModelJob {
+        let m = self.counts.entry(model.to_string()).or_default();
+        m.tokens.input += input;
+        m.tokens.output += output;
+        m
+    }
+
+    pub(crate) fn add(&mut self, other: &ModelTally) {
+        for (model, o) in &other.counts {
+            let m = self.counts.entry(model.clone()).or_default();
+            m.succeeded += o.succeeded;
+            m.failed += o.failed;
+            for (kind, n) in &o.failed_by_kind {
+                *m.failed_by_kind.entry(kind.clone()).or_default() += n;
+            }
+            m.tokens.input += o.tokens.input;
+            m.tokens.output += o.tokens.output;
+        }
+        for (model, h) in &other.latency {
+            self.latency
+                .entry(model.clone())
+                .or_insert_with(Latency::histogram)
+                .add(h)
+                .expect("same histogram bounds");
+        }
+    }
+
+    /// One model's latency, over the answered units counted.
+    pub(crate) fn latency(&self, model: &str) -> Latency {
+        self.latency.get(model).map(Latency::of).unwrap_or_default()
+    }
+
+    /// Per model, with each latency settled.
+    pub(crate) fn finish(self) -> BTreeMap<String, ModelJob> {
+        let mut counts = self.counts;
+        for (model, m) in counts.iter_mut() {
+            if let Some(h) = self.latency.get(model) {
+                m.latency_ms = Latency::of(h);
+            }
+        }
+        counts
+    }
 }
 
 /// What one run did: the rows it sent and how, and the rows it skipped.
@@ -316,6 +405,25 @@ fn duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_tallies_add_up_to_the_jobs_per_model_figures() {
+        let mut earlier = ModelTally::default();
+        earlier.answered("a", (10, 5), Some(100));
+        earlier.failed("b", "validation", (0, 0));
+        let mut run = ModelTally::default();
+        run.answered("a", (20, 7), Some(300));
+        run.failed("a", "timeout", (3, 1));
+        earlier.add(&run);
+        let job = earlier.finish();
+        let a = &job["a"];
+        assert_eq!((a.succeeded, a.failed), (2, 1));
+        assert_eq!((a.tokens.input, a.tokens.output), (33, 13));
+        assert_eq!(a.failed_by_kind["timeout"], 1);
+        assert_eq!(a.latency_ms.max, 300);
+        assert_eq!(job["b"].failed_by_kind["validation"], 1);
+        assert_eq!(job["b"].latency_ms, Latency::default(), "nothing answered");
+    }
 
     fn summary(succeeded: u64, failed: u64, attempts: u64, elapsed_secs: f64) -> Summary {
         Summary {

@@ -49,7 +49,7 @@ use crate::output::lock::{self, DirLock};
 use crate::output::manifest::Manifest;
 use crate::output::progress::Progress;
 use crate::output::sink::{self, Event, Output};
-use crate::output::summary::{Latency, Run, Summary, Throughput, Timings, Tokens};
+use crate::output::summary::{Latency, ModelTally, Run, Summary, Throughput, Timings, Tokens};
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::breaker::{Breaker, Trip};
 use crate::pipeline::lane;
@@ -343,7 +343,7 @@ fn warn_about_token_budget(s: &Settings) {
 /// run wrote, completed with what only the run knows, and written to
 /// `summary.json`.
 fn finish(
-    (mut run, timings, spend): (Run, Timings, Spend),
+    (mut run, timings, spend, models): (Run, Timings, Spend, ModelTally),
     mut earlier: Earlier,
     settings: &Settings,
     rows: u64,
@@ -360,6 +360,7 @@ fn finish(
         tokens_per_min: (run.tokens.input + run.tokens.output) as f64 / minutes,
     };
     earlier.timings.add(&timings);
+    earlier.models.add(&models);
     let mut failed_by_kind = earlier.failed_by_kind;
     for (kind, n) in &run.failed_by_kind {
         *failed_by_kind.entry(kind.clone()).or_default() += n;
@@ -389,6 +390,7 @@ fn finish(
         },
         this_run: run,
         cost: spend,
+        by_model: earlier.models.finish(),
     };
     write_atomic(
         &settings.output_dir.join(checkpoint::SUMMARY),

@@ -227,6 +227,25 @@ async fn kill_9_mid_matrix_then_resume_writes_every_unit_once() {
     let summary = ws.summary();
     assert_eq!(summary["succeeded"], (ROWS * 4) as u64);
     assert_eq!(summary["this_run"]["skipped"], written as u64);
+    // `by_model` is the whole job's (both runs), `cost.by_model` this run's.
+    let results = ws.results();
+    for model in [MODEL, OTHER] {
+        let job = &summary["by_model"][model];
+        assert_eq!(job["succeeded"], (ROWS * 2) as u64, "{summary}");
+        assert_eq!(job["failed"], 0, "{summary}");
+        let input: u64 = results
+            .iter()
+            .filter(|r| r["model"] == model)
+            .map(|r| r["usage"]["input_tokens"].as_u64().unwrap())
+            .sum();
+        assert_eq!(job["tokens"]["input"], input, "{summary}");
+        assert!(job["latency_ms"]["p50"].as_u64().unwrap() >= 1, "{summary}");
+    }
+    let this_run: u64 = [MODEL, OTHER]
+        .iter()
+        .map(|m| summary["cost"]["by_model"][m]["rows"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(this_run, (ROWS * 4 - written) as u64, "{summary}");
 }
 
 /// One model throttled hard by its own quota: the other's units all finish
