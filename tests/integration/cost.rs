@@ -215,28 +215,26 @@ async fn a_service_tier_is_sent_echoed_and_priced() {
     assert!(f(&y["cost_usd"]) > 0.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_tier_fails_its_row_naming_the_tier_and_stops_the_job() {
+/// 50 rows on flex to `models` (concurrency 2) against an emulator that
+/// refuses the tiers `refused` names; the run must stop on the refused
+/// model's first rows (exit 2) with at most 3 of them failed. Returns the
+/// workspace and the failures.
+async fn stopped_by_a_refused_tier(refused: &str, models: &[&str]) -> (Workspace, Vec<Value>) {
     let emu = Emulator::start(EmulatorConfig {
-        refused_tiers: vec!["flex".into()],
+        refused_tiers: vec![refused.into()],
         ..EmulatorConfig::default()
     })
     .await
     .unwrap();
     let ws = Workspace::new(&emu.url());
     ws.write("in.csv", csv_rows(50));
-    let out = ws.run(&[
-        "--model",
-        MODEL,
-        "--input",
-        "in.csv",
-        "--max-tokens",
-        "64",
-        "--service-tier",
-        "flex",
-        "--concurrency",
-        "2",
-    ]);
+    let mut args = Vec::new();
+    for m in models {
+        args.extend(["--model", m]);
+    }
+    args.extend(["--input", "in.csv", "--max-tokens", "64"]);
+    args.extend(["--service-tier", "flex", "--concurrency", "2"]);
+    let out = ws.run(&args);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let failures = ws.failures();
     assert!(
@@ -244,11 +242,17 @@ async fn a_refused_tier_fails_its_row_naming_the_tier_and_stops_the_job() {
         "stopped after the first rows, not 50: {}",
         failures.len()
     );
+    assert_eq!(ws.summary()["stopped_by"], "service_tier");
+    (ws, failures)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_tier_fails_its_row_naming_the_tier_and_stops_the_job() {
+    let (ws, failures) = stopped_by_a_refused_tier("flex", &[MODEL]).await;
     let msg = failures[0]["error"]["message"].as_str().unwrap();
     assert!(msg.starts_with("service tier `flex` refused for"), "{msg}");
     assert_eq!(failures[0]["error"]["kind"], "validation");
     let s = ws.summary();
-    assert_eq!(s["stopped_by"], "service_tier");
     assert!(f(&s["unfinished"]) >= 40.0, "{s}");
 }
 
@@ -257,41 +261,10 @@ async fn a_refused_tier_fails_its_row_naming_the_tier_and_stops_the_job() {
 /// other model answers on that tier.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tier_refused_for_one_model_of_a_matrix_stops_the_job() {
-    let emu = Emulator::start(EmulatorConfig {
-        refused_tiers: vec!["anthropic.=flex".into()],
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let ws = Workspace::new(&emu.url());
-    ws.write("in.csv", csv_rows(50));
-    let out = ws.run(&[
-        "--model",
-        "amazon.nova-lite-v1:0",
-        "--model",
-        MODEL,
-        "--input",
-        "in.csv",
-        "--max-tokens",
-        "64",
-        "--service-tier",
-        "flex",
-        "--concurrency",
-        "2",
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    let failures = ws.failures();
-    assert!(
-        !failures.is_empty() && failures.len() <= 3,
-        "stopped after its first rows, not 50: {}",
-        failures.len()
-    );
+    const NOVA: &str = "amazon.nova-lite-v1:0";
+    let (ws, failures) = stopped_by_a_refused_tier("anthropic.=flex", &[NOVA, MODEL]).await;
     assert!(failures.iter().all(|f| f["model"] == MODEL), "{failures:?}");
-    assert!(ws
-        .results()
-        .iter()
-        .all(|r| r["model"] == "amazon.nova-lite-v1:0"));
-    assert_eq!(ws.summary()["stopped_by"], "service_tier");
+    assert!(ws.results().iter().all(|r| r["model"] == NOVA));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
