@@ -116,7 +116,7 @@ impl Engine {
         });
         Ok(Engine {
             bedrock: control::client(sdk),
-            s3: store::client(sdk),
+            s3: crate::input::s3::client(sdk),
             rows: inventory.units,
             repeated: inventory.repeated,
             paid_before: cp.earlier.paid.priced(&settings.cost.prices).0,

@@ -1,40 +1,22 @@
 //! The job's objects on S3: record files up (through `output/upload.rs`), output
 //! files down, with `aws-sdk-s3` and the caller's credentials.
 //!
-//! Addressing: virtual-hosted on AWS; path-style when an endpoint override
-//! names the server (`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`), as the
-//! emulator and most S3-compatible servers need.
+//! The client and the `s3://` URIs are the inputs' (`input/s3.rs`): one
+//! rule for path-style addressing and one parser.
 
 use std::path::Path;
 
 use anyhow::Context;
-use aws_config::SdkConfig;
 
-pub(crate) fn client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
-    let overridden = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
-        .iter()
-        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
-    let conf = aws_sdk_s3::config::Builder::from(sdk)
-        .force_path_style(overridden)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
-
-/// `s3://B/K` → (B, K).
-pub(crate) fn split_uri(uri: &str) -> anyhow::Result<(&str, &str)> {
-    let rest = uri
-        .strip_prefix("s3://")
-        .with_context(|| format!("{uri}: not an s3:// URI"))?;
-    Ok(rest.split_once('/').unwrap_or((rest, "")))
-}
+use crate::input::s3::S3Uri;
 
 /// Uploads `path` to `uri` (multipart for a large file: `output/upload.rs`).
 pub(crate) async fn upload(s3: &aws_sdk_s3::Client, path: &Path, uri: &str) -> anyhow::Result<()> {
-    let (bucket, key) = split_uri(uri)?;
+    let S3Uri { bucket, key } = S3Uri::parse(uri)?;
     let len = std::fs::metadata(path)
         .with_context(|| format!("{}: cannot read", path.display()))?
         .len();
-    crate::output::upload::file(s3, path, len, bucket, key)
+    crate::output::upload::file(s3, path, len, &bucket, &key)
         .await
         .map_err(|why| anyhow::anyhow!("{uri}: upload failed: {why}"))
 }
@@ -44,7 +26,7 @@ pub(crate) async fn download(
     s3: &aws_sdk_s3::Client,
     uri: &str,
 ) -> anyhow::Result<Option<Vec<u8>>> {
-    let (bucket, key) = split_uri(uri)?;
+    let S3Uri { bucket, key } = S3Uri::parse(uri)?;
     match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(o) => {
             let bytes = o
