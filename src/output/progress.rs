@@ -198,6 +198,12 @@ mod tests {
             "{line}"
         );
         assert_eq!(line.matches("/s").count(), 1, "{line}");
+        // The spend so far rides on every line (bar and plain alike).
+        assert!(
+            p.message(&s, None, 0.0123).contains("| $0.0123 |"),
+            "{}",
+            p.message(&s, None, 0.0123)
+        );
         p.started = Instant::now();
         assert!(
             p.message(&s, None, 0.0).starts_with("| – rows/s |"),

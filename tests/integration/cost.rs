@@ -422,6 +422,82 @@ async fn dry_run_sends_nothing_and_count_tokens_counts_what_a_run_is_billed() {
     assert_eq!(ws.summary()["tokens"]["input"].as_u64().unwrap(), counted);
 }
 
+/// `prices` says what a run would charge and where each figure came from:
+/// a profile priced as its base model, a config entry over the table, a
+/// model without a price said so (never guessed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_names_each_figures_source_and_what_has_none() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write(
+        "job.toml",
+        "[prices.\"amazon.nova-lite-v1:0\"]\ninput = 0.05\noutput = 0.2\nflex_input = 0.025\nflex_output = 0.1\n",
+    );
+    let out = ws
+        .command()
+        .args(["prices", "--config", "job.toml"])
+        .args(["--model", "apac.anthropic.claude-3-5-sonnet-20240620-v1:0"])
+        .args(["--model", "amazon.nova-lite-v1:0"])
+        .args(["--model", "mistral.mistral-large-2407-v1:0"])
+        .output()
+        .unwrap();
+    // Exit 1: a model asked for has no price (README, the commands table).
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "priced as anthropic.claude-3-5-sonnet-20240620-v1:0; from built-in, 2025-07-20"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("$1.50/$7.50"), "the batch price: {text}");
+    assert!(
+        text.contains("job.toml: [prices.\"amazon.nova-lite-v1:0\"]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("$0.025/$0.10"),
+        "the config's flex price: {text}"
+    );
+    assert!(
+        text.contains("mistral.mistral-large-2407-v1:0                 no price known"),
+        "{text}"
+    );
+    assert_eq!(emu.stats().requests, 0, "prices sends nothing");
+}
+
+/// `--count-tokens` with `api = "invoke"` counts the InvokeModel body form,
+/// and the count is what the run is then billed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_tokens_counts_invoke_bodies_as_the_run_is_billed() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let ws = Workspace::new(&emu.url());
+    ws.write("in.csv", csv_rows(6));
+    let base = [
+        "--model",
+        MODEL,
+        "--api",
+        "invoke",
+        "--input",
+        "in.csv",
+        "--max-tokens",
+        "64",
+    ];
+    let mut a = base.to_vec();
+    a.extend(["--dry-run", "--count-tokens"]);
+    let out = ws.run(&a);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(emu.requests().iter().all(|r| r.operation == "CountTokens"));
+    let d: Value =
+        serde_json::from_str(&std::fs::read_to_string(ws.out().join("dry-run.json")).unwrap())
+            .unwrap();
+    assert_eq!(d["input_tokens"]["method"], "counted: Bedrock CountTokens");
+    let counted = d["input_tokens"]["expected"].as_u64().unwrap();
+    let out = ws.run(&base);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(ws.summary()["tokens"]["input"].as_u64().unwrap(), counted);
+}
+
 /// A dry run refuses, with `run`'s one line and exit 2, what `run` would
 /// refuse: a directory holding another job's answers, or answers with no
 /// manifest. An estimate for it would price the wrong rows.
