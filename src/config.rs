@@ -818,6 +818,29 @@ mod tests {
     }
 
     #[test]
+    fn flex_waits_longer_by_default_and_a_set_value_stands() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("job.toml");
+        let base = "model = \"m\"\ninputs = [\"in.csv\"]\noutput_dir = \"out\"\n";
+        let resolve = |extra: &str| {
+            std::fs::write(&cfg, format!("{base}{extra}")).unwrap();
+            Settings::resolve(&run_args(&["--config", cfg.to_str().unwrap()]), false).unwrap()
+        };
+        let standard = resolve("");
+        assert_eq!(
+            standard.request_timeout.as_secs(),
+            DEFAULT_REQUEST_TIMEOUT_SECS
+        );
+        assert_eq!(standard.row_deadline.as_secs(), DEFAULT_ROW_DEADLINE_SECS);
+        let flex = resolve("service_tier = \"flex\"\n");
+        assert_eq!(flex.request_timeout.as_secs(), FLEX_REQUEST_TIMEOUT_SECS);
+        assert_eq!(flex.row_deadline.as_secs(), FLEX_ROW_DEADLINE_SECS);
+        assert!(FLEX_REQUEST_TIMEOUT_SECS > DEFAULT_REQUEST_TIMEOUT_SECS);
+        let set = resolve("service_tier = \"flex\"\nrequest_timeout_secs = 60\n");
+        assert_eq!(set.request_timeout.as_secs(), 60);
+    }
+
+    #[test]
     fn bad_values_name_the_file_and_key() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("job.toml");
