@@ -227,14 +227,12 @@ fn answer_of(output: &Value, model: &str, converse: bool) -> Result<Answer, Stri
     .map_err(|e| e.to_string())
 }
 
-/// The cost at the model's batch price; `None` without one, or for cache
-/// tokens, whose batch price the table does not hold.
+/// The cost at the model's batch price (`Found::batch_cost`, which the
+/// job's bill prices unrecorded batch lines with too).
 pub(crate) fn batch_cost(prices: &PriceTable, model: &str, u: &Usage) -> Option<f64> {
-    let (input, output) = prices.find(model)?.batch_rates()?;
-    if u.cache_read_input_tokens.unwrap_or(0) + u.cache_write_input_tokens.unwrap_or(0) > 0 {
-        return None;
-    }
-    Some((u.input_tokens as f64 * input + u.output_tokens as f64 * output) / 1_000_000.0)
+    prices
+        .find(model)?
+        .batch_cost(&crate::cost::spend::tokens(u))
 }
 
 /// Bedrock's `errorCode` (an HTTP status) as one of our kinds.

@@ -98,6 +98,16 @@ impl Found {
         ))
     }
 
+    /// What `tokens` cost at the batch-inference price; `None` without one,
+    /// or with cache tokens, whose batch price the table does not hold.
+    pub fn batch_cost(&self, t: &Tokens) -> Option<f64> {
+        let (i, o) = self.batch_rates()?;
+        if t.cache_read + t.cache_write > 0 {
+            return None;
+        }
+        Some((t.input as f64 * i + t.output as f64 * o) / 1e6)
+    }
+
     /// Cache-read and cache-write prices per million tokens, premium
     /// included: the standard tier's, the only ones published.
     pub fn cache_rates(&self) -> Option<(f64, f64)> {

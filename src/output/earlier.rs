@@ -79,6 +79,9 @@ pub(crate) struct Paid {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct PriceKey {
     model: String,
+    /// Written by batch inference (`engine: "batch"`): the batch price, or
+    /// none, never the on-demand one.
+    batch: bool,
     tier: ServiceTier,
     cache_read: bool,
     cache_write: bool,
@@ -97,6 +100,7 @@ impl Paid {
         let t = u.priced();
         let key = PriceKey {
             model: model.clone(),
+            batch: rec.engine.as_deref() == Some("batch"),
             tier: priced_tier(rec.service_tier.as_deref(), None),
             cache_read: t.cache_read > 0,
             cache_write: t.cache_write > 0,
@@ -114,7 +118,12 @@ impl Paid {
         let mut total = self.recorded_usd;
         let mut unpriced = BTreeSet::new();
         for (k, t) in &self.unrecorded {
-            match prices.find(&k.model).and_then(|p| p.cost(k.tier, t)) {
+            let price = prices.find(&k.model);
+            let usd = match k.batch {
+                true => price.and_then(|p| p.batch_cost(t)),
+                false => price.and_then(|p| p.cost(k.tier, t)),
+            };
+            match usd {
                 Some(usd) => total += usd,
                 None => {
                     unpriced.insert(k.model.clone());
@@ -278,6 +287,9 @@ pub(crate) struct Line {
     cost_usd: Option<f64>,
     #[serde(default)]
     service_tier: Option<String>,
+    /// `"batch"` on a line batch inference wrote (absent: on demand).
+    #[serde(default)]
+    engine: Option<String>,
     #[serde(default)]
     latency_ms: Option<u64>,
     #[serde(default)]
@@ -435,6 +447,34 @@ pub(crate) mod tests {
             "source": {"file": "f", "line": 2}, "meta": {}
         })
         .to_string()
+    }
+
+    #[test]
+    fn a_batch_line_without_a_recorded_cost_is_priced_at_the_batch_price_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = |id: &str, model: &str| {
+            serde_json::json!({"id": id, "model": model, "output": "x", "engine": "batch",
+                "usage": {"input_tokens": 1_000_000, "output_tokens": 0}, "cost_usd": null})
+        };
+        // Haiku's batch input price is $0.125 (on demand $0.25); Claude
+        // Sonnet 4 has an on-demand price in the table but no batch price.
+        std::fs::write(
+            dir.path().join(RESULTS),
+            format!(
+                "{}\n{}\n",
+                batch("1", HAIKU),
+                batch("2", "anthropic.claude-sonnet-4-20250514-v1:0")
+            ),
+        )
+        .unwrap();
+        let pass = read(dir.path(), HAIKU, Purpose::Resume).unwrap();
+        let (usd, unpriced) = pass.earlier.paid.priced(&PriceTable::built_in());
+        assert!((usd - 0.125).abs() < 1e-12, "{usd}");
+        assert_eq!(
+            unpriced.into_iter().collect::<Vec<_>>(),
+            ["anthropic.claude-sonnet-4-20250514-v1:0"],
+            "no batch price: unpriced, not its on-demand price"
+        );
     }
 
     #[test]
