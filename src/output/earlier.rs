@@ -231,9 +231,14 @@ impl Earlier {
             .usage
             .as_ref()
             .map_or((0, 0), |u| (u.input_tokens, u.output_tokens));
+        // Batch inference reports no time per record: its lines' 0 is not an
+        // answer's latency, and stays out of the percentiles.
+        let latency_ms = rec
+            .latency_ms
+            .filter(|_| rec.engine.as_deref() != Some("batch"));
         match &rec.error {
             Some(e) => self.models.failed(model, &e.kind, usage),
-            None => self.models.answered(model, usage, rec.latency_ms),
+            None => self.models.answered(model, usage, latency_ms),
         }
         // A failed row's usage is that of answers refused as invalid output.
         if let Some(u) = &rec.usage {
@@ -250,7 +255,7 @@ impl Earlier {
                 if let (Some(model), Some(scores)) = (&rec.model, &rec.scores) {
                     self.scores.add(model, scores);
                 }
-                if let Some(ms) = rec.latency_ms {
+                if let Some(ms) = latency_ms {
                     self.timings
                         .record(ms, rec.ttft_ms, rec.output_tokens_per_sec);
                 }
