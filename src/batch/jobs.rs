@@ -92,13 +92,20 @@ impl Engine {
         let template = compile(&settings)?;
         let inventory = inventory::take(&settings, template.as_ref())?;
         let lock = lock::acquire(&settings.output_dir)?;
-        let cp = checkpoint::prepare(
+        let mut cp = checkpoint::prepare(
             &settings.output_dir,
             &settings.resume,
             &Manifest::of(&settings),
             &settings.eval.scorers,
         )?;
         for note in &cp.notes {
+            tracing::warn!("{note}");
+        }
+        // Rows edited since they were answered: refused, resent or kept, as
+        // `run` does (`on_changed`), before anything is planned.
+        if let Some(note) =
+            crate::output::changed::settle(&settings, template.as_ref(), &inventory, &mut cp)?
+        {
             tracing::warn!("{note}");
         }
         let state = State::load(&settings.output_dir)?;

@@ -11,7 +11,9 @@ use std::time::Duration;
 use bedrock_batch::emulator::{Emulator, EmulatorConfig, InvocationJobConfig};
 use serde_json::Value;
 
-use crate::cli_util::{assert_each_id_once, csv_ids, csv_rows, read_jsonl, show, Workspace, MODEL};
+use crate::cli_util::{
+    assert_each_id_once, csv_ids, csv_rows, read_jsonl, show, stderr, Workspace, MODEL,
+};
 use crate::util::control_client;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/BedrockBatchServiceRole";
@@ -319,6 +321,35 @@ async fn too_few_records_say_so_and_fallback_sends_them_on_demand() {
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert_each_id_once(&ws.out(), &csv_ids(5));
     assert!(ws.results().iter().all(|r| r.get("engine").is_none()));
+}
+
+/// A row edited since batch answered it is refused as `run` refuses it
+/// (`on_changed`), and an unedited input is not: the batch lines' request
+/// fingerprints are the ones `run` computes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_row_is_refused_as_run_refuses_it() {
+    let s3 = tempfile::tempdir().unwrap();
+    let emu = emulator(s3.path(), fast(10)).await;
+    let ws = Workspace::new(&emu.url());
+    ws.write("in.csv", csv_rows(20));
+    config(&ws, "in.csv", "min_records = 10\n");
+    let o = batch(&ws, &["submit", "--no-progress"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    // Nothing edited: nothing to say, nothing sent.
+    let o = batch(&ws, &["submit", "--no-progress"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(!stderr(&o).contains("changed since"), "{}", show(&o));
+    let edited = csv_rows(20).replace("Question number 3:", "Question number three:");
+    ws.write("in.csv", edited);
+    let o = batch(&ws, &["submit", "--no-progress"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(
+        stderr(&o).contains("1 row(s) changed since they were answered: `r00003`"),
+        "{}",
+        show(&o)
+    );
+    // Nothing was planned for it: the job's state and results are as before.
+    assert_eq!(ws.results().len(), 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
