@@ -77,6 +77,18 @@ pub(crate) fn refuse_what_only_run_does(settings: &Settings) -> anyhow::Result<(
             "submit: `output_schema` and `[[score]]` are applied by `run` only; batch rows would be written unchecked and unscored"
         );
     }
+    // A budget fails closed: batch jobs cannot be held to a cap call by
+    // call, so a cap is refused rather than ignored.
+    if settings.cost.max_cost.is_some() {
+        anyhow::bail!(
+            "submit: `max_cost` is kept by `run` only (a batch job is not stopped call by call); drop it for submit, or use `run`"
+        );
+    }
+    if settings.upload.is_some() {
+        anyhow::bail!(
+            "submit: `upload` is done by `run` only; copy the output directory after `collect` (e.g. aws s3 sync), or use `run`"
+        );
+    }
     Ok(())
 }
 

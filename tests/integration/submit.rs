@@ -418,6 +418,11 @@ async fn a_matrix_or_a_schema_is_refused_before_anything_is_uploaded() {
             "output_schema = \"s.json\"\n",
             "`output_schema` and `[[score]]`",
         ),
+        ("max_cost = 1.0\n", "`max_cost` is kept by `run` only"),
+        (
+            "upload = \"s3://batch-bucket/out/\"\n",
+            "`upload` is done by `run` only",
+        ),
     ] {
         ws.write(
             "config.toml",
