@@ -18,7 +18,7 @@ use crate::config::{FileConfig, ResumeMode, Settings, DEFAULT_CONFIG};
 use crate::cost::spend::Spend;
 use crate::error::{EXIT_FAILED_ROWS, EXIT_OK};
 use crate::output::summary::{Summary, Tokens};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, StopReason};
 
 use super::out;
 
@@ -231,6 +231,11 @@ pub(crate) async fn finish(
         ));
     }
     out(&text)?;
+    // Stopped waiting by a signal: its code (130/143), as `run` exits, so a
+    // nightly alarm sees the interruption; the jobs go on and `collect` follows them.
+    if let Some(why @ (StopReason::Interrupt | StopReason::Terminate)) = shutdown.reason() {
+        return Ok(super::exit_code(&summary, Some(why)));
+    }
     Ok(if tally.failed > 0 || (pending == 0 && unfinished > 0) {
         EXIT_FAILED_ROWS
     } else {

@@ -323,6 +323,40 @@ async fn too_few_records_say_so_and_fallback_sends_them_on_demand() {
     assert!(ws.results().iter().all(|r| r.get("engine").is_none()));
 }
 
+/// SIGTERM while submit waits for its jobs: it stops waiting, says where the
+/// jobs stand, and exits 143 as `run` does, so a nightly alarm sees it; the
+/// jobs go on and `collect` follows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_while_waiting_exits_with_its_code() {
+    let s3 = tempfile::tempdir().unwrap();
+    let emu = emulator(
+        s3.path(),
+        InvocationJobConfig {
+            queue: Duration::from_secs(120),
+            min_records: 10,
+            ..InvocationJobConfig::default()
+        },
+    )
+    .await;
+    let ws = Workspace::new(&emu.url());
+    ws.write("in.csv", csv_rows(20));
+    config(&ws, "in.csv", "min_records = 10\n");
+    let mut c = ws.command();
+    c.env("AWS_ENDPOINT_URL_BEDROCK", &ws.url)
+        .args(["submit", "--no-progress"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let child = tokio::process::Command::from(c).spawn().unwrap();
+    let state = ws.out().join("batch/state.json");
+    crate::cli_util::until("a job created", || {
+        std::fs::read_to_string(&state).is_ok_and(|s| s.contains("model-invocation-job/"))
+    })
+    .await;
+    let status = crate::cli_util::stop(child, libc::SIGTERM, Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(143));
+    assert_eq!(created_jobs(&emu.url()).await.len(), 1, "the job goes on");
+}
+
 /// A row edited since batch answered it is refused as `run` refuses it
 /// (`on_changed`), and an unedited input is not: the batch lines' request
 /// fingerprints are the ones `run` computes.
