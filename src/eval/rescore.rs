@@ -43,8 +43,14 @@ pub fn rescore(path: &Path, scorers: &[Scorer]) -> anyhow::Result<u64> {
         Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
     };
     let tmp = path.with_extension("jsonl.rescore");
+    // Owner-only (0600), as every file bedrock-batch writes: the new file
+    // takes the old one's place and holds the same answers.
     let mut out = std::io::BufWriter::new(
-        std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?,
+        crate::output::fs::owner_only()
+            .write(true)
+            .truncate(true)
+            .open(&tmp)
+            .with_context(|| format!("{}: cannot create", tmp.display()))?,
     );
     let mut changed = 0;
     for (n, line) in BufReader::new(file).lines().enumerate() {
@@ -138,6 +144,12 @@ mod tests {
         assert_eq!(a["id"], "a", "other fields kept");
         assert_eq!(got[2], "not json at all");
         assert!(!path.with_extension("jsonl.rescore").exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "owner-only, as every output file");
+        }
         // Again with the same scorers: nothing changes; without any: dropped.
         assert_eq!(rescore(&path, &scorers).unwrap(), 0);
         assert_eq!(rescore(&path, &[]).unwrap(), 2);
