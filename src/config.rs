@@ -472,7 +472,12 @@ impl Settings {
         }
 
         let eval = eval_settings(f, &l)?;
-        let id_columns = id_columns(f, &l)?;
+        // `--id-column` names the id for this run, over the file's
+        // `id_columns` as every flag is over its key.
+        let id_columns = match args.id_column {
+            Some(_) => Vec::new(),
+            None => id_columns(f, &l)?,
+        };
 
         Ok(Settings {
             region: args.region.clone().or(f.region.clone()),
@@ -815,6 +820,24 @@ mod tests {
         assert_eq!(s.output_dir, dir.path().join("out"));
         assert_eq!(s.max_attempts, DEFAULT_MAX_ATTEMPTS);
         assert_eq!(s.resume, ResumeMode::Continue);
+    }
+
+    #[test]
+    fn the_id_column_flag_stands_over_the_files_id_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("job.toml");
+        std::fs::write(
+            &cfg,
+            "model = \"m\"\ninputs = [\"in.csv\"]\noutput_dir = \"out\"\nid_columns = [\"a\", \"b\"]\n",
+        )
+        .unwrap();
+        let file =
+            Settings::resolve(&run_args(&["--config", cfg.to_str().unwrap()]), false).unwrap();
+        assert_eq!(file.id_columns, ["a", "b"]);
+        let flag = run_args(&["--config", cfg.to_str().unwrap(), "--id-column", "key"]);
+        let s = Settings::resolve(&flag, false).unwrap();
+        assert_eq!(s.id_column, "key");
+        assert!(s.id_columns.is_empty(), "{:?}", s.id_columns);
     }
 
     #[test]
