@@ -72,9 +72,15 @@ pub(crate) async fn run(args: SubmitArgs) -> anyhow::Result<u8> {
         let (report, text) = crate::cost::dry_run::run(settings, shutdown).await?;
         out(&text)?;
         let rows = report.rows.rows;
+        // Jobs are split per model (a row may pin its own), each with its minimum.
+        let jobs: u64 = report
+            .rows
+            .by_model
+            .values()
+            .map(|&n| jobs_for(n, &limits))
+            .sum();
         out(&format!(
-            "submit: {rows} rows make {} Bedrock batch job(s) (at most {} records per job, at least {}; up to {} running at once per model)\n",
-            jobs_for(rows, &limits),
+            "submit: {rows} rows make {jobs} Bedrock batch job(s) (at most {} records per job, at least {}; up to {} running at once per model)\n",
             limits.records_per_job,
             limits.min_records,
             limits.max_concurrent_jobs

@@ -502,6 +502,28 @@ async fn dry_run_gives_the_batch_price_and_the_number_of_jobs_and_sends_nothing(
     );
     assert!(created_jobs(&emu.url()).await.is_empty());
     assert_eq!(emu.stats().requests, 0);
+
+    // Jobs are counted per model, each with its minimum: 150 rows of one
+    // model make 2 jobs of at most 100; 60 pinned to another are below the
+    // default minimum of 100 and make none (3 if counted together).
+    let mut csv = String::from("id,prompt,model\n");
+    for i in 0..210 {
+        let model = if i < 150 {
+            MODEL
+        } else {
+            "amazon.nova-lite-v1:0"
+        };
+        csv.push_str(&format!("r{i:05},Question {i},{model}\n"));
+    }
+    ws.write("pinned.csv", csv);
+    config(&ws, "pinned.csv", "records_per_job = 100\n");
+    let o = batch(&ws, &["submit", "--no-progress", "--dry-run"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("submit: 210 rows make 2 Bedrock batch job(s)"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
