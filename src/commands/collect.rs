@@ -47,5 +47,9 @@ pub(crate) async fn run(args: CollectArgs) -> anyhow::Result<u8> {
     let sdk = super::submit::connect(&settings).await?;
     let mut engine = Engine::open(settings, batch, &sdk).await?;
     engine.follow(!args.no_wait, &shutdown).await?;
-    super::submit::finish(engine, args.replay.is_some(), shutdown).await
+    // The recorded submit's `--fallback on-demand` holds here too: with
+    // `--no-wait`, collect is where its jobs end.
+    let on_demand =
+        args.replay.is_some() || submit.fallback == Some(crate::cli::OnDemand::OnDemand);
+    super::submit::finish(engine, on_demand, shutdown).await
 }

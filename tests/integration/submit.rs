@@ -413,6 +413,46 @@ async fn no_wait_returns_after_creating_and_collect_picks_up() {
     assert_eq!(ws.summary()["succeeded"], 40);
 }
 
+/// `submit --no-wait --fallback on-demand`: the rows below the minimum go on
+/// demand when `collect` ends the jobs, as they would had submit waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collect_keeps_the_recorded_fallback() {
+    let s3 = tempfile::tempdir().unwrap();
+    let emu = emulator(s3.path(), fast(10)).await;
+    let ws = Workspace::new(&emu.url());
+    // 20 rows of one model (a job), 3 pinned to another (below the minimum).
+    let mut csv = String::from("id,prompt,model\n");
+    for i in 0..23 {
+        let model = if i < 20 {
+            MODEL
+        } else {
+            "amazon.nova-lite-v1:0"
+        };
+        csv.push_str(&format!("r{i:05},Question {i},{model}\n"));
+    }
+    ws.write("in.csv", csv);
+    config(&ws, "in.csv", "min_records = 10\n");
+    let o = batch(
+        &ws,
+        &[
+            "submit",
+            "--no-progress",
+            "--no-wait",
+            "--fallback",
+            "on-demand",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = ws.out();
+    let o = batch(&ws, &["collect", out.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_each_id_once(&ws.out(), &(0..23).map(|i| format!("r{i:05}")).collect());
+    let results = ws.results();
+    let on_demand = results.iter().filter(|r| r.get("engine").is_none()).count();
+    assert_eq!(on_demand, 3, "the three below the minimum went on demand");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_job_quota_is_waited_out_not_failed() {
     let s3 = tempfile::tempdir().unwrap();
