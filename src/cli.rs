@@ -35,7 +35,7 @@ pub enum Command {
     Whoami(WhoamiArgs),
     /// Print the least-privilege IAM policy for a job's models (or the role's trust policy).
     Policy(PolicyArgs),
-    /// Serve a local Bedrock Runtime + STS + IMDSv2 emulator on 127.0.0.1.
+    /// Serve a local Bedrock Runtime + STS + IMDSv2 + S3 + batch-job emulator on 127.0.0.1.
     Emulator(EmulatorArgs),
     /// Print the prices a run would use (USD per million tokens) and where they come from.
     Prices(PricesArgs),
