@@ -716,6 +716,17 @@ impl Settings {
         self.model_settings.get(model).and_then(pick)
     }
 
+    /// The credentials a command resolves for this job: its region,
+    /// profile and role (one place, for the run, S3, CountTokens, batch and
+    /// `--upload`).
+    pub fn auth(&self) -> crate::bedrock::auth::AuthSettings {
+        crate::bedrock::auth::AuthSettings {
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+            role: self.role.clone(),
+        }
+    }
+
     /// Units of work per unpinned row: every model, every sample.
     pub fn units_per_row(&self) -> u64 {
         self.models.len() as u64 * u64::from(self.samples)

@@ -57,7 +57,7 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
             let upload = settings
                 .upload
                 .clone()
-                .map(|to| (to, upload_auth(&settings)));
+                .map(|to| (to, settings.auth()));
             let summary = crate::run(settings, shutdown.clone())
                 .await
                 .inspect_err(|_| crate::report::after_error(&dir, since))?;
@@ -265,15 +265,6 @@ pub fn exit_code(summary: &Summary, stopped: Option<StopReason>) -> u8 {
         Some(StopReason::Pilot) => EXIT_OK,
         None if summary.failed > 0 => EXIT_FAILED_ROWS,
         None => EXIT_OK,
-    }
-}
-
-/// The credentials `--upload` uses: the run's.
-fn upload_auth(s: &Settings) -> crate::bedrock::auth::AuthSettings {
-    crate::bedrock::auth::AuthSettings {
-        region: s.region.clone(),
-        profile: s.profile.clone(),
-        role: s.role.clone(),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::batch::jobs::{Engine, Submitted};
 use crate::batch::settings::BatchSettings;
 use crate::batch::split::jobs_for;
 use crate::batch::state::Invocation;
-use crate::bedrock::auth::{self, AuthSettings};
+use crate::bedrock::auth;
 use crate::cli::{OnDemand, SubmitArgs};
 use crate::config::{FileConfig, ResumeMode, Settings, DEFAULT_CONFIG};
 use crate::cost::spend::Spend;
@@ -51,11 +51,7 @@ pub(crate) fn resolve(
 }
 
 pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<aws_config::SdkConfig> {
-    let session = auth::connect(&AuthSettings {
-        region: settings.region.clone(),
-        profile: settings.profile.clone(),
-        role: settings.role.clone(),
-    })
+    let session = auth::connect(&settings.auth())
     .await?;
     tracing::info!("credentials: {}", session.source);
     Ok(session.sdk)

@@ -22,7 +22,7 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::bedrock::auth::{self, AuthSettings};
+use crate::bedrock::auth;
 use crate::bedrock::request::ServiceTier;
 use crate::config::{ResumeMode, Settings};
 use crate::cost::estimate::{input_upper_bound, local_input_tokens, uses_cache, LOCAL_METHOD};
@@ -446,11 +446,7 @@ async fn count_one(
 /// CountTokens for every job, `concurrency` at a time. A model that does
 /// not support it is asked once; its rows fall back to the local estimate.
 async fn count_all(settings: &Settings, jobs: &[Job]) -> anyhow::Result<Vec<Option<u64>>> {
-    let session = auth::connect(&AuthSettings {
-        region: settings.region.clone(),
-        profile: settings.profile.clone(),
-        role: settings.role.clone(),
-    })
+    let session = auth::connect(&settings.auth())
     .await?;
     let client = auth::bedrock_client(&session.sdk, settings.request_timeout);
     let unsupported = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));

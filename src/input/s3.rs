@@ -30,7 +30,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::bedrock::auth::{self, AuthSettings, Session};
+use crate::bedrock::auth::{self, Session};
 use crate::config::Settings;
 
 /// Chunks of the body read ahead of the reader (each a network read, tens of KB).
@@ -111,11 +111,7 @@ pub(crate) async fn prepare(settings: &mut Settings) -> anyhow::Result<Option<Se
     if !settings.inputs.iter().any(|p| is_s3(p)) {
         return Ok(None);
     }
-    let session = auth::connect(&AuthSettings {
-        region: settings.region.clone(),
-        profile: settings.profile.clone(),
-        role: settings.role.clone(),
-    })
+    let session = auth::connect(&settings.auth())
     .await?;
     let s3 = S3Inputs::attach(&settings.inputs, &client(&session.sdk)).await?;
     settings.s3_inputs = s3.map(std::sync::Arc::new);

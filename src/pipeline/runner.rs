@@ -27,7 +27,7 @@ use anyhow::Context;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
 
-use crate::bedrock::auth::{self, AuthSettings};
+use crate::bedrock::auth;
 use crate::bedrock::invoker::{self, Classified, Disposition};
 use crate::bedrock::request::{Answer, Api};
 use crate::config::Settings;
@@ -279,11 +279,7 @@ async fn prepare(mut settings: Settings) -> anyhow::Result<Prepared> {
     let session = match early_session {
         Some(s) => s,
         None => {
-            auth::connect(&AuthSettings {
-                region: settings.region.clone(),
-                profile: settings.profile.clone(),
-                role: settings.role.clone(),
-            })
+            auth::connect(&settings.auth())
             .await?
         }
     };
