@@ -129,6 +129,14 @@ pub struct ModelSettings {
     pub service_tier: Option<crate::bedrock::request::ServiceTier>,
 }
 
+/// What one model's lane runs at (`Settings::lane_of`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LaneSettings {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+    pub concurrency: usize,
+}
+
 /// A validated job. Built only by [`Settings::resolve`].
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -714,6 +722,18 @@ impl Settings {
         pick: impl Fn(&ModelSettings) -> Option<T>,
     ) -> Option<T> {
         self.model_settings.get(model).and_then(pick)
+    }
+
+    /// Model `m`'s lane: its `[models."ID"]` rpm, tpm and concurrency,
+    /// each else the job's. The run's lanes and the dry run's time use it.
+    pub fn lane_of(&self, m: &str) -> LaneSettings {
+        LaneSettings {
+            rpm: self.model_setting(m, |s| s.rpm).or(self.rpm),
+            tpm: self.model_setting(m, |s| s.tpm).or(self.tpm),
+            concurrency: self
+                .model_setting(m, |s| s.concurrency)
+                .unwrap_or(self.concurrency),
+        }
     }
 
     /// The credentials a command resolves for this job: its region,

@@ -54,10 +54,7 @@ pub async fn execute(command: Command, prelude: Prelude) -> anyhow::Result<u8> {
                 return Ok(EXIT_OK);
             }
             let (dir, since) = (settings.output_dir.clone(), std::time::SystemTime::now());
-            let upload = settings
-                .upload
-                .clone()
-                .map(|to| (to, settings.auth()));
+            let upload = settings.upload.clone().map(|to| (to, settings.auth()));
             let summary = crate::run(settings, shutdown.clone())
                 .await
                 .inspect_err(|_| crate::report::after_error(&dir, since))?;

@@ -51,8 +51,7 @@ pub(crate) fn resolve(
 }
 
 pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<aws_config::SdkConfig> {
-    let session = auth::connect(&settings.auth())
-    .await?;
+    let session = auth::connect(&settings.auth()).await?;
     tracing::info!("credentials: {}", session.source);
     Ok(session.sdk)
 }

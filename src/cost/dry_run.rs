@@ -446,8 +446,7 @@ async fn count_one(
 /// CountTokens for every job, `concurrency` at a time. A model that does
 /// not support it is asked once; its rows fall back to the local estimate.
 async fn count_all(settings: &Settings, jobs: &[Job]) -> anyhow::Result<Vec<Option<u64>>> {
-    let session = auth::connect(&settings.auth())
-    .await?;
+    let session = auth::connect(&settings.auth()).await?;
     let client = auth::bedrock_client(&session.sdk, settings.request_timeout);
     let unsupported = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
     let api = settings.api;
@@ -514,15 +513,11 @@ fn estimate(
         .models
         .iter()
         .map(|m| {
-            let own = |pick: fn(&crate::config::ModelSettings) -> Option<u32>| {
-                settings.model_setting(m, pick)
-            };
+            let q = settings.lane_of(m);
             let lane = LaneTime {
-                rpm: own(|s| s.rpm).or(settings.rpm),
-                tpm: own(|s| s.tpm).or(settings.tpm),
-                concurrency: settings
-                    .model_setting(m, |s| s.concurrency)
-                    .unwrap_or(settings.concurrency),
+                rpm: q.rpm,
+                tpm: q.tpm,
+                concurrency: q.concurrency,
                 ..LaneTime::default()
             };
             (m.clone(), lane)

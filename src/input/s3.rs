@@ -111,8 +111,7 @@ pub(crate) async fn prepare(settings: &mut Settings) -> anyhow::Result<Option<Se
     if !settings.inputs.iter().any(|p| is_s3(p)) {
         return Ok(None);
     }
-    let session = auth::connect(&settings.auth())
-    .await?;
+    let session = auth::connect(&settings.auth()).await?;
     let s3 = S3Inputs::attach(&settings.inputs, &client(&session.sdk)).await?;
     settings.s3_inputs = s3.map(std::sync::Arc::new);
     Ok(Some(session))

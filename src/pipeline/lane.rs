@@ -45,22 +45,16 @@ pub(crate) struct Lane {
 /// The lanes of a job, in the order of its models; a matrix says what each
 /// model's lane runs at.
 pub(crate) fn plan(settings: &Settings) -> Vec<Lane> {
-    let lanes: Vec<Lane> = settings
+    let quotas: Vec<_> = settings
         .models
         .iter()
-        .map(|m| {
-            let own = |pick: fn(&crate::config::ModelSettings) -> Option<u32>| {
-                settings.model_setting(m, pick)
-            };
-            Lane {
-                limiter: Arc::new(Limiter::new(
-                    own(|s| s.rpm).or(settings.rpm),
-                    own(|s| s.tpm).or(settings.tpm),
-                )),
-                concurrency: settings
-                    .model_setting(m, |s| s.concurrency)
-                    .unwrap_or(settings.concurrency),
-            }
+        .map(|m| settings.lane_of(m))
+        .collect();
+    let lanes: Vec<Lane> = quotas
+        .iter()
+        .map(|q| Lane {
+            limiter: Arc::new(Limiter::new(q.rpm, q.tpm)),
+            concurrency: q.concurrency,
         })
         .collect();
     if settings.models.len() > 1 || settings.samples > 1 {
@@ -69,14 +63,13 @@ pub(crate) fn plan(settings: &Settings) -> Vec<Lane> {
         let each: Vec<String> = settings
             .models
             .iter()
-            .zip(&lanes)
-            .map(|(m, lane)| {
-                let own = settings.model_settings.get(m).cloned().unwrap_or_default();
+            .zip(&quotas)
+            .map(|(m, q)| {
                 format!(
                     "{m} (concurrency {}{}{})",
-                    lane.concurrency,
-                    quota(own.rpm.or(settings.rpm), "rpm"),
-                    quota(own.tpm.or(settings.tpm), "tpm")
+                    q.concurrency,
+                    quota(q.rpm, "rpm"),
+                    quota(q.tpm, "tpm")
                 )
             })
             .collect();

@@ -278,10 +278,7 @@ async fn prepare(mut settings: Settings) -> anyhow::Result<Prepared> {
     let (done, earlier) = (checkpoint.done, checkpoint.earlier);
     let session = match early_session {
         Some(s) => s,
-        None => {
-            auth::connect(&settings.auth())
-            .await?
-        }
+        None => auth::connect(&settings.auth()).await?,
     };
     tracing::info!(
         "credentials: {}; region {}",
