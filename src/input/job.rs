@@ -84,10 +84,7 @@ impl<'a> Columns<'a> {
         let s = self.settings;
         match self.request(&fields, model) {
             Ok((request, body)) => {
-                fields.remove(&s.id_column);
-                for c in &s.id_columns {
-                    fields.remove(c);
-                }
+                // The id columns go in `meta_of`, with the reserved keys.
                 if self.template.is_none() {
                     fields.remove(&s.prompt_column);
                 }

@@ -170,9 +170,13 @@ pub(crate) fn read(dir: &Path, model: &str, purpose: Purpose) -> anyhow::Result<
         for_each_record(&dir.join(name), |_, rec| {
             pass.earlier.count(&rec, model);
             pass.earlier.paid.add(&rec);
+            // Counting needs no unit key: only the other purposes hash one.
+            if let Purpose::Count = purpose {
+                return;
+            }
             let key = id_hash(&rec.key(model));
             match purpose {
-                Purpose::Count => {}
+                Purpose::Count => {} // returned above
                 Purpose::Resume => done.push(entry(key, rec.recorded())),
                 Purpose::Estimate { .. } if name == RESULTS => {
                     if let Some(answer) = rec.answer() {
