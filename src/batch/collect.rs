@@ -39,9 +39,6 @@ pub(crate) struct Sink<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct Report {
     pub(crate) collected: Collected,
-    pub(crate) tokens_in: u64,
-    pub(crate) tokens_out: u64,
-    pub(crate) cost_usd: f64,
     /// The manifest disagreed with the lines found (said in words).
     pub(crate) mismatch: Option<String>,
 }
@@ -128,9 +125,6 @@ pub(crate) fn lines(
         };
         let usage = crate::cost::spend::usage_of(&answer);
         let cost_usd = batch_cost(sink.prices, &row.model, &usage);
-        report.tokens_in += usage.input_tokens;
-        report.tokens_out += usage.output_tokens;
-        report.cost_usd += cost_usd.unwrap_or(0.0);
         let s = Success {
             id: row.id,
             model: row.model,

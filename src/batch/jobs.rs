@@ -334,11 +334,10 @@ impl Engine {
                 .sum::<u64>();
         let (mut processed, mut ok, mut errors) = (0, 0, 0);
         let mut statuses: BTreeMap<&str, usize> = BTreeMap::new();
-        for (index, s) in seen {
+        for s in seen.values() {
             processed += s.processed;
             ok += s.succeeded;
             errors += s.errors;
-            let _ = index;
             *statuses.entry(s.status.as_str()).or_default() += 1;
         }
         let jobs = statuses

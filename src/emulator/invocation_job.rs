@@ -329,14 +329,13 @@ fn create(server: &Arc<Server>, body: &[u8], trace: &mut Trace) -> Reply {
             return validation(server, trace, &msg);
         }
     }
-    if let Some(denied) = server
+    if server
         .cfg
         .invocation_jobs
         .unpassable_roles
         .iter()
-        .find(|p| role_arn.starts_with(p.as_str()))
+        .any(|p| role_arn.starts_with(p.as_str()))
     {
-        let _ = denied;
         let msg = format!(
             "User: arn:aws:iam::{}:user/DeveloperUser is not authorized to perform: iam:PassRole on resource: {role_arn}",
             server.cfg.account_id
@@ -509,7 +508,7 @@ fn stop_job(server: &Server, ident: &str, trace: &mut Trace) -> Reply {
     server.reply(StatusCode::OK, "application/json", "{}")
 }
 
-fn list(server: &Server, parts: &Parts, trace: &mut Trace) -> Reply {
+fn list(server: &Server, parts: &Parts, _trace: &mut Trace) -> Reply {
     let mut status_equals = None;
     let mut name_contains = None;
     let mut max_results = 1000usize;
@@ -555,7 +554,6 @@ fn list(server: &Server, parts: &Parts, trace: &mut Trace) -> Reply {
     if next + max_results < all.len() {
         body["nextToken"] = (next + max_results).to_string().into();
     }
-    let _ = trace;
     server.reply(StatusCode::OK, "application/json", body.to_string())
 }
 
