@@ -32,7 +32,7 @@ use crate::input::matrix::unit_key;
 use crate::input::rows::id_hash;
 use crate::input::template::Template;
 use crate::output::checkpoint::IdSet;
-use crate::output::earlier::{self, Purpose};
+use crate::output::earlier::{self, CacheTokens, Purpose};
 use crate::output::fs::write_atomic;
 use crate::output::manifest::Manifest;
 use crate::pipeline::runner::{self, Work};
@@ -216,31 +216,18 @@ struct Samples {
     spent: f64,
     /// By model, over answers whose usage reports the cache: input tokens
     /// in all, and those read from and written to it.
-    cache: HashMap<String, CacheSeen>,
+    cache: BTreeMap<String, CacheTokens>,
     /// The units of failures.jsonl a run would skip (all of them, or those
     /// not being retried).
     failed: IdSet,
 }
 
-/// What answers told of the prompt cache. A write is an event of a run's
-/// start (the first calls, one per concurrent slot, or again after the
-/// cache's TTL), not a share of every row: a pilot of 30 rows at
-/// concurrency 4 writes about as often as a run of 3,000. So the estimate
-/// takes the share of input served through the cache, prices it as reads,
-/// and adds the writes seen once, as a run's start.
-#[derive(Debug, Default)]
-struct CacheSeen {
-    input: u64,
-    read: u64,
-    write: u64,
-}
-
-impl CacheSeen {
-    /// The share of input tokens that went through the cache, once seen.
-    fn cached_share(&self) -> Option<f64> {
-        (self.input > 0).then(|| (self.read + self.write) as f64 / self.input as f64)
-    }
-}
+// What answers told of the prompt cache (`CacheTokens`, per model). A write
+// is an event of a run's start (the first calls, one per concurrent slot, or
+// again after the cache's TTL), not a share of every row: a pilot of 30 rows
+// at concurrency 4 writes about as often as a run of 3,000. So the estimate
+// takes the share of input served through the cache, prices it as reads,
+// and adds the writes seen once, as a run's start.
 
 /// Runs the pilot (if any), then the estimate. Returns the report and its text.
 pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<(Report, String)> {
@@ -298,18 +285,10 @@ fn samples(settings: &Settings) -> anyhow::Result<Samples> {
         &settings.model,
         Purpose::Estimate { retried },
     )?;
-    let cache = pass.earlier.cache.iter().map(|(model, c)| {
-        let seen = CacheSeen {
-            input: c.input,
-            read: c.read,
-            write: c.write,
-        };
-        (model.clone(), seen)
-    });
     Ok(Samples {
         by_id: pass.answers,
         spent: pass.earlier.paid.priced(&settings.cost.prices).0,
-        cache: cache.collect(),
+        cache: pass.earlier.cache,
         failed: pass.done,
     })
 }
@@ -561,11 +540,11 @@ fn estimate(
             _ => *acc = None,
         };
         // A caching row's input: the share answers sent through the cache
-        // at the read price, the rest as input (see `CacheSeen`).
+        // at the read price, the rest as input (see `CacheTokens` above).
         let seen = samples
             .cache
             .get(&r.model)
-            .and_then(CacheSeen::cached_share);
+            .and_then(CacheTokens::cached_share);
         let rates = |t: ServiceTier| {
             let (i, o) = found.rates(t)?;
             match (r.caching, seen, found.cache_rates()) {
@@ -612,14 +591,7 @@ fn estimate(
             }
         }
     }
-    let cache_seen = samples
-        .cache
-        .values()
-        .fold(CacheSeen::default(), |a, c| CacheSeen {
-            input: a.input + c.input,
-            read: a.read + c.read,
-            write: a.write + c.write,
-        });
+    let cache_seen: CacheTokens = samples.cache.values().copied().sum();
     input.method = if counted_rows == rows.len() as u64 && !rows.is_empty() {
         "counted: Bedrock CountTokens".to_string()
     } else if pairs.is_empty() {

@@ -63,6 +63,23 @@ pub(crate) struct CacheTokens {
     pub(crate) write: u64,
 }
 
+impl CacheTokens {
+    /// The share of input tokens that went through the cache, once seen.
+    pub(crate) fn cached_share(&self) -> Option<f64> {
+        (self.input > 0).then(|| (self.read + self.write) as f64 / self.input as f64)
+    }
+}
+
+impl std::iter::Sum for CacheTokens {
+    fn sum<I: Iterator<Item = CacheTokens>>(iter: I) -> CacheTokens {
+        iter.fold(CacheTokens::default(), |a, c| CacheTokens {
+            input: a.input + c.input,
+            read: a.read + c.read,
+            write: a.write + c.write,
+        })
+    }
+}
+
 /// What the lines of an output directory cost: the `cost_usd` they
 /// recorded, and the usage of those that recorded none (written before
 /// costs were, or of a model without a price then), kept to be priced
