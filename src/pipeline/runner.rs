@@ -805,11 +805,25 @@ async fn after_invalid(
     let Some(h) = caller.meter.again(job) else {
         return AfterInvalid::Fail;
     };
+    match ticket_or_release(caller, job, limiter, h).await {
+        Some((h, t)) => AfterInvalid::Again(h, t),
+        None => AfterInvalid::Fail,
+    }
+}
+
+/// The lane limiter's ticket for the next call of `job`, holding `hold`;
+/// `None` (the hold released: nothing was sent) when the run stops first.
+async fn ticket_or_release(
+    caller: &Caller,
+    job: &Job,
+    limiter: &Limiter,
+    hold: Reservation,
+) -> Option<(Reservation, Ticket)> {
     tokio::select! {
-        t = limiter.acquire(caller.reservation(limiter, job)) => AfterInvalid::Again(h, t),
+        t = limiter.acquire(caller.reservation(limiter, job)) => Some((hold, t)),
         _ = caller.shutdown.stopping() => {
-            caller.meter.release(h);
-            AfterInvalid::Fail
+            caller.meter.release(hold);
+            None
         }
     }
 }
@@ -837,13 +851,7 @@ async fn next_attempt(
             return None;
         }
     }
-    tokio::select! {
-        t = limiter.acquire(caller.reservation(limiter, job)) => Some((hold, t)),
-        _ = caller.shutdown.stopping() => {
-            caller.meter.release(hold);
-            None
-        }
-    }
+    ticket_or_release(caller, job, limiter, hold).await
 }
 
 /// What a row's last, accepted answer adds to its results line.
