@@ -9,6 +9,7 @@
 use serde::Deserialize;
 
 use crate::bedrock::request::Api;
+use crate::input::s3::S3Uri;
 
 /// `[batch]` as written; every key optional.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -153,14 +154,10 @@ impl BatchSettings {
 
 /// `s3://BUCKET/PREFIX` → (bucket, prefix without a trailing `/`).
 pub fn parse_s3_uri(uri: &str) -> anyhow::Result<(String, String)> {
-    let rest = uri
-        .strip_prefix("s3://")
-        .ok_or_else(|| anyhow::anyhow!("[batch] s3_uri: {uri:?} does not start with s3://"))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        anyhow::bail!("[batch] s3_uri: {uri:?} names no bucket");
-    }
-    Ok((bucket.to_owned(), prefix.trim_matches('/').to_owned()))
+    // The inputs' parser (`input/s3.rs`), with the key this came from.
+    let S3Uri { bucket, key } =
+        S3Uri::parse(uri).map_err(|e| anyhow::anyhow!("[batch] s3_uri: {e:#}"))?;
+    Ok((bucket, key.trim_matches('/').to_owned()))
 }
 
 #[cfg(test)]
