@@ -27,6 +27,7 @@ use crate::output::checkpoint::{self, Earlier};
 use crate::output::fs::open_append;
 use crate::output::lock::{self, DirLock};
 use crate::output::manifest::Manifest;
+use crate::output::progress::ActiveBar;
 use crate::output::sink::{FAILURES, RESULTS};
 
 /// Longest wait between two polls.
@@ -52,7 +53,7 @@ pub(crate) struct Engine {
     _lock: DirLock,
     pub(crate) state: State,
     /// Draw a bar (a terminal) or print plain lines.
-    bar: Option<indicatif::ProgressBar>,
+    bar: Option<ActiveBar>,
 }
 
 /// What `submit` did before it waited (or returned with `--no-wait`).
@@ -131,7 +132,8 @@ impl Engine {
             ) {
                 bar.set_style(style.progress_chars("=> "));
             }
-            bar
+            // Registered, so the log lines of the wait go above it.
+            ActiveBar::show(bar)
         });
         Ok(Engine {
             bedrock: control::client(sdk),
@@ -313,9 +315,8 @@ impl Engine {
                 _ = shutdown.stopping() => {}
             }
         }
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+        // Cleared and unregistered: what comes after prints plainly.
+        self.bar = None;
         Ok(())
     }
 

@@ -28,8 +28,34 @@ fn plain_line(done: u64, of: &str, msg: &str) -> String {
     format!("progress: {done}{of} rows {msg}")
 }
 
+/// A bar the log lines go above (`LogWriter` suspends it while one is
+/// written), cleared and forgotten when dropped: at its end, on an error or
+/// a panic alike. The run's progress and batch's `follow` each hold one.
+pub(crate) struct ActiveBar(ProgressBar);
+
+impl ActiveBar {
+    pub(crate) fn show(bar: ProgressBar) -> ActiveBar {
+        *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+        ActiveBar(bar)
+    }
+}
+
+impl std::ops::Deref for ActiveBar {
+    type Target = ProgressBar;
+    fn deref(&self) -> &ProgressBar {
+        &self.0
+    }
+}
+
+impl Drop for ActiveBar {
+    fn drop(&mut self) {
+        *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.0.finish_and_clear();
+    }
+}
+
 pub(crate) struct Progress {
-    bar: Option<ProgressBar>,
+    bar: Option<ActiveBar>,
     total: Option<u64>,
     started: Instant,
     last_plain: Instant,
@@ -47,8 +73,7 @@ impl Progress {
             .progress_chars("=> ");
             bar.set_style(style);
             bar.enable_steady_tick(Duration::from_millis(200));
-            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
-            bar
+            ActiveBar::show(bar)
         });
         let now = Instant::now();
         Progress {
@@ -102,17 +127,9 @@ impl Progress {
         )
     }
 
+    /// Clears the bar (dropping the progress does too).
     pub(crate) fn finish(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            bar.finish_and_clear();
-        }
-    }
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        self.finish();
+        self.bar = None;
     }
 }
 
