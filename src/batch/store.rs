@@ -21,11 +21,13 @@ pub(crate) async fn upload(s3: &aws_sdk_s3::Client, path: &Path, uri: &str) -> a
         .map_err(|why| anyhow::anyhow!("{uri}: upload failed: {why}"))
 }
 
-/// The object at `uri`, or `None` when there is none (a job that wrote nothing).
+/// The object at `uri`, or `None` when there is none (a job that wrote
+/// nothing). Whole, in the SDK's buffer (no second copy): one output file of
+/// one job part, which `records_per_file`/`bytes_per_file` bound.
 pub(crate) async fn download(
     s3: &aws_sdk_s3::Client,
     uri: &str,
-) -> anyhow::Result<Option<Vec<u8>>> {
+) -> anyhow::Result<Option<bytes::Bytes>> {
     let S3Uri { bucket, key } = S3Uri::parse(uri)?;
     match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(o) => {
@@ -34,7 +36,7 @@ pub(crate) async fn download(
                 .collect()
                 .await
                 .with_context(|| format!("{uri}: download broke off"))?;
-            Ok(Some(bytes.into_bytes().to_vec()))
+            Ok(Some(bytes.into_bytes()))
         }
         Err(e) => {
             if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
